@@ -1,0 +1,31 @@
+"""One exception root for everything benchkit reports to a user.
+
+The CLI turns any :class:`BenchkitError` into a one-paragraph message and exit
+code 2; anything else escaping is a bug in benchkit and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class BenchkitError(Exception):
+    """Root of every error benchkit raises on purpose."""
+
+
+class SpecError(BenchkitError):
+    """The evaluation spec (or a file it names) is malformed or inconsistent."""
+
+
+class WorkloadError(BenchkitError):
+    """A workload cannot be built, loaded, or fed (bad model file, shape conflict, ...)."""
+
+
+class BackendError(BenchkitError):
+    """A backend adapter failed while loading, staging or running a workload."""
+
+
+class BackendUnavailable(BackendError):
+    """A backend is not installed or cannot be imported; the message names the extra."""
+
+
+class RecordError(BenchkitError):
+    """A result record is unreadable, invalid, or from an unsupported schema version."""

@@ -1,0 +1,53 @@
+"""benchkit: a performance-evaluation standard for AI accelerators.
+
+Public surface::
+
+    from benchkit import load_spec, run, Spec, ResultRecord, Backend
+
+Attributes are imported lazily so that ``import benchkit`` (and the CLI's
+start-up) pulls in no runtime and no numerical library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import BenchkitError
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .records import ResultRecord
+    from .spec import Spec, load_spec
+
+__all__ = ["__version__", "BenchkitError", "load_spec", "run", "Spec", "ResultRecord", "Backend"]
+
+_LAZY = {
+    "load_spec": ("spec", "load_spec"),
+    "Spec": ("spec", "Spec"),
+    "ResultRecord": ("records", "ResultRecord"),
+    "Backend": ("backends.base", "Backend"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{mod}", __name__), attr)
+    raise AttributeError(f"module 'benchkit' has no attribute {name!r}")
+
+
+def run(spec_path: str, out_dir: str = "results", *, profile: str | None = None, isolation: str | None = None,
+        backends: tuple[str, ...] = (), workloads: tuple[str, ...] = ()):
+    """Run a spec file end to end and return the :class:`benchkit.runner.SuiteResult`."""
+    from pathlib import Path
+
+    from .runner import expand, preflight, run_suite
+    from .spec import load_spec
+
+    loaded = load_spec(spec_path)
+    cells = expand(loaded, backends, workloads, profile)
+    preflight(loaded, cells)
+    return run_suite(loaded, Path(out_dir), cells, isolation)

@@ -1,0 +1,99 @@
+"""The backend adapter protocol: what a vendor implements.
+
+An adapter is a class registered in the ``benchkit.backends`` entry-point
+group. benchkit drives it in this order, and only steps 4-5 are timed::
+
+    1. Backend(options)            construct; validate options (untimed)
+    2. load(model_path, workload)  compile the ONNX file for the device (untimed, reported as load_ns)
+    3. stage(feeds) -> staged      copy one call's inputs to the device (untimed)
+    4. run(staged) -> result       start the inference call            ┐ timed:
+    5. synchronize()               wait until the device has finished  ┘ one boundary for every vendor
+    6. fetch(result) -> outputs    copy outputs back as numpy (untimed; accuracy checks only)
+    7. close()                     release everything
+
+``info()`` describes what actually ran (runtime version, device, *effective*
+precision, resolved options); it goes verbatim into every record.
+
+A minimal adapter is about thirty lines; see ``NullBackend`` in
+``benchkit/backends/null.py`` and the ONNX Runtime adapter.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BackendInfo(BaseModel):
+    """What an adapter reports about itself; stored as the record's ``backend`` block."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Adapter name (entry-point name).")
+    version: str = Field(description="Version of the vendor runtime (not of the adapter).")
+    device: str = Field(description="What executed the model, e.g. 'cpu: AMD EPYC 9654', 'cuda:0 NVIDIA H200'.")
+    precision: str = Field(description="Effective compute precision as read back from the runtime.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options as the runtime resolved them.")
+    adapter: str = Field("", description="Python path of the adapter class.")
+    adapter_version: str = Field("", description="Version of the package providing the adapter.")
+    peak_flops_per_s: float | None = Field(None, description="Device peak at the effective precision, if known.")
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """What an adapter may want to know about the model it loads."""
+
+    name: str
+    inputs: Mapping[str, tuple[int, ...]]  # one call's fixed input shapes
+    input_dtypes: Mapping[str, np.dtype]
+    output_names: Sequence[str]
+    batch_size: int  # samples per call
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Base class of every backend adapter. Subclasses implement the abstract methods."""
+
+    #: Entry-point name; also the ``backend.name`` of records.
+    name: ClassVar[str] = ""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        """Validate ``options``; raise :class:`benchkit.errors.BackendError` naming a bad one. Do not load models here."""
+        self.options = dict(options)
+
+    @classmethod
+    def describe_installation(cls) -> dict[str, Any]:
+        """For ``benchkit backends``: runtime version and available devices. Must not load a model."""
+        return {}
+
+    @abc.abstractmethod
+    def load(self, model_path: Path, workload: WorkloadInfo) -> None:
+        """Compile/prepare the model for the device. Untimed; its duration is reported as ``metrics.load_ns``."""
+
+    def stage(self, feeds: Mapping[str, np.ndarray]) -> Any:
+        """Make one call's inputs ready on the device (untimed). Default: the numpy feeds themselves."""
+        return feeds
+
+    @abc.abstractmethod
+    def run(self, staged: Any) -> Any:
+        """Issue one inference call on staged inputs. Timed. May return before the device finishes."""
+
+    def synchronize(self) -> None:
+        """Block until all issued work is complete. Timed. Default: nothing (synchronous runtimes)."""
+
+    @abc.abstractmethod
+    def fetch(self, result: Any) -> list[np.ndarray]:
+        """Outputs of ``run`` as host numpy arrays, in graph output order (untimed)."""
+
+    def close(self) -> None:
+        """Release the model and device resources. Called once, also after a failure."""
+
+    @abc.abstractmethod
+    def info(self) -> BackendInfo:
+        """Describe what ran: call after ``load`` so effective settings can be read back."""

@@ -1,0 +1,347 @@
+"""Command line: thin commands over the library.
+
+Exit codes: 0 success (for ``run``: every cell VALID); 1 a run finished but
+some cell is INVALID or failed; 2 bad input (spec, record, option, model),
+reported as one message naming the file and field, never a traceback;
+130 interrupted (records already written are kept).
+
+Start-up imports nothing heavy: pydantic, numpy and every runtime are
+imported inside the command that needs them, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ._version import __version__
+from .errors import BenchkitError
+
+DEFAULT_OUT = "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchkit",
+        description="Performance evaluation of AI accelerators: one spec, standard ONNX workloads, "
+        "pluggable backends, comparable result records.",
+        epilog="Exit codes: 0 ok, 1 some cell INVALID or failed, 2 bad input, 130 interrupted.",
+    )
+    p.add_argument("--version", action="version", version=f"benchkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a spec's suite and write one record per cell")
+    r.add_argument("spec", help="spec file (YAML/JSON), or the name of a standard spec such as ci-smoke")
+    r.add_argument("--out", default=DEFAULT_OUT, help="results directory (default: %(default)s)")
+    r.add_argument("--backend", action="append", default=[], metavar="NAME", help="only this backend (repeatable)")
+    r.add_argument("--workload", action="append", default=[], metavar="NAME", help="only this workload (repeatable)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
+    g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
+    r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
+    r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
+
+    v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
+    v.add_argument("spec")
+
+    s = sub.add_parser("schema", help="print a JSON Schema")
+    s.add_argument("which", choices=["spec", "result"])
+
+    sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures")
+
+    w = sub.add_parser("workloads", help="list the standard workload catalog")
+    w.add_argument("--details", action="store_true", help="build each model and show parameters, FLOPs and bytes")
+
+    sh = sub.add_parser("show", help="print a result record readably")
+    sh.add_argument("record", type=Path)
+
+    c = sub.add_parser("compare", help="ratio table of matching records: candidate / base")
+    c.add_argument("base", type=Path, help="record file or directory")
+    c.add_argument("cand", type=Path, help="record file or directory")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except BenchkitError as e:
+        print(f"benchkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("benchkit: interrupted; records already written are kept", file=sys.stderr)
+        return 130
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    con = Console(stderr=stderr, highlight=False)
+    if not con.is_terminal:
+        # Piped output (CI logs) would otherwise be folded at 80 columns.
+        con = Console(stderr=stderr, highlight=False, width=160)
+    return con
+
+
+def cmd_validate(args) -> int:
+    from .runner import expand, preflight
+    from .spec import load_spec
+
+    loaded = load_spec(args.spec)
+    cells = expand(loaded)
+    preflight(loaded, cells)
+    print(f"{args.spec}: valid: {len(loaded.spec.workloads)} workload(s) x {len(loaded.spec.backends)} backend(s) "
+          f"x {len(loaded.spec.scenarios)} scenario(s) = {len(cells)} cell(s)")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    if args.which == "spec":
+        from .spec import spec_json_schema
+
+        schema = spec_json_schema()
+    else:
+        from .records import record_json_schema
+
+        schema = record_json_schema()
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .runner import expand, preflight, run_suite
+    from .spec import load_spec
+
+    loaded = load_spec(args.spec)
+    profile = "quick" if args.quick else args.profile
+    cells = expand(loaded, args.backend, args.workload, profile)
+    err = _console(stderr=True)
+    with err.status("resolving workloads and backends..."):
+        preflight(loaded, cells, args.cache_dir)
+    out = Path(args.out)
+    done: list = []
+    with Progress(
+        TextColumn("[bold]{task.fields[cell]}"),
+        TextColumn("{task.fields[phase]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} cells"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("suite", total=len(cells), cell="", phase="")
+
+        def progress(cell_id: str, phase: str) -> None:
+            bar.update(task, cell=cell_id, phase=phase)
+
+        def on_record(rec, path) -> None:
+            done.append((rec, path))
+            bar.advance(task)
+            mark = "VALID" if rec.validity.valid else "INVALID"
+            bar.console.print(f"  {rec.cell_id}: {mark} -> {path}")
+
+        try:
+            result = run_suite(
+                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir
+            )
+        except KeyboardInterrupt:
+            err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")
+            raise
+    _summary_table([r for r, _ in done])
+    print(f"{len(result.records)} record(s) in {result.out_dir}")
+    return 0 if result.all_valid else 1
+
+
+def _fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.0f} ns"
+
+
+def _fmt_rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.1f}/s"
+
+
+def _summary_table(recs) -> None:
+    from rich.table import Table
+
+    t = Table(title="benchkit results", title_justify="left")
+    for col in ("workload", "backend", "scenario", "precision", "batch", "headline", "p50", "p99", "samples/s", "CV",
+                "validity"):
+        t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99", "samples/s", "CV") else "left")
+    for r in recs:
+        wl = r.spec["workload"]["name"]
+        be = r.spec["backend"].get("label") or r.spec["backend"]["name"]
+        m = r.metrics
+        if m is None:
+            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-",
+                      f"[red]FAILED[/] ({r.error.phase if r.error else '?'})")
+            continue
+        h = m.headline
+        head = f"{h.name.removeprefix('latency_').removesuffix('_ns')} {_fmt_ns(h.value)}" if h.unit == "ns" \
+            else _fmt_rate(h.value)
+        valid = "[green]VALID[/]" if r.validity.valid else "[red]INVALID[/]"
+        if r.validity.warnings:
+            valid += " [yellow](!)[/]"
+        t.add_row(wl, be, r.scenario.kind, r.backend.precision if r.backend else "-",
+                  str(r.workload.effective_batch_size) if r.workload else "-", head, _fmt_ns(m.latency_ns.p50),
+                  _fmt_ns(m.latency_ns.p99), _fmt_rate(m.throughput_per_s), f"{m.latency_ns.cv:.1%}", valid)
+    con = _console()
+    con.print(t)
+    for r in recs:
+        for reason in r.validity.reasons:
+            con.print(f"[red]INVALID[/] {r.cell_id}: {reason}")
+        for w in r.validity.warnings:
+            con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
+
+
+def cmd_backends(args) -> int:
+    from rich.table import Table
+
+    from .backends import survey
+
+    t = Table(title="benchkit backends (entry-point group benchkit.backends)", title_justify="left")
+    for col in ("name", "status", "runtime", "devices / providers", "provided by"):
+        t.add_column(col)
+    for b in survey():
+        if b.ok:
+            d = b.details
+            devices = d.get("providers") or d.get("devices") or d.get("device") or ""
+            if isinstance(devices, (list, tuple)):
+                devices = ", ".join(map(str, devices))
+            t.add_row(b.name, "[green]ok[/]", str(d.get("version", "")), str(devices), b.package)
+        else:
+            t.add_row(b.name, "[red]failed[/]", "", f"[red]{b.error}[/]", b.package)
+    _console().print(t)
+    return 0
+
+
+def cmd_workloads(args) -> int:
+    from rich.table import Table
+
+    from .workloads import catalog
+
+    entries = catalog.entries()
+    t = Table(title="benchkit standard workloads", title_justify="left")
+    cols = ["name", "family", "task", "inputs", "variants"]
+    if args.details:
+        cols += ["params", "GFLOPs/sample", "weights", "AI (flop/B)"]
+    for col in cols:
+        t.add_column(col)
+    for name, e in entries.items():
+        inputs = "; ".join(f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs)
+        row = [name, e.family, e.task, inputs, ",".join(e.variants)]
+        if args.details:
+            from .workloads.flops import analyze, per_sample
+
+            path = catalog.materialize(name)
+            dims = {**e.dims, "batch": 1}
+            cost = per_sample(analyze(path, dims), 1)
+            row += [f"{cost.params:,}", f"{cost.flops / 1e9:.3f}", _fmt_bytes(cost.weight_bytes),
+                    f"{cost.arithmetic_intensity:.1f}"]
+        t.add_row(*row)
+    _console().print(t)
+    return 0
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def cmd_show(args) -> int:
+    from rich.table import Table
+
+    from . import records
+
+    r = records.load(args.record)
+    con = _console()
+    status = "[green]VALID[/]" if r.validity.valid else "[red]INVALID[/]"
+    con.print(f"[bold]{r.cell_id}[/]  {status}  (schema {r.schema_version}, benchkit {r.benchkit_version}, "
+              f"run {r.run_id}, {r.started_at.isoformat()})")
+    for reason in r.validity.reasons:
+        con.print(f"  [red]reason:[/] {reason}")
+    for w in r.validity.warnings:
+        con.print(f"  [yellow]warning:[/] {w}")
+    if r.workload:
+        w = r.workload
+        con.print(f"workload  {w.name} ({w.source}{', ' + w.catalog + '/' + w.variant if w.catalog else ''}) "
+                  f"sha256 {w.model_sha256[:16]}… batch {w.effective_batch_size} {w.graph_precision}")
+    if r.backend:
+        b = r.backend
+        con.print(f"backend   {b.id}: {b.name} {b.version} on {b.device}, precision {b.precision} "
+                  f"(claimed {b.claimed_precision})")
+    s = r.system
+    con.print(f"system    {s.cpu_model}, {s.cpu_count} CPUs, {_fmt_bytes(s.memory_bytes)}, {s.os}, Python {s.python}")
+    con.print(f"scenario  {r.scenario.kind} " + ", ".join(f"{k}={v}" for k, v in r.scenario.settings.items()
+                                                        if v is not None))
+    if r.metrics:
+        m = r.metrics
+        t = Table(title="metrics", title_justify="left")
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        lat = m.latency_ns
+        for key in ("min", "p50", "p90", "p95", "p99", "p999", "max", "mean", "stdev"):
+            t.add_row(f"latency {key}", _fmt_ns(getattr(lat, key)))
+        t.add_row("CV", f"{lat.cv:.2%}")
+        t.add_row("outliers (low/high)", f"{lat.outliers_low}/{lat.outliers_high}")
+        t.add_row("queries / samples", f"{m.count:,} / {m.sample_count:,}")
+        t.add_row("throughput", _fmt_rate(m.throughput_per_s))
+        t.add_row("duration", _fmt_ns(m.duration_ns))
+        t.add_row("first inference", _fmt_ns(m.first_inference_ns))
+        t.add_row("load/compile", _fmt_ns(m.load_ns))
+        t.add_row("stop reason", m.stop_reason)
+        h = m.headline
+        t.add_row(f"[bold]headline {h.name}[/]", _fmt_ns(h.value) if h.unit == "ns" else _fmt_rate(h.value))
+        for k, v in m.extra.items():
+            t.add_row(k, str(v))
+        con.print(t)
+    if r.error:
+        con.print(f"[red]error[/] in {r.error.phase}: {r.error.type}: {r.error.message}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.table import Table
+
+    from .compare import compare_paths
+
+    rows, warnings = compare_paths([args.base], [args.cand])
+    con = _console()
+    for w in warnings:
+        con.print(f"[yellow]warning:[/] {w}")
+    t = Table(title=f"compare: {args.cand} / {args.base}", title_justify="left")
+    for col in ("workload", "scenario", "batch", "precision", "metric", "base", "cand", "ratio", "change"):
+        t.add_column(col, justify="right" if col in ("base", "cand", "ratio", "change", "batch") else "left")
+    for row in rows:
+        fmt = _fmt_ns if row.unit == "ns" else _fmt_rate
+        color = "green" if row.better else ("red" if row.better is False else "white")
+        t.add_row(row.workload, row.scenario, str(row.batch), row.precision, row.metric, fmt(row.base), fmt(row.cand),
+                  f"{row.ratio:.3f}", f"[{color}]{row.change_pct:+.1f}%[/]")
+    con.print(t)
+    if not rows:
+        con.print("no matching records (matched by workload, scenario, batch and precision)")
+    return 0
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "schema": cmd_schema,
+    "backends": cmd_backends,
+    "workloads": cmd_workloads,
+    "show": cmd_show,
+    "compare": cmd_compare,
+}

@@ -1,0 +1,221 @@
+"""Result records: one versioned JSON document per cell (workload x backend x scenario).
+
+Clients rely on the field paths below; fields may be added, never renamed.
+A cell that failed still gets a record (``validity.valid: false``, the error
+in ``validity.reasons``), so a suite never silently loses a cell. Every
+reported percentile can be recomputed from ``samples_ns`` with
+:func:`benchkit.stats.summarize` (nearest-rank).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .backends.base import BackendInfo
+from .errors import RecordError
+from .stats import LatencyStats
+
+SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputInfo(_Model):
+    name: str
+    dtype: str
+    shape: list[int] = Field(description="Shape of one inference call's input.")
+
+
+class WorkloadRecord(_Model):
+    name: str
+    source: Literal["catalog", "file"]
+    catalog: str | None = None
+    variant: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    model_sha256: str
+    model_file: str = Field(description="File name of the model (not its path: records travel between machines).")
+    graph_precision: str
+    dims: dict[str, int] = Field(default_factory=dict)
+    inputs: list[InputInfo] = Field(default_factory=list)
+    effective_batch_size: int | None = Field(None, description="Samples per inference call actually used.")
+    flops: int | None = Field(None, description="FLOPs per sample, where known.")
+
+
+class BackendRecord(BackendInfo):
+    id: str = Field(description="Backend label in the spec (defaults to name).")
+    claimed_precision: str = Field(description="Precision the spec claims for this result.")
+
+
+class SystemRecord(_Model):
+    hostname: str
+    cpu_model: str
+    cpu_count: int
+    cpu_affinity: int | None = None
+    cpu_flags: list[str] = Field(default_factory=list)
+    memory_bytes: int
+    os: str
+    machine: str
+    python: str
+    packages: dict[str, str]
+
+
+class ScenarioRecord(_Model):
+    kind: Literal["single_stream", "multi_stream", "server", "offline"]
+    settings: dict[str, Any] = Field(description="Effective settings, profile defaults filled in.")
+
+
+class Headline(_Model):
+    name: str
+    value: float
+    unit: str
+    higher_is_better: bool
+
+
+class Metrics(_Model):
+    latency_ns: LatencyStats = Field(description="Per-query latency statistics (nearest-rank percentiles).")
+    count: int = Field(description="Measured queries.")
+    sample_count: int = Field(description="Measured samples (queries x samples per query).")
+    duration_ns: int = Field(description="From the first issue to the last completion of the measured run.")
+    throughput_per_s: float = Field(description="sample_count / duration.")
+    queries_per_s: float
+    first_inference_ns: int = Field(description="The very first call after load (cold), not in the statistics.")
+    load_ns: int = Field(description="Adapter load/compile time.")
+    warmup_queries: int
+    stop_reason: str
+    headline: Headline
+    achieved_flops_per_s: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="Scenario-specific figures (e.g. issue lateness).")
+
+
+class Validity(_Model):
+    valid: bool
+    reasons: list[str] = Field(default_factory=list, description="Why the result is INVALID (empty when valid).")
+    warnings: list[str] = Field(default_factory=list, description="Doubts that do not invalidate (e.g. high CV).")
+
+
+class ErrorInfo(_Model):
+    type: str
+    message: str
+    phase: str = Field(description="load | stage | warmup | measure | worker | resolve ...")
+    detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
+
+
+class ResultRecord(_Model):
+    schema_version: int
+    benchkit_version: str
+    engine: str = "benchkit"
+    run_id: str
+    cell_id: str
+    started_at: datetime
+    finished_at: datetime
+    spec_name: str
+    spec_sha256: str
+    spec: dict[str, Any] = Field(description="The resolved cell: seed, profile, workload, backend, scenario entries.")
+    workload: WorkloadRecord | None
+    backend: BackendRecord | None
+    system: SystemRecord
+    scenario: ScenarioRecord
+    metrics: Metrics | None
+    samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
+    validity: Validity
+    error: ErrorInfo | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def record_json_schema() -> dict[str, Any]:
+    schema = ResultRecord.model_json_schema()
+    schema["$comment"] = f"benchkit result record, schema_version {SCHEMA_VERSION}"
+    return schema
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` so that a reader sees either nothing or the whole file, even after a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save(record: ResultRecord, path: Path) -> Path:
+    write_atomic(path, record.to_json() + "\n")
+    return path
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older record up to SCHEMA_VERSION. Each version step is one block here."""
+    return data
+
+
+def parse(data: Any, source: str) -> ResultRecord:
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise RecordError(f"{source}: not a benchkit result record (no schema_version)")
+    v = data["schema_version"]
+    if not isinstance(v, int) or v < 1:
+        raise RecordError(f"{source}: schema_version must be a positive integer, got {v!r}")
+    if v > SCHEMA_VERSION:
+        raise RecordError(
+            f"{source}: record schema_version {v} is newer than this benchkit supports ({SCHEMA_VERSION}); upgrade benchkit"
+        )
+    try:
+        return ResultRecord.model_validate(_migrate(data))
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RecordError(f"{source}: invalid record at {where}: {first['msg']} ({e.error_count()} problem(s))") from None
+
+
+def load(path: str | Path) -> ResultRecord:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordError(f"{p}: no such record file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(f"{p}: not readable JSON ({e})") from None
+    return parse(data, str(p))
+
+
+def find(paths: list[str | Path]) -> list[Path]:
+    """Record files among `paths` (files, or directories searched recursively)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise RecordError(f"{p}: no such file or directory")
+    return out

@@ -1,0 +1,494 @@
+"""From a validated spec to result records: cells, preflight, isolation, record assembly.
+
+Data flows one way: ``LoadedSpec`` -> cells -> (worker) workload + adapter +
+scenario -> ``Measurement`` -> ``ResultRecord`` -> file. Nothing here reaches
+back into the spec once cells are built.
+
+Each cell runs in a fresh worker process by default (``python -m
+benchkit._worker``): a crash, a hang past ``cell_timeout_s`` or an
+out-of-memory kill inside a vendor runtime ends that cell with an error
+record, and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import records, stats, system
+from ._version import __version__
+from .backends import WorkloadInfo, load_backend_class
+from .errors import BackendError, BenchkitError, SpecError
+from .records import ResultRecord
+from .scenarios import HEADLINE, measure, timed_call, warmup
+from .scenarios.dispatch import requested_batch
+from .spec import BackendSpec, LoadedSpec, WorkloadSpec
+
+Progress = Callable[[str, str], None]  # (cell_id, phase)
+
+# Distinct input sets cycled through during a run: enough that a runtime
+# cannot serve repeated identical inputs from a cache, bounded in memory.
+_MAX_DISTINCT_INPUTS = 16
+_INPUT_POOL_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One workload x backend x scenario combination, fully resolved and JSON-serialisable."""
+
+    cell_id: str
+    workload: dict[str, Any]  # WorkloadSpec as JSON
+    backend: dict[str, Any]  # BackendSpec as JSON
+    kind: str
+    settings: dict[str, Any]  # effective scenario settings
+    seed: int
+    profile: str
+    origin: str  # "spec.yaml: workloads[0] (name)" for error messages
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload["name"]
+
+    @property
+    def backend_id(self) -> str:
+        return self.backend.get("label") or self.backend["name"]
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    """What every cell of one suite run shares."""
+
+    run_id: str
+    spec_name: str
+    spec_sha256: str
+    base_dir: str
+    keep_samples: bool
+    cache_dir: str | None = None
+
+
+def new_run_id() -> str:
+    return records.utcnow().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def expand(
+    loaded: LoadedSpec,
+    backends: Iterable[str] = (),
+    workloads: Iterable[str] = (),
+    profile: str | None = None,
+) -> list[Cell]:
+    """The suite's cells, in spec order, optionally filtered by backend ids and workload names."""
+    spec = loaded.spec
+    src = str(loaded.path) if loaded.path else spec.name
+    want_b, want_w = set(backends), set(workloads)
+    known_b = {b.id for b in spec.backends}
+    known_w = {w.name for w in spec.workloads}
+    if want_b - known_b:
+        raise SpecError(f"--backend: {', '.join(sorted(want_b - known_b))} not in {src}; backends there: {', '.join(sorted(known_b))}")
+    if want_w - known_w:
+        raise SpecError(f"--workload: {', '.join(sorted(want_w - known_w))} not in {src}; workloads there: {', '.join(sorted(known_w))}")
+    prof = profile or spec.run.profile
+    kinds = [s.kind for s in spec.scenarios]
+    cells = []
+    for wi, w in enumerate(spec.workloads):
+        if want_w and w.name not in want_w:
+            continue
+        for b in spec.backends:
+            if want_b and b.id not in want_b:
+                continue
+            for si, s in enumerate(spec.scenarios):
+                suffix = f"-{si}" if kinds.count(s.kind) > 1 else ""
+                cells.append(
+                    Cell(
+                        cell_id=f"{w.name}__{b.id}__{s.kind}{suffix}",
+                        workload=w.model_dump(mode="json"),
+                        backend=b.model_dump(mode="json"),
+                        kind=s.kind,
+                        settings=s.effective(prof),
+                        seed=spec.seed,
+                        profile=prof,
+                        origin=f"{src}: workloads[{wi}] ({w.name})",
+                    )
+                )
+    return cells
+
+
+def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = None) -> None:
+    """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options."""
+    from .workloads import resolve
+
+    seen_w: set[str] = set()
+    seen_b: set[str] = set()
+    for c in cells:
+        if c.workload_name not in seen_w:
+            seen_w.add(c.workload_name)
+            resolve(WorkloadSpec.model_validate(c.workload), loaded.base_dir, c.origin, cache_dir)
+        if c.backend_id not in seen_b:
+            seen_b.add(c.backend_id)
+            b = BackendSpec.model_validate(c.backend)
+            cls = load_backend_class(b.name)
+            try:
+                cls(b.options).close()
+            except BenchkitError as e:
+                src = str(loaded.path) if loaded.path else loaded.spec.name
+                raise SpecError(f"{src}: backends ({b.id}).options: {e}") from None
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+class _Phase:
+    """Tracks the current phase so an error record can say where a cell failed."""
+
+    def __init__(self, cell_id: str, progress: Progress | None) -> None:
+        self.name = "resolve"
+        self._cell_id, self._progress = cell_id, progress
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        if self._progress:
+            self._progress(self._cell_id, name)
+
+
+def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None) -> ResultRecord:
+    """Run one cell in this process and return its record (an error record if anything failed)."""
+    from .workloads import resolve
+
+    started = records.utcnow()
+    phase = _Phase(cell.cell_id, progress)
+    wl = backend = info = None
+    effective_batch = None
+    try:
+        wspec = WorkloadSpec.model_validate(cell.workload)
+        bspec = BackendSpec.model_validate(cell.backend)
+        wl = resolve(wspec, Path(ctx.base_dir), cell.origin, Path(ctx.cache_dir) if ctx.cache_dir else None)
+        asked = requested_batch(cell.kind, cell.settings)
+        shapes, effective_batch = wl.call_shapes(asked)
+        per_call = max(1, wl.bytes_per_call(asked))
+        n_inputs = int(max(1, min(_MAX_DISTINCT_INPUTS, _INPUT_POOL_BYTES // per_call)))
+        feeds, _ = wl.make_feeds(asked, n_inputs, cell.seed)
+
+        phase("load")
+        cls = load_backend_class(bspec.name)
+        backend = cls(bspec.options)
+        winfo = WorkloadInfo(
+            name=wl.name,
+            inputs=shapes,
+            input_dtypes={i.name: i.dtype for i in wl.inputs},
+            output_names=wl.output_names,
+            batch_size=effective_batch,
+            extra={"graph_precision": wl.graph_precision, "source": wl.source, "catalog": wl.catalog},
+        )
+        t0 = time.perf_counter_ns()
+        backend.load(wl.path, winfo)
+        load_ns = time.perf_counter_ns() - t0
+        info = backend.info()
+
+        phase("stage")
+        staged = [backend.stage(f) for f in feeds]
+        first_ns = timed_call(backend, staged[0])
+
+        phase("warmup")
+        n_warm = warmup(backend, staged, cell.settings["warmup_ms"], cell.settings["warmup_queries"])
+
+        phase("measure")
+        m = measure(cell.kind, backend, staged, cell.settings, effective_batch, cell.seed)
+
+        phase("check")
+        outputs = backend.fetch(backend.run(staged[0]))
+        backend.synchronize()
+        output_problems = _check_outputs(outputs, wl.output_names)
+
+        record = _assemble(cell, ctx, started, wl, bspec, info, effective_batch, m, load_ns, first_ns, n_warm,
+                           output_problems)
+    except BaseException as e:  # noqa: BLE001 - every failure becomes a record; KeyboardInterrupt re-raised below
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        detail = "" if isinstance(e, BenchkitError) else traceback.format_exc(limit=8)
+        record = error_record(cell, ctx, started, f"{type(e).__name__}: {e}", type(e).__name__, phase.name, detail,
+                              wl=wl, info=info, effective_batch=effective_batch)
+    finally:
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # noqa: BLE001 - a close failure must not hide the measurement
+                pass
+    return record
+
+
+def _check_outputs(outputs: list[np.ndarray], names: tuple[str, ...]) -> list[str]:
+    problems = []
+    if names and len(outputs) != len(names):
+        problems.append(f"adapter returned {len(outputs)} outputs, the graph has {len(names)}")
+    for name, arr in zip(names, outputs):
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            problems.append(f"output {name!r} contains NaN or Inf")
+    return problems
+
+
+def _workload_block(wl, effective_batch: int | None) -> records.WorkloadRecord:
+    shapes, _ = wl.call_shapes(effective_batch or 1)
+    return records.WorkloadRecord(
+        name=wl.name,
+        source=wl.source,
+        catalog=wl.catalog,
+        variant=wl.variant,
+        params=dict(wl.params),
+        model_sha256=wl.sha256,
+        model_file=wl.path.name,
+        graph_precision=wl.graph_precision,
+        dims=dict(wl.dims),
+        inputs=[records.InputInfo(name=i.name, dtype=i.dtype.name, shape=list(shapes[i.name])) for i in wl.inputs],
+        effective_batch_size=effective_batch,
+    )
+
+
+def _spec_block(cell: Cell) -> dict[str, Any]:
+    return {"seed": cell.seed, "profile": cell.profile, "workload": cell.workload, "backend": cell.backend,
+            "scenario": {"kind": cell.kind, **cell.settings}}
+
+
+def _headline(kind: str, settings: dict[str, Any], lat: stats.LatencyStats, sorted_ns: np.ndarray,
+              throughput: float) -> records.Headline:
+    name, unit, hib = HEADLINE[kind]
+    if unit == "ns":
+        pct = float(settings.get("target_latency_percentile", 90.0 if kind == "single_stream" else 99.0))
+        value = float(stats.percentile_ns(sorted_ns, pct))
+        name = f"latency_p{pct:g}_ns".replace(".", "")
+    else:
+        value = throughput
+    return records.Headline(name=name, value=value, unit=unit, higher_is_better=hib)
+
+
+def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch, m, load_ns, first_ns, n_warm,
+              output_problems) -> ResultRecord:
+    lat = stats.summarize(m.samples_ns)
+    sorted_ns = np.sort(m.samples_ns)
+    thr = stats.throughput_per_s(m.sample_count, m.duration_ns)
+    qps = stats.throughput_per_s(m.query_count, m.duration_ns)
+    reasons: list[str] = []
+    warnings: list[str] = []
+    s = cell.settings
+    if m.stop_reason != "min_duration_and_query_count":
+        short = []
+        if m.duration_ns < s["min_duration_ms"] * 1_000_000:
+            short.append(f"duration {m.duration_ns / 1e6:.0f} ms < min_duration_ms {s['min_duration_ms']}")
+        if m.query_count < s["min_query_count"]:
+            short.append(f"{m.query_count} queries < min_query_count {s['min_query_count']}")
+        if short:
+            reasons.append(f"stopped at {m.stop_reason} before the minimums were met: " + "; ".join(short))
+    if info.precision != bspec.precision:
+        msg = f"effective precision {info.precision} differs from the claimed {bspec.precision}"
+        (warnings if bspec.allow_precision_mismatch else reasons).append(
+            msg + (" (allowed by allow_precision_mismatch)" if bspec.allow_precision_mismatch else "")
+        )
+    reasons.extend(output_problems)
+    reasons.extend(m.extra.get("invalid_reasons", []))
+    warn = stats.stability_warning(lat)
+    if warn:
+        warnings.append(warn)
+    metrics = records.Metrics(
+        latency_ns=lat,
+        count=m.query_count,
+        sample_count=m.sample_count,
+        duration_ns=m.duration_ns,
+        throughput_per_s=thr,
+        queries_per_s=qps,
+        first_inference_ns=first_ns,
+        load_ns=load_ns,
+        warmup_queries=n_warm,
+        stop_reason=m.stop_reason,
+        headline=_headline(cell.kind, s, lat, sorted_ns, thr),
+        extra={k: v for k, v in m.extra.items() if k != "invalid_reasons"},
+    )
+    return ResultRecord(
+        schema_version=records.SCHEMA_VERSION,
+        benchkit_version=__version__,
+        run_id=ctx.run_id,
+        cell_id=cell.cell_id,
+        started_at=started,
+        finished_at=records.utcnow(),
+        spec_name=ctx.spec_name,
+        spec_sha256=ctx.spec_sha256,
+        spec=_spec_block(cell),
+        workload=_workload_block(wl, effective_batch),
+        backend=records.BackendRecord(**info.model_dump(), id=bspec.id, claimed_precision=bspec.precision),
+        system=records.SystemRecord(**system.describe()),
+        scenario=records.ScenarioRecord(kind=cell.kind, settings=s),
+        metrics=metrics,
+        samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
+        validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
+    )
+
+
+def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: str, phase: str, detail: str = "",
+                 wl=None, info=None, effective_batch=None) -> ResultRecord:
+    """The record of a cell that produced no measurement: it still exists, INVALID, with the cause."""
+    bspec = BackendSpec.model_validate(cell.backend)
+    backend = None
+    if info is not None:
+        backend = records.BackendRecord(**info.model_dump(), id=bspec.id, claimed_precision=bspec.precision)
+    return ResultRecord(
+        schema_version=records.SCHEMA_VERSION,
+        benchkit_version=__version__,
+        run_id=ctx.run_id,
+        cell_id=cell.cell_id,
+        started_at=started,
+        finished_at=records.utcnow(),
+        spec_name=ctx.spec_name,
+        spec_sha256=ctx.spec_sha256,
+        spec=_spec_block(cell),
+        workload=_workload_block(wl, effective_batch) if wl is not None else None,
+        backend=backend,
+        system=records.SystemRecord(**system.describe()),
+        scenario=records.ScenarioRecord(kind=cell.kind, settings=cell.settings),
+        metrics=None,
+        samples_ns=None,
+        validity=records.Validity(valid=False, reasons=[f"{phase} failed: {message}"]),
+        error=records.ErrorInfo(type=etype, message=message, phase=phase, detail=detail[-4000:]),
+    )
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Progress | None = None) -> ResultRecord:
+    """Run one cell in a fresh Python process; turn a crash, hang or kill into an error record."""
+    started = records.utcnow()
+    with tempfile.TemporaryDirectory(prefix="benchkit-cell-") as tmp:
+        payload = Path(tmp) / "cell.json"
+        result = Path(tmp) / "record.json"
+        errlog = Path(tmp) / "stderr.txt"
+        payload.write_text(json.dumps({"cell": cell.__dict__, "ctx": ctx.__dict__}))
+        with open(errlog, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "benchkit._worker", str(payload), str(result)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: a timeout kills the runtime's threads and children too
+            )
+            reader = threading.Thread(target=_relay_progress, args=(proc, cell.cell_id, progress), daemon=True)
+            reader.start()
+            try:
+                rc = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                reader.join(5)
+                return error_record(cell, ctx, started, f"cell exceeded cell_timeout_s={timeout_s:g} and was killed",
+                                    "Timeout", "worker", _tail(errlog))
+            except BaseException:
+                _kill_group(proc)
+                raise
+            reader.join(5)
+        if rc == 0 and result.exists():
+            return records.parse(json.loads(result.read_text()), f"worker result of {cell.cell_id}")
+        if rc < 0:
+            why = f"worker process killed by {_signal_name(rc)}"
+            if rc == -signal.SIGKILL:
+                why += " (out of memory, or killed from outside)"
+        else:
+            why = f"worker process exited with status {rc} without a record"
+        return error_record(cell, ctx, started, why, "WorkerCrash", "worker", _tail(errlog))
+
+
+def _relay_progress(proc: subprocess.Popen, cell_id: str, progress: Progress | None) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        text = line.decode(errors="replace").strip()
+        if text.startswith("phase ") and progress:
+            progress(cell_id, text[6:])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        data = path.read_bytes()[-limit:]
+    except OSError:
+        return ""
+    return data.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------- suite
+
+
+@dataclass
+class SuiteResult:
+    run_id: str
+    out_dir: Path
+    paths: list[Path]
+    records: list[ResultRecord]
+
+    @property
+    def all_valid(self) -> bool:
+        return all(r.validity.valid for r in self.records)
+
+
+def run_suite(
+    loaded: LoadedSpec,
+    out_dir: Path,
+    cells: list[Cell],
+    isolation: str | None = None,
+    progress: Progress | None = None,
+    on_record: Callable[[ResultRecord, Path], None] | None = None,
+    cache_dir: Path | None = None,
+) -> SuiteResult:
+    """Run `cells` and write one record per cell under ``out_dir/<spec name>/<run id>/``.
+
+    Each record is written atomically as soon as its cell finishes, so an
+    interruption keeps everything measured before it.
+    """
+    spec = loaded.spec
+    ctx = SuiteContext(
+        run_id=new_run_id(),
+        spec_name=spec.name,
+        spec_sha256=loaded.sha256,
+        base_dir=str(loaded.base_dir),
+        keep_samples=spec.run.keep_samples,
+        cache_dir=str(cache_dir) if cache_dir else None,
+    )
+    mode = isolation or spec.run.isolation
+    run_dir = out_dir / spec.name / ctx.run_id
+    paths, recs = [], []
+    for cell in cells:
+        if mode == "inline":
+            rec = execute_cell(cell, ctx, progress)
+        else:
+            rec = run_in_worker(cell, ctx, spec.run.cell_timeout_s, progress)
+        path = records.save(rec, run_dir / f"{cell.cell_id}.json")
+        paths.append(path)
+        recs.append(rec)
+        if on_record:
+            on_record(rec, path)
+    return SuiteResult(ctx.run_id, run_dir, paths, recs)
+
+
+__all__ = ["Cell", "SuiteContext", "SuiteResult", "expand", "preflight", "execute_cell", "run_in_worker",
+           "run_suite", "error_record", "BackendError"]

@@ -1,0 +1,336 @@
+"""The evaluation spec: what to run, and under which rules.
+
+A spec file (YAML, or JSON) describes a *suite*: workloads x backends x
+scenarios, run rules and a seed. Every model here is frozen and rejects
+unknown keys, so a typo is an error rather than a silently ignored setting.
+Durations carry their unit in the name (``min_duration_ms``,
+``target_latency_ns``). Paths are relative to the spec file.
+
+Scenario fields left unset (``None``) take their value from the run profile
+(``quick``, ``standard``, ``mlperf``); :meth:`ScenarioBase.effective` resolves
+them and the result record stores the effective values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+
+Precision = Literal["fp32", "fp16", "bf16", "int8", "mixed"]
+Profile = Literal["quick", "standard", "mlperf"]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputOverride(_Frozen):
+    """How to generate one graph input, where the graph alone does not say."""
+
+    shape: tuple[int, ...] | None = Field(
+        None, description="Full shape of the input for one inference call; must agree with the graph's fixed dims."
+    )
+    low: float | None = Field(None, description="Lower bound (inclusive) of generated values. Default: 0 for integers.")
+    high: float | None = Field(
+        None, description="Upper bound (exclusive) of generated values. Default: 100 for integers; floats are N(0, 1)."
+    )
+
+
+class WorkloadSpec(_Frozen):
+    """One workload: a catalog model (by name) or any ONNX file (by path)."""
+
+    name: str = Field(pattern=_NAME, description="Name used in records and on the command line.")
+    model: Path | None = Field(
+        None, description="ONNX file, relative to the spec file. Unset: `catalog` (or `name`) names a catalog workload."
+    )
+    catalog: str | None = Field(None, description="Catalog workload to build. Default: `name`, when `model` is unset.")
+    variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="Catalog precision variant to build.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides (e.g. layers).")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="Pin of the model file's SHA-256; a mismatch is an error."
+    )
+    dims: dict[str, int] = Field(
+        default_factory=dict,
+        description="Values of named dynamic dimensions (dim_param), e.g. {seq: 128}. The batch dim comes from the scenario.",
+    )
+    inputs: dict[str, InputOverride] = Field(default_factory=dict, description="Per-input generation overrides.")
+
+    @field_validator("dims")
+    @classmethod
+    def _positive_dims(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, n in v.items():
+            if n <= 0:
+                raise ValueError(f"dimension {k!r} must be a positive integer, got {n}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WorkloadSpec:
+        if self.model is not None and self.catalog is not None:
+            raise ValueError("give either `model` (an ONNX file) or `catalog` (a catalog name), not both")
+        if self.model is not None and (self.params or self.variant != "fp32"):
+            raise ValueError("`params` and `variant` apply to catalog workloads only, not to a `model` file")
+        return self
+
+    @property
+    def catalog_name(self) -> str | None:
+        """The catalog entry this workload builds, or None for an external file."""
+        return None if self.model is not None else (self.catalog or self.name)
+
+
+class BackendSpec(_Frozen):
+    """One backend adapter and its options."""
+
+    name: str = Field(description="Adapter name as registered in the `benchkit.backends` entry-point group.")
+    label: str | None = Field(
+        None, pattern=_NAME, description="Distinct name for this configuration in records. Default: `name`."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter options, validated by the adapter.")
+    precision: Precision = Field("fp32", description="Precision the result claims; the adapter reports what ran.")
+    allow_precision_mismatch: bool = Field(
+        False, description="Accept a record whose effective precision differs from the claimed one."
+    )
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+
+# Profile defaults. MLPerf's own minimums (600 s, 24576 SingleStream queries
+# at its datacenter settings; we keep the duration and a count that the
+# early-stopping estimate needs) live in `mlperf`; `quick` is for CI.
+_PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
+    "quick": {"min_duration_ms": 500, "min_query_count": 50, "warmup_ms": 50, "warmup_queries": 5},
+    "standard": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
+    "mlperf": {"min_duration_ms": 600_000, "min_query_count": 24_576, "warmup_ms": 2_000, "warmup_queries": 10},
+}
+
+
+class ScenarioBase(_Frozen):
+    """Stop rules shared by every scenario (LoadGen's semantics).
+
+    The run continues until BOTH ``min_duration_ms`` AND ``min_query_count``
+    are met, and stops early as soon as EITHER ``max_duration_ms`` OR
+    ``max_query_count`` is reached. Unset fields take the profile's value.
+    """
+
+    min_duration_ms: int | None = Field(None, gt=0, description="Minimum timed duration. Profile default.")
+    min_query_count: int | None = Field(None, gt=0, description="Minimum number of queries. Profile default.")
+    max_duration_ms: int | None = Field(None, gt=0, description="Stop when this duration is reached. Default: none.")
+    max_query_count: int | None = Field(None, gt=0, description="Stop when this many queries ran. Default: none.")
+    warmup_ms: int | None = Field(None, ge=0, description="Untimed run-in: at least this long... Profile default.")
+    warmup_queries: int | None = Field(None, ge=0, description="...and at least this many queries. Profile default.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScenarioBase:
+        if self.max_duration_ms is not None and self.min_duration_ms is not None:
+            if self.max_duration_ms < self.min_duration_ms:
+                raise ValueError("max_duration_ms must be >= min_duration_ms")
+        if self.max_query_count is not None and self.min_query_count is not None:
+            if self.max_query_count < self.min_query_count:
+                raise ValueError("max_query_count must be >= min_query_count")
+        return self
+
+    def effective(self, profile: Profile) -> dict[str, Any]:
+        """All settings with profile defaults filled in (what the record stores)."""
+        values = self.model_dump()
+        for key, default in _PROFILE_DEFAULTS[profile].items():
+            if values.get(key) is None:
+                values[key] = default
+        # A max below a profile-filled min would never let the run finish honestly.
+        if values["max_duration_ms"] is not None:
+            values["min_duration_ms"] = min(values["min_duration_ms"], values["max_duration_ms"])
+        if values["max_query_count"] is not None:
+            values["min_query_count"] = min(values["min_query_count"], values["max_query_count"])
+        return values
+
+
+class SingleStream(ScenarioBase):
+    """One sample per query; the next query is issued when the previous completes. Metric: p90 latency."""
+
+    kind: Literal["single_stream"]
+    target_latency_percentile: float = Field(90.0, gt=0, lt=100, description="Percentile reported as the metric.")
+
+
+class MultiStream(ScenarioBase):
+    """`samples_per_query` samples per query, closed loop. Metric: p99 per-query latency."""
+
+    kind: Literal["multi_stream"]
+    samples_per_query: int = Field(8, gt=0, description="Samples in each query (one inference call).")
+    target_latency_percentile: float = Field(99.0, gt=0, lt=100, description="Percentile reported as the metric.")
+
+
+class Server(ScenarioBase):
+    """Poisson arrivals at `target_qps`; latency runs from each query's scheduled time. Metric: samples/s."""
+
+    kind: Literal["server"]
+    target_qps: float = Field(gt=0, description="Mean arrival rate, queries per second.")
+    target_latency_ns: int = Field(gt=0, description="Latency bound at `target_latency_percentile`.")
+    target_latency_percentile: float = Field(99.0, gt=0, lt=100, description="Percentile held to the bound.")
+    workers: int = Field(2, gt=0, description="Concurrent in-flight queries when the adapter has no async API.")
+
+
+class Offline(ScenarioBase):
+    """All samples available at once, issued in calls of `batch_size`. Metric: samples/s."""
+
+    kind: Literal["offline"]
+    batch_size: int = Field(1, gt=0, description="Samples per inference call, where the model's batch dim allows it.")
+
+
+Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline], Field(discriminator="kind")]
+
+
+class RunRules(_Frozen):
+    """How cells are executed."""
+
+    profile: Profile = Field("standard", description="Defaults for unset scenario fields: quick | standard | mlperf.")
+    isolation: Literal["process", "inline"] = Field(
+        "process", description="Run each cell in a fresh worker process (default) or in the benchkit process."
+    )
+    cell_timeout_s: float = Field(
+        900.0, gt=0, description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed."
+    )
+    keep_samples: bool = Field(True, description="Store raw per-query latencies (`samples_ns`) in each record.")
+
+
+class Spec(_Frozen):
+    """A suite: every workload x backend x scenario combination is one cell."""
+
+    name: str = Field(pattern=_NAME, description="Suite name; records are filed under it.")
+    seed: int = Field(0, ge=0, description="Seed of every random input and arrival schedule.")
+    description: str = Field("", description="Free text.")
+    workloads: tuple[WorkloadSpec, ...] = Field(min_length=1, description="Workloads to run.")
+    backends: tuple[BackendSpec, ...] = Field(min_length=1, description="Backend configurations to run.")
+    scenarios: tuple[Scenario, ...] = Field(min_length=1, description="Scenarios to run each pair under.")
+    run: RunRules = Field(default_factory=RunRules, description="Execution rules.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Spec:
+        for what, ids in (
+            ("workloads", [w.name for w in self.workloads]),
+            ("backends", [b.id for b in self.backends]),
+        ):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                hint = " (give each a distinct `label`)" if what == "backends" else ""
+                raise ValueError(f"{what}: names must be unique, repeated: {', '.join(dupes)}{hint}")
+        return self
+
+
+class LoadedSpec:
+    """A validated spec with where it came from (paths resolve against `base_dir`)."""
+
+    __slots__ = ("spec", "path", "base_dir", "sha256")
+
+    def __init__(self, spec: Spec, path: Path | None, base_dir: Path, sha256: str) -> None:
+        self.spec, self.path, self.base_dir, self.sha256 = spec, path, base_dir, sha256
+
+    def resolve_model(self, workload: WorkloadSpec) -> Path | None:
+        if workload.model is None:
+            return None
+        return (self.base_dir / workload.model).resolve()
+
+
+def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Turn a pydantic location into `scenarios[1].min_duration_ms`, naming list items usefully."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = ""
+            if isinstance(node, list) and 0 <= part < len(node) and isinstance(node[part], dict):
+                tag = node[part].get("name") or node[part].get("kind")
+                label = f" ({tag})" if isinstance(tag, str) else ""
+            out += f"[{part}]{label}"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        elif part in ("single_stream", "multi_stream", "server", "offline", "function-after"):
+            continue  # union tag / validator names add nothing for the reader
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def format_validation_error(source: str, err: ValidationError, data: Any) -> str:
+    lines = [f"{source}: invalid spec ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
+    for e in err.errors(include_url=False):
+        where = _format_loc(tuple(e["loc"]), data)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; `benchkit schema spec` lists every field)"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown scenario kind {e.get('input', {}).get('kind')!r}; expected one of single_stream, multi_stream, server, offline"
+        elif e["type"] == "union_tag_not_found":
+            msg = "missing `kind`; expected one of single_stream, multi_stream, server, offline"
+        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_spec(text: str, source: str, base_dir: Path, path: Path | None = None) -> LoadedSpec:
+    """Validate spec text (YAML or JSON); `source` names it in errors."""
+    try:
+        # SafeLoader: a spec is data; it never constructs Python objects.
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{source}: not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: YAML nesting too deep") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping with keys name, workloads, backends, scenarios; got {type(data).__name__}")
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(source, e, data)) from None
+    except RecursionError:
+        raise SpecError(f"{source}: spec nesting too deep") from None
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return LoadedSpec(spec, path, base_dir, digest)
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a spec file. Raises :class:`SpecError` naming the file and field."""
+    p = Path(path)
+    if not p.exists():
+        bundled = find_bundled_spec(str(path))
+        if bundled is None:
+            raise SpecError(f"{path}: spec file not found")
+        p = bundled
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{p}: cannot read spec: {e}") from None
+    return parse_spec(text, str(path), p.resolve().parent, p.resolve())
+
+
+def find_bundled_spec(name: str) -> Path | None:
+    """A standard spec shipped with benchkit, by name (`ci-smoke`) or path (`specs/ci-smoke.yaml`)."""
+    from ._resources import data_dir
+
+    stem = re.sub(r"\.(ya?ml|json)$", "", Path(name).name)
+    for ext in (".yaml", ".yml", ".json"):
+        cand = data_dir("specs") / f"{stem}{ext}"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    return Spec.model_json_schema()
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces) used for hashing and signatures."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

@@ -1,0 +1,259 @@
+"""A workload as the harness sees it: an ONNX file, its input signature, and seeded inputs.
+
+Works the same for catalog models and for any third-party ONNX file,
+including those of older exporters that list weights as graph inputs (an
+input that also has an initializer is a weight, not something to feed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import WorkloadError
+
+BATCH = "batch"
+
+# ONNX TensorProto element types -> numpy dtypes benchkit can generate.
+_ONNX_DTYPES = {
+    1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+    9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64,
+}
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One input to feed. `shape` items are ints (fixed), str (named dynamic) or None (unnamed dynamic)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...]
+    low: float | None = None
+    high: float | None = None
+    shape_override: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedWorkload:
+    """Everything the runner needs about one workload, fixed before any timing starts."""
+
+    name: str
+    path: Path
+    sha256: str
+    source: str  # "catalog" | "file"
+    inputs: tuple[GraphInput, ...]
+    output_names: tuple[str, ...]
+    dims: Mapping[str, int]  # resolved named dims, except the batch dim
+    graph_precision: str
+    catalog: str | None = None
+    variant: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""  # where it came from, for error messages ("spec.yaml: workloads[0]")
+
+    def batch_dynamic(self) -> bool:
+        """True when the leading dim of the batched inputs is free (symbolic or unknown)."""
+        return any(
+            i.shape and not isinstance(i.shape[0], int) and i.shape_override is None for i in self.inputs
+        )
+
+    def call_shapes(self, batch_size: int) -> tuple[dict[str, tuple[int, ...]], int]:
+        """Shapes of one inference call asked to carry `batch_size` samples, and the batch it really carries.
+
+        A model whose batch dimension is fixed runs at that batch, whatever was asked;
+        the caller records the effective value.
+        """
+        shapes: dict[str, tuple[int, ...]] = {}
+        effective: int | None = None
+        for inp in self.inputs:
+            if inp.shape_override is not None:
+                shape = inp.shape_override
+                if inp.shape and not isinstance(inp.shape[0], int) and shape:
+                    effective = effective or shape[0]
+            else:
+                dims = []
+                for axis, d in enumerate(inp.shape):
+                    if isinstance(d, int):
+                        dims.append(d)
+                    elif axis == 0 and (d is None or d not in self.dims):
+                        dims.append(batch_size)  # the free leading dim is the batch dim
+                        effective = batch_size
+                    else:
+                        dims.append(self.dims[d])  # signature() guarantees presence
+                shape = tuple(dims)
+            shapes[inp.name] = shape
+        if effective is None:
+            # Every leading dim is fixed: the model runs at its own batch.
+            lead = [s[0] for s in shapes.values() if s]
+            effective = lead[0] if lead else 1
+        return shapes, effective
+
+    def make_feeds(self, batch_size: int, count: int, seed: int) -> tuple[list[dict[str, np.ndarray]], int]:
+        """`count` distinct seeded input sets for calls of `batch_size`; returns (feeds, effective batch)."""
+        shapes, effective = self.call_shapes(batch_size)
+        rng = np.random.default_rng(seed)
+        feeds = []
+        for _ in range(count):
+            feed = {}
+            for inp in self.inputs:
+                feed[inp.name] = _generate(rng, inp, shapes[inp.name])
+            feeds.append(feed)
+        return feeds, effective
+
+    def bytes_per_call(self, batch_size: int) -> int:
+        shapes, _ = self.call_shapes(batch_size)
+        return sum(int(np.prod(shapes[i.name], dtype=np.int64)) * i.dtype.itemsize for i in self.inputs)
+
+
+def _generate(rng: np.random.Generator, inp: GraphInput, shape: tuple[int, ...]) -> np.ndarray:
+    dt = inp.dtype
+    if dt == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dt, np.integer):
+        low = int(inp.low) if inp.low is not None else 0
+        high = int(inp.high) if inp.high is not None else 100
+        info = np.iinfo(dt)
+        low, high = max(low, info.min), min(high, int(info.max) + 1)
+        return rng.integers(low, high, size=shape, dtype=dt)
+    if inp.low is not None or inp.high is not None:
+        low = inp.low if inp.low is not None else 0.0
+        high = inp.high if inp.high is not None else 1.0
+        return rng.uniform(low, high, size=shape).astype(dt)
+    return rng.standard_normal(shape, dtype=np.float32).astype(dt, copy=False)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_model(path: Path, origin: str):
+    """Parse an ONNX file (weights not needed) with an error that names the file."""
+    import onnx
+
+    if not path.is_file():
+        raise WorkloadError(f"{origin}.model: file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise WorkloadError(f"{origin}.model: {path} is not a valid ONNX model ({type(e).__name__}: {e})") from None
+    if not model.graph.node and not model.graph.output:
+        raise WorkloadError(f"{origin}.model: {path} is not a valid ONNX model (empty graph)")
+    return model
+
+
+def graph_precision(model) -> str:
+    """The precision a graph computes in, judged from its weights and quantisation nodes."""
+    ops = {n.op_type for n in model.graph.node}
+    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}:
+        return "int8"
+    sizes: dict[int, int] = {}
+    for t in model.graph.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        sizes[t.data_type] = sizes.get(t.data_type, 0) + n
+    floats = {k: v for k, v in sizes.items() if k in (1, 10, 11, 16)}
+    if not floats:
+        # No float weights: judge by the first float graph input.
+        for i in model.graph.input:
+            et = i.type.tensor_type.elem_type
+            if et in (1, 10, 11, 16):
+                floats = {et: 1}
+                break
+    if not floats:
+        return "fp32"
+    top = max(floats, key=floats.get)
+    return {1: "fp32", 10: "fp16", 11: "fp64", 16: "bf16"}[top]
+
+
+def signature(
+    model,
+    origin: str,
+    dims: Mapping[str, int],
+    overrides: Mapping[str, Any],
+    declared_ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> tuple[tuple[GraphInput, ...], tuple[str, ...], dict[str, int]]:
+    """The inputs to feed (weights-as-inputs excluded), output names, and resolved named dims."""
+    initializers = {t.name for t in model.graph.initializer}
+    feeds: list[GraphInput] = []
+    needed: dict[str, int] = {}
+    known = {i.name for i in model.graph.input}
+    for name in overrides:
+        if name not in known or name in initializers:
+            raise WorkloadError(
+                f"{origin}.inputs.{name}: the graph has no input {name!r} to feed; "
+                f"inputs: {', '.join(i.name for i in model.graph.input if i.name not in initializers)}"
+            )
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue  # older exporters list weights as inputs; they are not fed
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise WorkloadError(f"{origin}: input {vi.name!r} is not a tensor; benchkit feeds tensors only")
+        if tt.elem_type not in _ONNX_DTYPES:
+            raise WorkloadError(f"{origin}: input {vi.name!r} has element type {tt.elem_type}, which benchkit cannot generate")
+        shape: list[int | str | None] = []
+        for d in tt.shape.dim:
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(int(d.dim_value))
+            elif d.HasField("dim_param") and d.dim_param:
+                shape.append(d.dim_param)
+            else:
+                shape.append(None)
+        ov = overrides.get(vi.name)
+        override_shape = None
+        if ov is not None and ov.shape is not None:
+            override_shape = tuple(ov.shape)
+            if len(override_shape) != len(shape):
+                raise WorkloadError(
+                    f"{origin}.inputs.{vi.name}.shape: {list(override_shape)} has rank {len(override_shape)}, "
+                    f"but the graph declares rank {len(shape)} {_fmt(shape)}"
+                )
+            for axis, (want, got) in enumerate(zip(shape, override_shape)):
+                if isinstance(want, int) and want != got:
+                    raise WorkloadError(
+                        f"{origin}.inputs.{vi.name}.shape: dimension {axis} is {got}, but the graph fixes it "
+                        f"to {want} {_fmt(shape)}"
+                    )
+        else:
+            for axis, d in enumerate(shape):
+                if axis == 0 or isinstance(d, int):
+                    continue  # the leading dim is the batch dim, set by the scenario
+                if d is None:
+                    raise WorkloadError(
+                        f"{origin}: input {vi.name!r} dimension {axis} is dynamic and unnamed {_fmt(shape)}; "
+                        f"give the full shape in inputs.{vi.name}.shape"
+                    )
+                if d not in dims:
+                    raise WorkloadError(
+                        f"{origin}.dims: input {vi.name!r} has the dynamic dimension {d!r} {_fmt(shape)}; "
+                        f"give its value, e.g. dims: {{{d}: 128}}"
+                    )
+                needed[d] = dims[d]
+            if shape and isinstance(shape[0], str) and shape[0] in dims and shape[0] != BATCH:
+                needed[shape[0]] = dims[shape[0]]
+        low = high = None
+        if declared_ranges and vi.name in declared_ranges:
+            low, high = declared_ranges[vi.name]
+        if ov is not None:
+            low = ov.low if ov.low is not None else low
+            high = ov.high if ov.high is not None else high
+        feeds.append(
+            GraphInput(vi.name, np.dtype(_ONNX_DTYPES[tt.elem_type]), tuple(shape), low, high, override_shape)
+        )
+    if not feeds:
+        raise WorkloadError(f"{origin}: the graph has no inputs to feed")
+    outputs = tuple(o.name for o in model.graph.output)
+    return tuple(feeds), outputs, needed
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

@@ -268,8 +268,9 @@ def summarize(samples_ns: Sequence[int] | np.ndarray) -> LatencyStats:
 def throughput_per_s(count: int, duration_ns: int) -> float:
     """``count`` completions over ``duration_ns`` nanoseconds, per second.
 
-    The caller chooses what counts (LoadGen's Server figure, for one, uses
-    ``sample_count - 1`` over the span from first to last issue). Raises
+    The caller chooses what counts and over which span (LoadGen's Server
+    figure, for one, divides ``sample_count - 1`` by the run's span, the last
+    sample marking its open end). Raises
     :class:`StatsError` when ``count`` is negative or ``duration_ns`` is not
     positive.
     """

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
     g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
+    r.add_argument("--device-file", type=Path, metavar="YAML",
+                   help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
 
     v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
@@ -121,7 +123,7 @@ def cmd_run(args) -> int:
 
     loaded = load_spec(args.spec)
     profile = "quick" if args.quick else args.profile
-    cells = expand(loaded, args.backend, args.workload, profile)
+    cells = expand(loaded, args.backend, args.workload, profile, args.device_file)
     err = _console(stderr=True)
     with err.status("resolving workloads and backends..."):
         preflight(loaded, cells, args.cache_dir)

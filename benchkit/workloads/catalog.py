@@ -62,7 +62,6 @@ VARIANTS = ("fp32", "fp16", "int8")
 CALIBRATION_SAMPLES = 4
 """Seeded calibration batches fed to the int8 quantiser (enough for MinMax on random data)."""
 
-_DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
 _INT_DTYPES = ("int64", "int32", "int8", "uint8")
 _NAME_RE = r"^[a-z0-9][a-z0-9._-]*$"
 
@@ -606,6 +605,8 @@ def quantize_int8(
     BatchNormalization that follows a Conv is first folded into it (as a
     deployed int8 model has it; see :func:`fold_batchnorm`). Weights are then
     quantised per output channel, activations per tensor, both signed int8.
+    An embedding lookup whose table is shared with another node is left
+    unquantised (see :func:`_shared_gathers`).
 
     The bytes must not depend on the machine that builds them, but the
     calibration ranges come from running the model, and onnxruntime's kernels
@@ -666,11 +667,31 @@ def quantize_int8(
                     per_channel=True,
                     calibrate_method=CalibrationMethod.MinMax,
                     calibration_cache_path=str(cache),
+                    nodes_to_exclude=_shared_gathers(folded),
                 )
         except Exception as e:  # the quantiser raises bare Exceptions and ORT errors
             raise WorkloadError(f"int8 quantisation of graph {model.graph.name!r} failed: {e}") from e
         q = onnx.load(str(dst))
     return finalize(q)
+
+
+def _shared_gathers(model: onnx.ModelProto) -> list[str]:
+    """Gather nodes whose table is also read by another node (a tied embedding / LM head).
+
+    The quantiser gives such a table per-channel parameters for the MatMul and
+    then reuses them for the Gather's output, which onnxruntime rejects at run
+    time; excluded, the lookup reads the dequantised table and yields float32.
+    """
+    readers: dict[str, int] = {}
+    for n in model.graph.node:
+        for x in set(n.input):
+            readers[x] = readers.get(x, 0) + 1
+    inits = {i.name for i in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Gather" and n.input[0] in inits and readers.get(n.input[0], 0) > 1
+    ]
 
 
 def _snap_range(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

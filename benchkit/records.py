@@ -23,6 +23,8 @@ from .errors import RecordError
 from .stats import LatencyStats
 
 SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
+# 1: optional blocks added since, absent (null) in older version-1 records:
+#    division (closed | open and why, decided by benchkit.divisions under rules version 1.0).
 
 
 class _Model(BaseModel):
@@ -30,22 +32,26 @@ class _Model(BaseModel):
 
 
 class InputInfo(_Model):
-    name: str
-    dtype: str
+    """One generated graph input."""
+
+    name: str = Field(description="Graph input name.")
+    dtype: str = Field(description="numpy dtype name, e.g. float32, int64.")
     shape: list[int] = Field(description="Shape of one inference call's input.")
 
 
 class WorkloadRecord(_Model):
-    name: str
-    source: Literal["catalog", "file"]
-    catalog: str | None = None
-    variant: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    model_sha256: str
+    """The model that ran: where it came from, its exact bytes (SHA-256), its inputs and its cost per sample."""
+
+    name: str = Field(description="Workload name in the spec.")
+    source: Literal["catalog", "file"] = Field(description="catalog: built by benchkit; file: an ONNX file given by path.")
+    catalog: str | None = Field(None, description="Catalog entry built (source catalog).")
+    variant: str | None = Field(None, description="Catalog precision variant built: fp32 | fp16 | int8.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides given in the spec.")
+    model_sha256: str = Field(description="SHA-256 of the model file's bytes: the workload version.")
     model_file: str = Field(description="File name of the model (not its path: records travel between machines).")
-    graph_precision: str
-    dims: dict[str, int] = Field(default_factory=dict)
-    inputs: list[InputInfo] = Field(default_factory=list)
+    graph_precision: str = Field(description="Precision of the graph's weights and quantisation: fp32 | fp16 | int8 ...")
+    dims: dict[str, int] = Field(default_factory=dict, description="Values of the named dynamic dims (batch excluded).")
+    inputs: list[InputInfo] = Field(default_factory=list, description="Inputs fed, with one call's shapes.")
     effective_batch_size: int | None = Field(None, description="Samples per inference call actually used.")
     flops: int | None = Field(None, description="FLOPs per sample (benchkit.workloads.flops conventions), where known.")
     macs: int | None = Field(None, description="Multiply-accumulates per sample, where known.")
@@ -58,6 +64,8 @@ class WorkloadRecord(_Model):
 
 
 class BackendRecord(BackendInfo):
+    """What the adapter reported about the runtime and device that ran (effective precision, resolved options)."""
+
     id: str = Field(description="Backend label in the spec (defaults to name).")
     claimed_precision: str = Field(description="Precision the spec claims for this result.")
     memory_bandwidth_bytes_per_s: float | None = Field(None, description="Device memory bandwidth, if known.")
@@ -65,42 +73,54 @@ class BackendRecord(BackendInfo):
 
 
 class SystemRecord(_Model):
-    hostname: str
-    cpu_model: str
-    cpu_count: int
-    cpu_affinity: int | None = None
-    cpu_flags: list[str] = Field(default_factory=list)
-    memory_bytes: int
-    os: str
-    machine: str
-    python: str
-    packages: dict[str, str]
+    """The machine the result was measured on (benchkit.system.describe)."""
+
+    hostname: str = Field(description="Host name.")
+    cpu_model: str = Field(description="Host CPU model name.")
+    cpu_count: int = Field(description="Logical CPUs of the machine.")
+    cpu_affinity: int | None = Field(None, description="Logical CPUs the process may run on, where the OS says.")
+    cpu_flags: list[str] = Field(
+        default_factory=list, description="ISA extensions that change kernel choice (avx512f, amx_bf16, sve ...)."
+    )
+    memory_bytes: int = Field(description="Physical memory.")
+    os: str = Field(description="Operating system and kernel release.")
+    machine: str = Field(description="Architecture, e.g. x86_64, aarch64.")
+    python: str = Field(description="Python version.")
+    packages: dict[str, str] = Field(description="Versions of the packages that shape results (runtimes, numpy, onnx).")
 
 
 class ScenarioRecord(_Model):
-    kind: Literal["single_stream", "multi_stream", "server", "offline"]
+    """The scenario that ran, with every setting as it applied."""
+
+    kind: Literal["single_stream", "multi_stream", "server", "offline"] = Field(description="Scenario kind.")
     settings: dict[str, Any] = Field(description="Effective settings, profile defaults filled in.")
 
 
 class Headline(_Model):
-    name: str
-    value: float
-    unit: str
-    higher_is_better: bool
+    """The scenario's one headline figure (p90 latency for SingleStream, samples/s for Offline ...)."""
+
+    name: str = Field(description="Metric name, e.g. latency_p90_ns, throughput_per_s.")
+    value: float = Field(description="Its value, in `unit`.")
+    unit: str = Field(description="ns | samples/s.")
+    higher_is_better: bool = Field(description="True for throughputs, false for latencies.")
 
 
 class Metrics(_Model):
-    latency_ns: LatencyStats = Field(description="Per-query latency statistics (nearest-rank percentiles).")
+    """The measurement: latency statistics, throughput, and the untimed phases' durations."""
+
+    latency_ns: LatencyStats = Field(description="Per-query latency statistics (percentiles by LoadGen's index rule).")
     count: int = Field(description="Measured queries.")
     sample_count: int = Field(description="Measured samples (queries x samples per query).")
     duration_ns: int = Field(description="From the first issue to the last completion of the measured run.")
     throughput_per_s: float = Field(description="sample_count / duration.")
-    queries_per_s: float
+    queries_per_s: float = Field(description="count / duration.")
     first_inference_ns: int = Field(description="The very first call after load (cold), not in the statistics.")
     load_ns: int = Field(description="Adapter load/compile time.")
-    warmup_queries: int
-    stop_reason: str
-    headline: Headline
+    warmup_queries: int = Field(description="Untimed warmup calls made before the measurement.")
+    stop_reason: str = Field(
+        description="Why the measurement stopped: min_duration_and_query_count | max_query_count | max_duration."
+    )
+    headline: Headline = Field(description="The scenario's headline figure.")
     achieved_flops_per_s: float | None = Field(None, description="workload.flops x throughput_per_s.")
     fraction_of_peak: float | None = Field(
         None, description="achieved_flops_per_s / backend.peak_flops_per_s (roofline y over the flat roof)."
@@ -109,37 +129,66 @@ class Metrics(_Model):
 
 
 class Validity(_Model):
-    valid: bool
+    """VALID or INVALID, with every reason, and warnings that do not invalidate."""
+
+    valid: bool = Field(description="True when no rule was broken (reasons is empty).")
     reasons: list[str] = Field(default_factory=list, description="Why the result is INVALID (empty when valid).")
     warnings: list[str] = Field(default_factory=list, description="Doubts that do not invalidate (e.g. high CV).")
 
 
 class ErrorInfo(_Model):
-    type: str
-    message: str
+    """Why a cell produced no measurement."""
+
+    type: str = Field(description="Exception type, or WorkerCrash | Timeout.")
+    message: str = Field(description="What went wrong, in one line.")
     phase: str = Field(description="load | stage | warmup | measure | worker | resolve ...")
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
 
+class Division(_Model):
+    """Closed or open (docs/rules.md, "Divisions"): decided by benchkit from the record, never by the submitter.
+
+    ``closed``: the standard catalog graph, byte for byte as benchkit builds it,
+    with the catalog's inputs, at a permitted precision, accuracy gate passed
+    where one ran. ``open``: anything else, each departure listed in ``reasons``.
+    """
+
+    name: Literal["closed", "open"] = Field(description="The division the result belongs to.")
+    requested: Literal["auto", "closed", "open"] = Field(
+        "auto", description="What the spec asked for (run.division); a failed request for closed makes the record INVALID."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why the result is open (empty when closed).")
+    standard_workload: str | None = Field(
+        None, description="Catalog entry and variant the model was compared with, e.g. 'resnet50-v1.5 int8'."
+    )
+    standard_sha256: str | None = Field(
+        None, description="SHA-256 of benchkit's deterministic build of that entry at default params; null: not built."
+    )
+    rules_version: str = Field(description="Version of the evaluation rules (docs/rules.md) the decision follows.")
+
+
 class ResultRecord(_Model):
-    schema_version: int
-    benchkit_version: str
-    engine: str = "benchkit"
-    run_id: str
-    cell_id: str
-    started_at: datetime
-    finished_at: datetime
-    spec_name: str
-    spec_sha256: str
+    """One cell's result: workload x backend x scenario, with provenance, raw samples and validity."""
+
+    schema_version: int = Field(description="Version of this format (records.SCHEMA_VERSION).")
+    benchkit_version: str = Field(description="Version of benchkit that wrote the record.")
+    engine: str = Field("benchkit", description="What drove the measurement loop.")
+    run_id: str = Field(description="Suite run: UTC start time and a random suffix; shared by the run's records.")
+    cell_id: str = Field(description="workload__backend__scenario: the file name of the record.")
+    started_at: datetime = Field(description="Start of the cell (UTC).")
+    finished_at: datetime = Field(description="End of the cell (UTC).")
+    spec_name: str = Field(description="Name of the suite.")
+    spec_sha256: str = Field(description="SHA-256 of the spec file's text.")
     spec: dict[str, Any] = Field(description="The resolved cell: seed, profile, workload, backend, scenario entries.")
-    workload: WorkloadRecord | None
-    backend: BackendRecord | None
-    system: SystemRecord
-    scenario: ScenarioRecord
-    metrics: Metrics | None
+    workload: WorkloadRecord | None = Field(description="The model that ran; null if the cell failed before resolving it.")
+    backend: BackendRecord | None = Field(description="The runtime that ran; null if the cell failed before loading.")
+    system: SystemRecord = Field(description="The machine.")
+    scenario: ScenarioRecord = Field(description="The scenario and its effective settings.")
+    metrics: Metrics | None = Field(description="The measurement; null when the cell failed.")
     samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
-    validity: Validity
-    error: ErrorInfo | None = None
+    validity: Validity = Field(description="VALID or INVALID, and why.")
+    error: ErrorInfo | None = Field(None, description="Why the cell failed (null when it ran).")
+    division: Division | None = Field(None, description="Closed or open division, and why (absent on error records).")
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import records, stats, system
+from . import divisions, records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
@@ -78,6 +78,7 @@ class SuiteContext:
     base_dir: str
     keep_samples: bool
     cache_dir: str | None = None
+    division: str = "auto"  # run.division: the division requested for every cell
 
 
 def new_run_id() -> str:
@@ -376,7 +377,7 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
     )
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
-    return ResultRecord(
+    record = ResultRecord(
         schema_version=records.SCHEMA_VERSION,
         benchkit_version=__version__,
         run_id=ctx.run_id,
@@ -395,6 +396,7 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
         validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
     )
+    return divisions.apply(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
 
 
 def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: str, phase: str, detail: str = "",
@@ -540,6 +542,7 @@ def run_suite(
         base_dir=str(loaded.base_dir),
         keep_samples=spec.run.keep_samples,
         cache_dir=str(cache_dir) if cache_dir else None,
+        division=spec.run.division,
     )
     mode = isolation or spec.run.isolation
     run_dir = out_dir / spec.name / ctx.run_id

@@ -229,6 +229,11 @@ class RunRules(_Frozen):
         900.0, gt=0, description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed."
     )
     keep_samples: bool = Field(True, description="Store raw per-query latencies (`samples_ns`) in each record.")
+    division: Literal["auto", "closed", "open"] = Field(
+        "auto",
+        description="Division to file the results under (docs/rules.md): auto (benchkit decides), closed (a result "
+        "that breaks a closed rule is INVALID, with the reasons) or open (labelled open whatever it qualifies for).",
+    )
 
 
 class Spec(_Frozen):

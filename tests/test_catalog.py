@@ -118,6 +118,7 @@ def test_entries_are_sorted_and_cached():
     assert a == b and a is not b and a["gemm"] is b["gemm"]
     a.clear()  # callers get a copy, the catalog is untouched
     assert "gemm" in catalog.entries()
+    assert len({catalog.get("gemm"), catalog.get("gemm"), catalog.get("mlp")}) == 2  # hashable
 
 
 def test_unknown_workload_names_close_matches():

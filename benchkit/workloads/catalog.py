@@ -107,6 +107,10 @@ class CatalogEntry:
     weights_seed: int
     manifest_path: Path
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the mapping fields; a name identifies an entry.
+        return hash((self.name, self.manifest_path))
+
 
 # ---------------------------------------------------------------------------
 # Manifest schema (internal; the public view is CatalogEntry)

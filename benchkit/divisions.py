@@ -80,8 +80,8 @@ def decide(record: Any, build: StandardBuild | None, requested: str = "auto"):
     reasons: list[str] = []
     if build is None:
         what = f"model file {wl.model_file}" if wl.source == "file" else f"workload {wl.name}"
-        reasons.append(f"{what} is not a build of any standard catalog workload (no entry has its inputs "
-                       f"and {wl.graph_precision} variant)")
+        reasons.append(f"{what} is not a standard catalog workload: no catalog entry with its inputs has a "
+                       f"{wl.graph_precision} build here to compare it with")
     else:
         if build.params_overridden:
             reasons.append(f"catalog parameters changed from {build.name}'s defaults: "
@@ -146,6 +146,7 @@ def standard_build(wl: Any, cache_dir: Path | None = None) -> StandardBuild | No
     is the answer. When none matches, the first candidate is returned with its
     SHA-256, so the record says which build the file departs from.
     """
+    from .errors import BenchkitError
     from .workloads import catalog
     from .workloads.model import file_sha256
 
@@ -163,7 +164,10 @@ def standard_build(wl: Any, cache_dir: Path | None = None) -> StandardBuild | No
     size = Path(wl.path).stat().st_size
     first: StandardBuild | None = None
     for entry in candidates:
-        path = catalog.materialize(entry.name, None, variant, cache_dir=cache_dir)
+        try:
+            path = catalog.materialize(entry.name, None, variant, cache_dir=cache_dir)
+        except BenchkitError:
+            continue  # a build this machine cannot make (an optional extra missing) cannot vouch for the file
         if path.stat().st_size != size and first is not None:
             continue  # cannot match; only the first candidate is hashed for the record
         digest = file_sha256(path)

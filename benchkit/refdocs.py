@@ -166,10 +166,13 @@ def _section(name: str, node: dict[str, Any], cls: type[BaseModel] | None) -> li
 
 
 def _doc(text: str) -> str:
-    """A model docstring as Markdown paragraphs (pydantic keeps its indentation)."""
+    """A model docstring (reStructuredText, as Python docstrings are) as Markdown paragraphs."""
     import inspect
+    import re
 
-    return inspect.cleandoc(text)
+    text = inspect.cleandoc(text)
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text)  # :func:`percentile_ns` -> `percentile_ns`
+    return re.sub(r"``([^`]+)``", r"`\1`", text)
 
 
 def _cell(text: str) -> str:

@@ -54,7 +54,7 @@ def test_a_different_model_hash_is_open_and_says_so():
 
 def test_no_catalog_counterpart_is_open():
     d = decide(_record(workload={"source": "file", "catalog": None, "model_file": "mine.onnx"}), None)
-    assert d.name == "open" and "model file mine.onnx is not a build of any standard catalog workload" in d.reasons[0]
+    assert d.name == "open" and "model file mine.onnx is not a standard catalog workload" in d.reasons[0]
 
 
 def test_changed_params_and_inputs_are_open_with_each_reason():
@@ -243,3 +243,19 @@ def test_show_and_summary_print_the_division(division_records):
                          check=True).stdout
     assert "division  open (rules 1.0, compared with tiny-add fp32)" in out
     assert "open: model SHA-256" in out
+
+
+def test_a_candidate_that_cannot_be_built_here_vouches_for_nothing(division_records, monkeypatch):
+    """An optional extra missing for one catalog build must not fail the cell; the file just is not closed."""
+    from benchkit.errors import WorkloadError
+    from benchkit.workloads import resolve
+    from benchkit.spec import WorkloadSpec
+
+    _, tmp, cache = division_records
+    wl = resolve(WorkloadSpec(name="copy", model=Path("copy.onnx")), tmp, "test", cache)
+
+    def unavailable(*_a, **_k):
+        raise WorkloadError("needs scikit-learn: pip install 'benchkit[digits]'")
+
+    monkeypatch.setattr(catalog, "materialize", unavailable)
+    assert divisions.standard_build(wl, cache) is None

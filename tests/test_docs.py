@@ -318,3 +318,9 @@ def test_the_block_parser_reads_directives_and_languages(tmp_path):
     assert _commands(Block(page, 1, "bash", "pip install -e . && benchkit run x\npip install y\npython -m pytest\n", "")) \
         == "benchkit run x"
     assert _commands(Block(page, 1, "console", "$ benchkit show r.json\noutput line\n", "")) == "benchkit show r.json"
+
+
+def test_docstrings_are_rendered_as_markdown():
+    text = refdocs.markdown("result")
+    assert ":func:" not in text and "``" not in text
+    assert "follow `percentile_ns`" in text

@@ -63,6 +63,11 @@ class Backend(abc.ABC):
     #: Entry-point name; also the ``backend.name`` of records.
     name: ClassVar[str] = ""
 
+    #: False only for adapters that measure the harness and compute nothing (``null``): their records carry
+    #: an accuracy block marked skipped, can never pass the certify profile, and the conformance kit skips
+    #: its output checks for them.
+    computes_outputs: ClassVar[bool] = True
+
     def __init__(self, options: Mapping[str, Any]) -> None:
         """Validate ``options``; raise :class:`benchkit.errors.BackendError` naming a bad one. Do not load models here."""
         self.options = dict(options)
@@ -89,7 +94,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def fetch(self, result: Any) -> list[np.ndarray]:
-        """Outputs of ``run`` as host numpy arrays, in graph output order (untimed)."""
+        """Outputs of ``run`` as host numpy arrays, in graph output order (untimed).
+
+        benchkit calls it after ``synchronize`` and before the next ``run``, so an
+        adapter may reuse its output buffers from call to call.
+        """
 
     def close(self) -> None:
         """Release the model and device resources. Called once, also after a failure."""

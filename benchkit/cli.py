@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", action="append", default=[], metavar="NAME", help="only this workload (repeatable)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
-    g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
+    g.add_argument("--profile", choices=["quick", "standard", "mlperf", "certify"],
+                   help="override the spec's run profile (certify: standard minimums plus the compliance audits)")
+    r.add_argument("--audit", action="store_true",
+                   help="run the compliance audits after each cell (timed outputs, repeated input, alternate seed)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
@@ -151,7 +154,8 @@ def cmd_run(args) -> int:
 
         try:
             result = run_suite(
-                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir
+                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
+                audit=True if args.audit else None,
             )
         except KeyboardInterrupt:
             err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")

@@ -127,8 +127,11 @@ class OutputAccuracy(_Model):
     """How one graph output compared with the reference, over every sample of the accuracy set."""
 
     name: str
-    max_abs_error: float = Field(description="max |out - ref| over all elements.")
-    max_rel_error: float = Field(description="max_abs_error / max |ref|: error relative to the output's scale.")
+    max_abs_error: float | None = Field(description="max |out - ref| over all elements; null: not comparable.")
+    max_rel_error: float | None = Field(
+        description="max_abs_error / max |ref|: error relative to the output's scale (an all-zero reference: "
+        "the absolute error); null: not comparable."
+    )
     cosine_similarity: float | None = Field(None, description="Lowest per-call cosine similarity (float outputs).")
     top1_agreement: float | None = Field(
         None, description="Share of samples whose arg-max class matches the reference's (classifier outputs)."

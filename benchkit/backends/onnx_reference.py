@@ -4,11 +4,7 @@ Slow (pure Python over numpy, no fusion, one operator at a time) and meant for
 golden outputs, not for speed figures: it shares no kernel with any vendor
 runtime, so a spec can ask the accuracy gate to judge ONNX Runtime itself
 against it (``run.accuracy_reference: onnx-reference``). It computes in the
-graph's own precision (numpy's float32 for an fp32 graph).
-
-Options::
-
-    optimized: true    # let the evaluator swap in its faster numpy kernels where the onnx package has them
+graph's own precision (numpy's float32 for an fp32 graph). It takes no options.
 """
 
 from __future__ import annotations
@@ -18,16 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from ..errors import BackendError
 from .base import Backend, BackendInfo, WorkloadInfo
-
-
-class ReferenceOptions(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    optimized: bool = Field(True, description="Use the evaluator's optimised numpy kernels where available.")
 
 
 class OnnxReferenceBackend(Backend):
@@ -35,15 +23,8 @@ class OnnxReferenceBackend(Backend):
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        try:
-            self.opts = ReferenceOptions.model_validate(dict(options))
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown option; expected one of {', '.join(ReferenceOptions.model_fields)}"
-            raise BackendError(f"{where}: {msg}") from None
+        if options:
+            raise BackendError(f"{', '.join(sorted(options))}: unknown option; onnx-reference takes no options")
         self._ev = None
         self._workload: WorkloadInfo | None = None
 
@@ -64,7 +45,7 @@ class OnnxReferenceBackend(Backend):
         # The evaluator resolves operators lazily; check every node up front so an unsupported
         # operator is reported at load, by name, like a compiling runtime would.
         try:
-            self._ev = ReferenceEvaluator(model, optimized=self.opts.optimized)
+            self._ev = ReferenceEvaluator(model)
         except Exception as e:  # NotImplementedError / RuntimeError naming the operator
             raise BackendError(f"onnx-reference could not load {model_path.name}: {_short(e)}") from None
         self._workload = workload
@@ -93,7 +74,6 @@ class OnnxReferenceBackend(Backend):
             version=onnx.__version__,
             device="cpu: numpy (onnx.reference)",
             precision=prec,
-            options=self.opts.model_dump(),
             adapter=f"{type(self).__module__}:{type(self).__qualname__}",
         )
 

@@ -132,3 +132,17 @@ def test_pytest_plugin_and_factory(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     # registry, options, workload[tiny-add], coverage, load-close pass; unsupported-operator skips; + fixture
     assert "6 passed, 1 skipped" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider", "OpenVINOExecutionProvider",
+                                      "DmlExecutionProvider", "CoreMLExecutionProvider"])
+def test_onnxruntime_provider_missing_from_the_build_is_a_clear_error(provider):
+    import onnxruntime as ort
+
+    from benchkit.backends.onnxruntime import OnnxRuntimeBackend
+
+    if provider in ort.get_available_providers():
+        pytest.skip(f"this onnxruntime build has {provider}")
+    with pytest.raises(BackendUnavailable, match=f"providers: '{provider}' is not in this onnxruntime build "
+                                                  r"\(available: .*CPUExecutionProvider"):
+        OnnxRuntimeBackend({"providers": [provider, "CPUExecutionProvider"]})

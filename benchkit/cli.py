@@ -228,6 +228,8 @@ def _summary_table(recs) -> None:
 def cmd_backends(args) -> int:
     from rich.table import Table
 
+    from rich.markup import escape
+
     from .backends import survey
 
     t = Table(title="benchkit backends (entry-point group benchkit.backends)", title_justify="left")
@@ -241,7 +243,8 @@ def cmd_backends(args) -> int:
                 devices = ", ".join(map(str, devices))
             t.add_row(b.name, "[green]ok[/]", str(d.get("version", "")), str(devices), b.package)
         else:
-            t.add_row(b.name, "[red]failed[/]", "", f"[red]{b.error}[/]", b.package)
+            # escaped: messages name extras in brackets (benchkit[openvino]), which rich would take as markup
+            t.add_row(b.name, "[red]failed[/]", "", f"[red]{escape(b.error)}[/]", b.package)
     _console().print(t)
     return 0
 

@@ -153,7 +153,8 @@ def check_adapter(
     ``precision`` is what the micro-workload runs claim (the adapter must report
     it); ``precisions`` adds one ``precision[P]`` check each. ``only`` restricts
     the run to those check names (see :func:`check_names`). Raises
-    :class:`benchkit.errors.BackendError` if no adapter of that name is registered.
+    :class:`benchkit.errors.BackendError` if no adapter of that name is registered,
+    and :class:`~benchkit.errors.BackendUnavailable` if its runtime or device is missing.
     """
     from .backends.registry import names as registered
     from .errors import BackendError
@@ -169,6 +170,15 @@ def check_adapter(
     if unknown:
         raise BackendError(f"workloads: {', '.join(unknown)} not among the micro-workloads "
                            f"{', '.join(MICRO_WORKLOADS)}")
+    from .backends.registry import load_backend_class
+    from .errors import BackendUnavailable
+
+    try:  # a runtime or device that is not there is not a conformance finding: say so and stop
+        load_backend_class(name)(dict(options or {})).close()
+    except BackendUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - other failures are findings, reported by the options check
+        pass
     kit = _Kit(name, dict(options or {}), precision, cache_dir)
     plan: list[tuple[str, Callable[[], CheckResult | str]]] = [
         ("registry", kit.registry),

@@ -111,6 +111,8 @@ def test_cli_exit_codes(fakes_on_path):
     bad = _cli("check-adapter", "sloppy", "--workload", "tiny-add", "--cycles", "2")
     assert bad.returncode == 1 and "FAILED" in bad.stdout and "options" in bad.stderr
     for args, msg in ((["nope"], "no backend 'nope'"), (["null", "--options", "[1]"], "expected a JSON object"),
+                      (["onnxruntime", "--options", '{"providers": ["NoSuchExecutionProvider"]}'],
+                       "'NoSuchExecutionProvider' is not in this onnxruntime build"),
                       (["null", "--options", "{x"], "--options: not valid JSON")):
         r = _cli("check-adapter", *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -54,6 +54,9 @@ class WorkloadInfo:
     input_dtypes: Mapping[str, np.dtype]
     output_names: Sequence[str]
     batch_size: int  # samples per call
+    # graph_precision (what the graph computes in), claimed_precision (what the spec's result claims: set the
+    # runtime's precision from it, report what it really used), scenario (single_stream | multi_stream |
+    # server | offline: pick latency or throughput settings), source, catalog
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

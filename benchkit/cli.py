@@ -366,6 +366,18 @@ def cmd_show(args) -> int:
                   + (f", compared with {d.standard_workload}" if d.standard_workload else "") + ")")
         for reason in d.reasons:
             con.print(f"  open: {reason}")
+    if r.accuracy:
+        a = r.accuracy
+        verdict = {True: "[green]passed[/]", False: "[red]FAILED[/]", None: "[yellow]not checked[/]"}[a.passed]
+        con.print(f"accuracy  {verdict} ({a.precision} tolerances, {a.samples} call(s) vs {a.reference})"
+                  + (f": {a.skipped}" if a.skipped else ""))
+        for failure in a.failures:
+            con.print(f"  [red]failure:[/] {failure}")
+    if r.audits:
+        for name in type(r.audits).model_fields:
+            audit = getattr(r.audits, name)
+            if audit is not None:
+                con.print(f"audit     {name}: {'[green]passed[/]' if audit.passed else '[red]FAILED[/]'}: {audit.summary}")
     s = r.system
     con.print(f"system    {s.cpu_model}, {s.cpu_count} CPUs, {_fmt_bytes(s.memory_bytes)}, {s.os}, Python {s.python}")
     con.print(f"scenario  {r.scenario.kind} " + ", ".join(f"{k}={v}" for k, v in r.scenario.settings.items()

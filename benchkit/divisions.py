@@ -14,7 +14,9 @@ A result is ``closed`` only when every one of these holds; otherwise it is
 3. the effective precision is the claimed one, and it is the graph's own
    precision; a lower compute precision (bf16, fp16, mixed on an fp32 graph)
    is permitted only with a passed accuracy gate;
-4. where the record carries an accuracy gate, it passed.
+4. the accuracy gate passed (a gate that compared nothing is not a pass; a
+   record from before the gate existed, which has no ``accuracy`` block, is
+   judged by rules 1-3).
 
 benchkit decides; a spec can only *request* a division (``run.division``). A
 request for ``closed`` that fails a rule makes the record INVALID with the

@@ -243,6 +243,7 @@ def test_show_and_summary_print_the_division(division_records):
                          check=True).stdout
     assert "division  open (rules 1.0, compared with tiny-add fp32)" in out
     assert "open: model SHA-256" in out
+    assert "accuracy  passed (fp32 tolerances" in out  # the accuracy gate ran on every record
 
 
 def test_a_candidate_that_cannot_be_built_here_vouches_for_nothing(division_records, monkeypatch):
@@ -259,3 +260,22 @@ def test_a_candidate_that_cannot_be_built_here_vouches_for_nothing(division_reco
 
     monkeypatch.setattr(catalog, "materialize", unavailable)
     assert divisions.standard_build(wl, cache) is None
+
+
+def test_a_backend_that_computes_nothing_is_open(division_records):
+    """`null` runs the standard graph's bytes but computes nothing: its accuracy gate compares nothing, so open."""
+    _, tmp, cache = division_records
+    text = """
+name: null-division
+workloads:
+  - name: tiny-add
+backends:
+  - name: "null"
+scenarios:
+  - {kind: single_stream, min_duration_ms: 20, min_query_count: 10, warmup_ms: 0, warmup_queries: 1}
+"""
+    loaded = parse_spec(text, "null.yaml", tmp, tmp / "null.yaml")
+    rec = run_suite(loaded, tmp / "out", expand(loaded), "inline", cache_dir=cache).records[0]
+    assert rec.accuracy is not None and rec.accuracy.passed is None
+    assert rec.division.name == "open"
+    assert rec.division.reasons == [f"accuracy gate not run: {rec.accuracy.skipped}"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,9 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a result record readably")
     sh.add_argument("record", type=Path)
 
-    c = sub.add_parser("compare", help="ratio table of matching records: candidate / base")
-    c.add_argument("base", type=Path, help="record file or directory")
-    c.add_argument("cand", type=Path, help="record file or directory")
+    c = sub.add_parser(
+        "compare", help="candidate vs base: ratios with bootstrap confidence intervals, verdicts, a CI gate",
+        description="Match records by workload, scenario, precision and batch; for p50, p99, throughput and the "
+        "headline metric print cand/base with a bootstrap confidence interval from the raw samples and a verdict. "
+        "Exit 1 only when --fail-on is given and a regression is both significant and beyond its threshold.",
+    )
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="BASE CAND, or BASE... vs CAND... (record files or directories)")
+    c.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                   help="terminal table (default), Markdown for a pull-request comment, or JSON")
+    c.add_argument("-o", "--output", type=Path, help="write the output to this file instead of stdout")
+    c.add_argument("--fail-on", metavar="GATE",
+                   help='exit 1 on a significant regression beyond the threshold, e.g. "p99:5%%,throughput:3%%"')
+    c.add_argument("--threshold", default="5%",
+                   help="practical threshold for the verdict of metrics not named in --fail-on (default: %(default)s)")
+    c.add_argument("--confidence", type=float, default=0.95, help="confidence level (default: %(default)s)")
+    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     return p
 
 
@@ -314,26 +330,78 @@ def cmd_show(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from .compare import CompareSettings, compare_paths, parse_fail_on, parse_percent, split_paths
+
+    base, cand = split_paths(args.paths)
+    settings = CompareSettings(
+        confidence=args.confidence,
+        resamples=args.resamples,
+        seed=args.seed,
+        threshold=parse_percent(args.threshold, "--threshold"),
+        fail_on=parse_fail_on(args.fail_on) if args.fail_on is not None else {},
+    )
+    result = compare_paths(base, cand, settings)
+    if args.format == "table":
+        text = _compare_table(result, " ".join(cand), " ".join(base), args.output is None)
+    elif args.format == "markdown":
+        text = result.to_markdown()
+    else:
+        text = result.to_json() + "\n"
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    elif text:
+        sys.stdout.write(text)
+    failures = result.failures()
+    if failures:
+        for p, m in failures:
+            print(f"benchkit: regression: {p.key.label()} {m.metric} {m.change * 100:+.1f}% "
+                  f"(CI {m.ci_low:.3f}-{m.ci_high:.3f}) beyond {m.threshold:.0%}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small change": "yellow", "no change": "dim",
+                  "no samples": "dim"}
+
+
+def _compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
+    """The rich table; printed directly when going to the terminal, else rendered to text."""
     from rich.table import Table
 
-    from .compare import compare_paths
+    from ._format import fmt_value
 
-    rows, warnings = compare_paths([args.base], [args.cand])
-    con = _console()
-    for w in warnings:
+    conf = f"{result.settings.confidence:.0%}"
+    t = Table(title=f"compare: {cand} / {base}", title_justify="left")
+    for col in ("workload", "scenario", "precision", "batch", "backend", "metric", "base", "cand",
+                f"ratio ({conf} CI)", "change", "verdict"):
+        t.add_column(col, justify="right" if col in ("batch", "base", "cand", "change") or col.startswith("ratio")
+                     else "left")
+    for p in result.pairs:
+        k = p.key
+        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else "")
+        be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
+        for m in p.metrics:
+            ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
+            style = _VERDICT_STYLE[m.verdict]
+            t.add_row(k.workload, scen, k.precision, str(k.batch), be, m.metric + (" *" if m.headline else ""),
+                      fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
+                      f"[{style}]{m.verdict}[/]")
+    con = _console() if to_terminal else None
+    if con is None:
+        from rich.console import Console
+
+        con = Console(record=True, width=160, file=open(os.devnull, "w"), highlight=False)  # noqa: SIM115
+    for w in result.warnings:
         con.print(f"[yellow]warning:[/] {w}")
-    t = Table(title=f"compare: {args.cand} / {args.base}", title_justify="left")
-    for col in ("workload", "scenario", "batch", "precision", "metric", "base", "cand", "ratio", "change"):
-        t.add_column(col, justify="right" if col in ("base", "cand", "ratio", "change", "batch") else "left")
-    for row in rows:
-        fmt = _fmt_ns if row.unit == "ns" else _fmt_rate
-        color = "green" if row.better else ("red" if row.better is False else "white")
-        t.add_row(row.workload, row.scenario, str(row.batch), row.precision, row.metric, fmt(row.base), fmt(row.cand),
-                  f"{row.ratio:.3f}", f"[{color}]{row.change_pct:+.1f}%[/]")
     con.print(t)
-    if not rows:
-        con.print("no matching records (matched by workload, scenario, batch and precision)")
-    return 0
+    if not result.pairs:
+        con.print("no matching records (matched by workload, scenario, precision and batch)")
+    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
+    con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric. A verdict needs the "
+              f"interval to exclude 1; regression/improvement also need the change beyond "
+              f"{result.settings.threshold:.0%} (or the --fail-on threshold).")
+    return "" if to_terminal else con.export_text()
 
 
 _COMMANDS = {

@@ -76,6 +76,29 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--confidence", type=float, default=0.95, help="confidence level (default: %(default)s)")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+
+    res = sub.add_parser("results", help="list and query a results directory (SQLite index, rebuilt on demand)")
+    rsub = res.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    for name, what in (("list", "one line per run"), ("query", "records matching every filter, newest first")):
+        q = rsub.add_parser(name, help=what)
+        q.add_argument("root", nargs="?", default=DEFAULT_OUT, type=Path,
+                       help="results directory (default: %(default)s)")
+        q.add_argument("--format", choices=["table", "json"], default="table")
+        q.add_argument("--rebuild", action="store_true", help="re-read every file instead of updating the index")
+        if name == "query":
+            q.add_argument("--workload")
+            q.add_argument("--scenario", choices=["single_stream", "multi_stream", "server", "offline"])
+            q.add_argument("--precision")
+            q.add_argument("--backend", help="backend id (spec label) or adapter name")
+            q.add_argument("--spec", help="spec name")
+            q.add_argument("--run", dest="run_id", help="run id")
+            q.add_argument("--since", help="started at or after: 2026-01-01 or an ISO date-time (UTC)")
+            q.add_argument("--until", help="started before: 2026-02-01 or an ISO date-time (UTC)")
+            g = q.add_mutually_exclusive_group()
+            g.add_argument("--valid", action="store_true", help="only VALID records")
+            g.add_argument("--invalid", action="store_true", help="only INVALID records")
+            q.add_argument("--limit", type=int, help="at most this many records")
+            q.add_argument("--paths", action="store_true", help="print only the record paths (for xargs)")
     return p
 
 
@@ -361,6 +384,72 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_results(args) -> int:
+    from .store import open_store, parse_when
+
+    with open_store(args.root, rebuild=args.rebuild) as store:
+        if args.results_command == "list":
+            runs = store.runs()
+            if args.format == "json":
+                print(json.dumps(runs, indent=1))
+                return 0
+            from rich.table import Table
+
+            t = Table(title=f"runs in {args.root}", title_justify="left")
+            for col in ("started (UTC)", "run", "spec", "records", "valid", "invalid", "backends", "workloads"):
+                t.add_column(col, justify="right" if col in ("records", "valid", "invalid") else "left")
+            for r in runs:
+                t.add_row(r["started_at"][:19].replace("T", " "), r["run_id"], r["spec_name"], str(r["records"]),
+                          str(r["valid"]), f"[red]{r['invalid']}[/]" if r["invalid"] else "0",
+                          ", ".join(r["backends"]), ", ".join(r["workloads"]))
+            con = _console()
+            con.print(t)
+            _print_problems(con, store)
+            return 0
+        rows = store.query(
+            workload=args.workload, scenario=args.scenario, precision=args.precision, backend=args.backend,
+            spec=args.spec, run_id=args.run_id,
+            since=parse_when(args.since, "--since") if args.since else None,
+            until=parse_when(args.until, "--until") if args.until else None,
+            valid=True if args.valid else (False if args.invalid else None), limit=args.limit,
+        )
+        if args.paths:
+            sys.stdout.write("".join(f"{r.path}\n" for r in rows))
+            return 0
+        if args.format == "json":
+            print(json.dumps([r.to_dict() for r in rows], indent=1))
+            return 0
+        from rich.table import Table
+
+        from ._format import fmt_ns, fmt_value
+
+        t = Table(title=f"{len(rows)} record(s) in {args.root}", title_justify="left")
+        for col in ("started (UTC)", "workload", "backend", "scenario", "precision", "batch", "headline", "p50",
+                    "p99", "validity", "path"):
+            t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99") else "left",
+                         overflow="fold")
+        for r in rows:
+            head = "-" if r.headline_value is None else fmt_value(r.headline_value, r.headline_unit or "")
+            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else "")
+            valid = "[green]VALID[/]" if r.valid else (f"[red]FAILED[/] ({r.error_phase})" if r.error_phase
+                                                        else "[red]INVALID[/]")
+            t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.workload or "-", r.backend or "-", scen,
+                      r.precision or "-", str(r.batch or "-"), head, fmt_ns(r.p50_ns), fmt_ns(r.p99_ns), valid,
+                      os.path.relpath(r.path))
+        con = _console()
+        con.print(t)
+        _print_problems(con, store)
+    return 0
+
+
+def _print_problems(con, store) -> None:
+    probs = store.problems()
+    for path, why in probs[:5]:
+        con.print(f"[yellow]skipped[/] {why}")
+    if len(probs) > 5:
+        con.print(f"[yellow]skipped[/] {len(probs) - 5} more file(s) that are not readable records")
+
+
 _VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small change": "yellow", "no change": "dim",
                   "no samples": "dim"}
 
@@ -412,4 +501,5 @@ _COMMANDS = {
     "workloads": cmd_workloads,
     "show": cmd_show,
     "compare": cmd_compare,
+    "results": cmd_results,
 }

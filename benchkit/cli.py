@@ -99,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
             g.add_argument("--invalid", action="store_true", help="only INVALID records")
             q.add_argument("--limit", type=int, help="at most this many records")
             q.add_argument("--paths", action="store_true", help="print only the record paths (for xargs)")
+
+    ex = sub.add_parser("export", help="write records in another tool's format")
+    exsub = ex.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
+    pb = exsub.add_parser("pytest-benchmark", help="pytest-benchmark's JSON (for `pytest-benchmark compare`)")
+    pb.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    pb.add_argument("-o", "--output", type=Path, help="write the JSON file here")
+    pb.add_argument("--storage", type=Path, help="also save into this pytest-benchmark storage folder "
+                    "(<storage>/<machine id>/NNNN_<name>.json), e.g. .benchmarks")
+    pb.add_argument("--name", default="benchkit", help="file name suffix in --storage (default: %(default)s)")
+    pb.add_argument("--include-data", action="store_true", help="add every per-query latency (stats.data)")
+    pb.add_argument("--include-invalid", action="store_true", help="export INVALID records too")
     return p
 
 
@@ -442,6 +453,25 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import ExportError, export_pytest_benchmark, save_to_storage
+
+    if args.output is None and args.storage is None:
+        raise ExportError("export pytest-benchmark: give -o FILE and/or --storage DIR")
+    result = export_pytest_benchmark(args.records, args.include_data, args.include_invalid)
+    for w in result.warnings:
+        print(f"benchkit: warning: {w}", file=sys.stderr)
+    n = len(result.document["benchmarks"])
+    if args.output is not None:
+        from .records import write_atomic
+
+        write_atomic(args.output, json.dumps(result.document, indent=4) + "\n")
+        print(f"{n} benchmark(s) -> {args.output}")
+    if args.storage is not None:
+        print(f"{n} benchmark(s) -> {save_to_storage(result.document, args.storage, args.name)}")
+    return 0
+
+
 def _print_problems(con, store) -> None:
     probs = store.problems()
     for path, why in probs[:5]:
@@ -502,4 +532,5 @@ _COMMANDS = {
     "show": cmd_show,
     "compare": cmd_compare,
     "results": cmd_results,
+    "export": cmd_export,
 }

@@ -110,6 +110,33 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--name", default="benchkit", help="file name suffix in --storage (default: %(default)s)")
     pb.add_argument("--include-data", action="store_true", help="add every per-query latency (stats.data)")
     pb.add_argument("--include-invalid", action="store_true", help="export INVALID records too")
+
+    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs benchkit[sign])")
+    kg.add_argument("--out", type=Path, required=True, help="private key file (mode 0600); public key: OUT.pub")
+    kg.add_argument("--force", action="store_true", help="replace existing key files")
+
+    sg = sub.add_parser("sign", help="write a detached Ed25519 signature RECORD.sig over each record")
+    sg.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    sg.add_argument("--key", type=Path, required=True, help="private key from benchkit keygen")
+
+    vf = sub.add_parser("verify", help="check records against their signatures (exit 1 if any was altered)")
+    vf.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    vf.add_argument("--pubkey", type=Path, help="the public key you trust (default: only check integrity "
+                    "against the key embedded in the signature)")
+
+    bd = sub.add_parser("bundle", help="pack records, spec, system, models, adapters and accuracy into a "
+                        "certification bundle with a SHA-256 manifest")
+    bd.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories (one spec)")
+    bd.add_argument("-o", "--output", type=Path, required=True, help="bundle file, e.g. bundle.tar.gz")
+    bd.add_argument("--spec", type=Path, help="the spec file the records were run from (default: the standard "
+                    "spec of that name, if its SHA-256 matches)")
+    bd.add_argument("--key", type=Path, help="sign the manifest with this private key (benchkit keygen)")
+
+    cb = sub.add_parser("check-bundle", help="validate a bundle rule by rule (PASS/FAIL each; exit 1 if any failed)")
+    cb.add_argument("bundle", type=Path)
+    cb.add_argument("--pubkey", type=Path, help="require every signature to be by this public key")
+    cb.add_argument("--require-accuracy", action="store_true",
+                    help="fail records that carry no accuracy figures")
     return p
 
 
@@ -472,6 +499,69 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_keygen(args) -> int:
+    from .trust import key_id, keygen, load_public_key
+
+    priv, pub = keygen(args.out, args.force)
+    from cryptography.hazmat.primitives import serialization
+
+    raw = load_public_key(pub).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    print(f"private key {priv} (keep it secret), public key {pub}, key id {key_id(raw)}")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from . import records
+    from .trust import load_private_key, sign_record
+
+    load_private_key(args.key)  # a bad key fails before anything is written
+    for p in records.find(args.records):
+        print(f"signed {p} -> {sign_record(p, args.key)}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from . import records
+    from .trust import verify_record
+
+    files = [p for p in records.find(args.records) if not p.name.endswith(".sig")]
+    failed = 0
+    for p in files:
+        v = verify_record(p, args.pubkey)
+        for c in v.checks:
+            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+        who = f"key {v.key_id}" + ("" if v.trusted_key else " (embedded in the signature; pass --pubkey to check "
+                                                            "it is a key you trust)")
+        print(f"{'VERIFIED' if v.ok else 'ALTERED'} {p} ({who})")
+        failed += not v.ok
+    if failed:
+        print(f"benchkit: {failed} of {len(files)} record(s) failed verification", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_bundle(args) -> int:
+    from .bundle import make_bundle
+
+    out = make_bundle(args.results, args.output, args.spec, args.key)
+    print(f"bundle {out} ({out.stat().st_size:,} bytes); check it with: benchkit check-bundle {out}")
+    return 0
+
+
+def cmd_check_bundle(args) -> int:
+    from .bundle import RULES, check_bundle
+
+    results = check_bundle(args.bundle, args.pubkey, args.require_accuracy)
+    width = max(len(name) for name, _, _ in RULES)
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.rule:<{width}}  {r.detail}")
+    failed = [r.rule for r in results if not r.passed]
+    if failed:
+        print(f"FAILED: {len(failed)} of {len(results)} rules ({', '.join(failed)}) in {args.bundle}")
+        return 1
+    print(f"all {len(results)} rules PASS for {args.bundle}")
+    return 0
+
+
 def _print_problems(con, store) -> None:
     probs = store.problems()
     for path, why in probs[:5]:
@@ -533,4 +623,9 @@ _COMMANDS = {
     "compare": cmd_compare,
     "results": cmd_results,
     "export": cmd_export,
+    "keygen": cmd_keygen,
+    "sign": cmd_sign,
+    "verify": cmd_verify,
+    "bundle": cmd_bundle,
+    "check-bundle": cmd_check_bundle,
 }

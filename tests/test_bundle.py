@@ -163,8 +163,21 @@ def test_signature_rule(made, tmp_path):
 def test_accuracy_rule(made, tmp_path):
     _, plain, _, _ = made
     assert failing(plain, require_accuracy=True) == {"accuracy"}
-    if "accuracy" in ResultRecord.model_fields:  # the accuracy block exists in this schema: a failed gate fails
-        pytest.skip("covered once records carry an accuracy block; see test_each_rule_fails_on_purpose")
+    if "accuracy" not in ResultRecord.model_fields:
+        return  # records of this schema carry no accuracy block yet: nothing more to plant
+    failed_gate = {"passed": False, "max_abs_error": 0.5, "max_rel_error": 0.5, "reference": "onnx-reference"}
+
+    def plant(m):
+        edit_record(m, lambda d: d.update(accuracy=failed_gate))
+        name = first_record(m)
+        doc = json.loads(m[name])
+        edit_json(m, "accuracy.json", lambda d: d.append({"cell_id": doc["cell_id"], "run_id": doc["run_id"],
+                                                           "accuracy": failed_gate}))
+
+    bad = mutate(plain, tmp_path / "acc.tar.gz", plant)
+    if "records" in failing(bad):
+        pytest.skip("this schema's accuracy block needs more fields than the four planted here")
+    assert failing(bad) == {"accuracy"}
 
 
 def test_bundle_refuses_what_it_cannot_certify(tmp_path):

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
     g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
+    r.add_argument("--device-file", type=Path, metavar="YAML",
+                   help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
 
     v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
@@ -52,8 +54,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures")
 
-    w = sub.add_parser("workloads", help="list the standard workload catalog")
+    w = sub.add_parser("workloads", help="list the standard workload catalog; `workloads export` writes one to a file")
     w.add_argument("--details", action="store_true", help="build each model and show parameters, FLOPs and bytes")
+    wsub = w.add_subparsers(dest="workloads_command", metavar="SUBCOMMAND")
+    ex = wsub.add_parser("export", help="write a catalog workload to an ONNX file")
+    ex.add_argument("name", help="catalog workload, e.g. resnet50-v1.5")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    ex.add_argument("--variant", default="fp32", help="fp32 | fp16 | int8 (default: %(default)s)")
+    ex.add_argument("--batch", type=int, help="fix the batch dimension (default: left dynamic)")
+    ex.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="fix a named dynamic dimension")
+    ex.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="builder parameter override")
 
     sh = sub.add_parser("show", help="print a result record readably")
     sh.add_argument("record", type=Path)
@@ -198,7 +208,7 @@ def cmd_run(args) -> int:
 
     loaded = load_spec(args.spec)
     profile = "quick" if args.quick else args.profile
-    cells = expand(loaded, args.backend, args.workload, profile)
+    cells = expand(loaded, args.backend, args.workload, profile, args.device_file)
     err = _console(stderr=True)
     with err.status("resolving workloads and backends..."):
         preflight(loaded, cells, args.cache_dir)
@@ -303,10 +313,42 @@ def cmd_backends(args) -> int:
     return 0
 
 
+def _pairs(items: list[str], flag: str, cast) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchkitError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = cast(value)
+        except ValueError:
+            raise BenchkitError(f"{flag} {item!r}: {value!r} is not a valid value") from None
+    return out
+
+
+def _scalar(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
 def cmd_workloads(args) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from .workloads import catalog
+
+    if args.workloads_command == "export":
+        from .workloads.export import export
+
+        dims = _pairs(args.dim, "--dim", int)
+        if args.batch is not None:
+            if args.batch <= 0:
+                raise BenchkitError(f"--batch: expected a positive integer, got {args.batch}")
+            dims["batch"] = args.batch
+        digest = export(args.name, args.output, _pairs(args.param, "--param", _scalar), args.variant, dims)
+        print(f"{args.output}: {args.name} ({args.variant}) sha256 {digest}")
+        return 0
 
     entries = catalog.entries()
     t = Table(title="benchkit standard workloads", title_justify="left")
@@ -316,7 +358,10 @@ def cmd_workloads(args) -> int:
     for col in cols:
         t.add_column(col)
     for name, e in entries.items():
-        inputs = "; ".join(f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs)
+        shown = [f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs]
+        if len(shown) > 3:  # KV-cache decoders have dozens of inputs
+            shown = shown[:2] + [f"... +{len(shown) - 2} more"]
+        inputs = escape("; ".join(shown))  # shapes look like rich markup: [batch,16]
         row = [name, e.family, e.task, inputs, ",".join(e.variants)]
         if args.details:
             from .workloads.flops import analyze, per_sample

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from pydantic import ValidationError
 
 from benchkit.errors import WorkloadError
 from benchkit.workloads.flops import GraphCost, OpCost, analyze, per_sample
@@ -373,9 +374,7 @@ def test_dynamic_dims_fixed_from_mapping():
 
 
 def test_missing_dynamic_dim_names_input_and_dim():
-    model = _model(
-        [helper.make_node("Relu", ["tokens"], ["y"])], [("tokens", F32, ["batch", "seq"])], [("y", None)]
-    )
+    model = _model([helper.make_node("Relu", ["tokens"], ["y"])], [("tokens", F32, ["batch", "seq"])], [("y", None)])
     with pytest.raises(WorkloadError, match=r"'tokens'.*'seq'"):
         analyze(model, {"batch": 1})
     with pytest.raises(WorkloadError, match="positive integer"):
@@ -388,6 +387,19 @@ def test_dims_inconsistent_with_graph_raise():
     )
     with pytest.raises(WorkloadError, match="shape inference failed"):
         analyze(model, {"k": 15})
+
+
+def test_wrong_declared_output_shape_does_not_block_the_count():
+    # The exporter declared y as [2, 99]; the graph computes [2, 8]. Counts follow the graph.
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", F32, [2, 16])],
+        [helper.make_tensor_value_info("y", F32, [2, 99])],
+        [_w("W", (16, 8))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    assert analyze(model).macs == 2 * 16 * 8
 
 
 def test_unreadable_file(tmp_path):
@@ -418,7 +430,6 @@ def test_unknown_op_is_listed_not_silent():
 
 def test_shape_arithmetic_is_propagated():
     # Shape -> Gather -> Concat -> Reshape, as exporters emit: the Reshape target is computed in-graph.
-    i64 = TensorProto.INT64
     model = _model(
         [
             helper.make_node("Shape", ["x"], ["s"]),
@@ -440,7 +451,72 @@ def test_shape_arithmetic_is_propagated():
     cost = analyze(model, {"batch": 3})
     assert cost.macs == 3 * 64 * 10
     assert cost.unknown_ops == ()
-    assert i64 == TensorProto.INT64
+
+
+def test_data_movement_ops_are_free_but_not_unknown():
+    i64 = TensorProto.INT64
+    model = _model(
+        [
+            helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
+            helper.make_node("Reshape", ["t", "shape"], ["r"]),
+            helper.make_node("Concat", ["r", "r"], ["c"], axis=0),
+            helper.make_node("Cast", ["c"], ["h"], to=TensorProto.FLOAT16),
+            helper.make_node("Identity", ["h"], ["i"]),
+            helper.make_node("Unsqueeze", ["i", "axes"], ["u"]),
+            helper.make_node("Squeeze", ["u", "axes"], ["s"]),
+            helper.make_node("Flatten", ["s"], ["f"]),
+            helper.make_node("Slice", ["f", "starts", "ends"], ["y"]),
+            helper.make_node("Shape", ["y"], ["shape_out"]),
+        ],
+        [("x", F32, [3, 4])],
+        [("y", TensorProto.FLOAT16), ("shape_out", i64)],
+        [
+            numpy_helper.from_array(np.array([12], np.int64), "shape"),
+            numpy_helper.from_array(np.array([0], np.int64), "axes"),
+            numpy_helper.from_array(np.array([0], np.int64), "starts"),
+            numpy_helper.from_array(np.array([1], np.int64), "ends"),
+        ],
+    )
+    cost = analyze(model)
+    assert cost.flops == 0 and cost.unknown_ops == ()
+    assert _op(cost, "Concat").count == 1
+    f32, f16 = 4, 2
+    per_node_bytes = [
+        f32 * (12 + 12),  # Transpose
+        f32 * (12 + 12),  # Reshape (its shape input is an initializer, not traffic)
+        f32 * (12 + 12 + 24),  # Concat reads r twice
+        f32 * 24 + f16 * 24,  # Cast
+        f16 * (24 + 24),  # Identity
+        f16 * (24 + 24),  # Unsqueeze -> [1, 24]
+        f16 * (24 + 24),  # Squeeze -> [24]
+        f16 * (24 + 24),  # Flatten -> [24, 1]
+        f16 * (24 + 1),  # Slice of the first row -> [1, 1]
+        f16 * 1 + 8 * 2,  # Shape writes two int64
+    ]
+    assert cost.activation_bytes == sum(per_node_bytes) == 980
+
+
+def test_lstm_and_resize():
+    seq, batch, inp, hidden = 5, 2, 3, 4
+    model = _model(
+        [
+            helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=hidden),
+            helper.make_node("Resize", ["img", "", "scales"], ["big"], mode="linear"),
+        ],
+        [("x", F32, [seq, batch, inp]), ("img", F32, [1, 1, 4, 4])],
+        [("y", None), ("big", None)],
+        [
+            _w("W", (1, 4 * hidden, inp)),
+            _w("R", (1, 4 * hidden, hidden)),
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        ],
+    )
+    cost = analyze(model)
+    lstm = _op(cost, "LSTM")
+    assert lstm.macs == seq * batch * 4 * hidden * (inp + hidden)  # four gates over [x, h]
+    assert lstm.flops == 2 * lstm.macs + seq * batch * hidden * 17
+    # Bilinear: each of the 8x8 outputs is a weighted sum of 4 neighbours, 2 flops per tap.
+    assert _op(cost, "Resize").flops == 2 * 4 * 64
 
 
 # --- per_sample, model shape, speed --------------------------------------------------------------
@@ -465,9 +541,9 @@ def test_per_sample_matches_batch_one():
 
 def test_graph_cost_is_frozen_and_strict():
     cost = analyze(_mha(1, 1, 2, 2))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cost.flops = 0  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         GraphCost(**cost.model_dump(), extra_field=1)
     flops = [o.flops for o in cost.by_op]
     assert flops == sorted(flops, reverse=True)

@@ -92,12 +92,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import shape_inference
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import WorkloadError
 
-__all__ = ["OpCost", "GraphCost", "analyze", "per_sample"]
+__all__ = ["GraphCost", "OpCost", "analyze", "per_sample"]
 
 
 class OpCost(BaseModel):
@@ -149,11 +150,11 @@ _BITS_BY_NAME = {
 _BITS = {
     onnx.TensorProto.DataType.Value(name): bits
     for name, bits in _BITS_BY_NAME.items()
-    if name in onnx.TensorProto.DataType.keys()
+    if name in onnx.TensorProto.DataType.keys()  # noqa: SIM118 (an EnumTypeWrapper, not a dict)
 }
 _FLOAT_TYPES = {
     onnx.TensorProto.DataType.Value(n)
-    for n in onnx.TensorProto.DataType.keys()
+    for n in onnx.TensorProto.DataType.keys()  # noqa: SIM118
     if n.startswith(("FLOAT", "DOUBLE", "BFLOAT"))
 }
 # Constant nodes holding these are weights (quantised weights included); int32/int64/bool ones are shapes or indices.
@@ -210,7 +211,7 @@ def _load(model: onnx.ModelProto | str | Path) -> tuple[onnx.ModelProto, str]:
         return onnx.load(str(path), load_external_data=False), str(path)
     except FileNotFoundError:
         raise WorkloadError(f"{path}: no such ONNX file") from None
-    except Exception as e:  # protobuf DecodeError and friends
+    except (OSError, ValueError, DecodeError) as e:
         raise WorkloadError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
 
 
@@ -308,11 +309,22 @@ def _infer(m: onnx.ModelProto, where: str, dims: dict[str, int]) -> onnx.ModelPr
             m = inliner.inline_local_functions(m)
         except ImportError:
             pass  # without the inliner, calls to local functions are reported as unknown ops
+    errors = (shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError)
     try:
         return shape_inference.infer_shapes(m, check_type=False, strict_mode=True, data_prop=True)
-    except Exception as e:  # onnx raises InferenceError / ValidationError / RuntimeError depending on the failure
+    except errors as e:
+        first = str(e).strip()
+    # Exporters sometimes declare output or intermediate shapes that disagree with what the graph
+    # computes. The counts only use inferred shapes, so drop the declarations and try once more;
+    # a conflict inside the graph itself (dims that do not fit the weights) fails again.
+    for vi in list(m.graph.output) + list(m.graph.value_info):
+        if vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.ClearField("shape")
+    try:
+        return shape_inference.infer_shapes(m, check_type=False, strict_mode=True, data_prop=True)
+    except errors:
         raise WorkloadError(
-            f"{where}: shape inference failed with dims {dims or {}}: {str(e).strip()}. "
+            f"{where}: shape inference failed with dims {dims or {}}: {first}. "
             "Check that dims match what the model expects."
         ) from None
 
@@ -331,7 +343,7 @@ Shape = tuple[int, ...]
 class _Node:
     """What a formula sees of one node: attributes and the inferred shapes of its tensors."""
 
-    __slots__ = ("node", "shapes", "opset", "_attrs")
+    __slots__ = ("_attrs", "node", "opset", "shapes")
 
     def __init__(self, node: onnx.NodeProto, shapes: Mapping[str, tuple[Shape | None, int]], opset: int):
         self.node = node
@@ -441,7 +453,9 @@ def _einsum(n: _Node) -> tuple[int, int]:
         for label, size in zip(expanded, shape):
             sizes[label] = max(sizes.get(label, 1), size)
     if arrow:
-        out_labels = set(rhs.replace("...", "")) | ({k for k in sizes if k.startswith("...")} if "..." in rhs else set())
+        out_labels = set(rhs.replace("...", "")) | (
+            {k for k in sizes if k.startswith("...")} if "..." in rhs else set()
+        )
     else:  # implicit output: labels that appear once, plus the broadcast dims
         counts = {c: lhs.count(c) for c in set(lhs.replace("...", "").replace(",", ""))}
         out_labels = {c for c, k in counts.items() if k == 1} | {k for k in sizes if k.startswith("...")}
@@ -789,8 +803,6 @@ def per_sample(cost: GraphCost, batch: int) -> GraphCost:
             "macs": div(cost.macs),
             "activation_bytes": activation,
             "arithmetic_intensity": _intensity(flops, cost.weight_bytes + activation),
-            "by_op": tuple(
-                o.model_copy(update={"flops": div(o.flops), "macs": div(o.macs)}) for o in cost.by_op
-            ),
+            "by_op": tuple(o.model_copy(update={"flops": div(o.flops), "macs": div(o.macs)}) for o in cost.by_op),
         }
     )

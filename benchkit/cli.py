@@ -147,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     cb.add_argument("--pubkey", type=Path, help="require every signature to be by this public key")
     cb.add_argument("--require-accuracy", action="store_true",
                     help="fail records that carry no accuracy figures")
+
+    rp = sub.add_parser("report", help="one self-contained HTML report (leaderboards, CDFs, roofline, ...)")
+    rp.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories")
+    rp.add_argument("-o", "--output", type=Path, required=True, help="HTML file to write, e.g. report.html")
+    rp.add_argument("--title", help="page title (default: the spec names)")
     return p
 
 
@@ -607,6 +612,14 @@ def cmd_check_bundle(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    out = write_report(args.results, args.output, args.title)
+    print(f"report {out} ({out.stat().st_size:,} bytes; self-contained, opens offline)")
+    return 0
+
+
 def _print_problems(con, store) -> None:
     probs = store.problems()
     for path, why in probs[:5]:
@@ -673,4 +686,5 @@ _COMMANDS = {
     "verify": cmd_verify,
     "bundle": cmd_bundle,
     "check-bundle": cmd_check_bundle,
+    "report": cmd_report,
 }

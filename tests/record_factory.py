@@ -58,7 +58,9 @@ def make_record(
     model_sha256: str = "ab" * 32,
     spec_name: str = "synthetic",
     flops: int | None = None,
+    bytes_per_sample: int | None = None,
     peak_flops_per_s: float | None = None,
+    memory_bandwidth_bytes_per_s: float | None = None,
     seed: int = 0,
     failed: bool = False,
 ) -> ResultRecord:
@@ -80,12 +82,14 @@ def make_record(
         "name": workload, "source": "catalog", "catalog": workload, "variant": precision, "params": {},
         "model_sha256": model_sha256, "model_file": f"{workload}-{precision}.onnx", "graph_precision": precision,
         "dims": {}, "inputs": [{"name": "input", "dtype": "float32", "shape": [batch, 16]}],
-        "effective_batch_size": batch, "flops": flops,
+        "effective_batch_size": batch, "flops": flops, "bytes_per_sample": bytes_per_sample,
+        "arithmetic_intensity": flops / bytes_per_sample if flops and bytes_per_sample else None,
     }
     be = {
         "name": backend, "version": backend_version, "device": device, "precision": precision,
         "options": {}, "adapter": f"benchkit.backends.{backend}", "adapter_version": "0.1.0",
         "peak_flops_per_s": peak_flops_per_s, "id": label, "claimed_precision": precision,
+        "memory_bandwidth_bytes_per_s": memory_bandwidth_bytes_per_s,
     }
     spec_block = {"seed": 0, "profile": "quick", "workload": {"name": workload},
                   "backend": {"name": backend, "label": backend_label, "precision": precision},
@@ -120,7 +124,8 @@ def make_record(
         "duration_ns": duration, "throughput_per_s": thr, "queries_per_s": x.size * 1e9 / duration,
         "first_inference_ns": int(x[0]) * 3, "load_ns": 30_000_000, "warmup_queries": 5,
         "stop_reason": "min_duration_and_query_count", "headline": head,
-        "achieved_flops_per_s": (thr * flops) if flops else None, "extra": {},
+        "achieved_flops_per_s": (thr * flops) if flops else None,
+        "fraction_of_peak": (thr * flops / peak_flops_per_s) if flops and peak_flops_per_s else None, "extra": {},
     }
     return ResultRecord.model_validate(dict(
         common, workload=wl, backend=be, metrics=metrics, samples_ns=x.tolist() if keep_samples else None,

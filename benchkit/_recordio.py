@@ -42,13 +42,16 @@ def split_samples(data: bytes) -> tuple[bytes, bytes] | None:
     if k < 0:
         return None
     body = data[j + 1:k]
-    if not body.strip() or body.translate(None, _INTEGER_LIST_CHARS):
+    # (isspace and translate scan without copying 10^5 bytes, unlike strip)
+    if not body or body.isspace() or body.translate(None, _INTEGER_LIST_CHARS):
         return None
     return data[:j] + b"null" + data[k + 1:], body
 
 
 def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
     """The record without its samples, and the samples' JSON text (None when it has none).
+
+    The text holds exactly ``record.metrics.latency_ns.count`` comma-separated elements.
 
     Fast path: accepted only when the rest validates at the current schema
     version, holds no samples of its own, and the array has exactly

@@ -7,8 +7,9 @@ cell id (``-k mlp`` and ``-m benchkit`` select them as usual). An item runs
 its cell exactly as ``benchkit run`` does (a fresh worker process unless the
 spec or ``--benchkit-isolation`` says inline), writes the record under
 ``--benchkit-out/<spec name>/<run id>/``, and fails when the record is
-INVALID, listing every reason. A spec that does not load, or whose workloads
-or backends cannot be resolved, is a usage error (pytest exit code 4).
+INVALID, listing every reason. A spec that does not load is a usage error
+(pytest exit code 4); workloads or backends that cannot be resolved make each
+of the spec's selected cells an error with that one-line message.
 
 Registered through the ``pytest11`` entry point, so pytest loads it in every
 run of an environment where benchkit is installed. It therefore imports
@@ -60,9 +61,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             loaded = load_spec(path)
         except BenchkitError as e:
             raise pytest.UsageError(f"--benchkit {name}: {e}") from None
-        node = SpecFile.from_parent(session, path=Path(path).resolve())
+        # Node ids start with the spec as the user named it: `pytest --benchkit ci-smoke` gives
+        # "ci-smoke::mlp__onnxruntime__offline", wherever the file lives.
+        node = SpecFile.from_parent(session, path=Path(path).resolve(), nodeid=name)
         node.loaded = loaded
-        items.extend(node.collect())
+        # The public collection hooks, so reporters count and show these items like any others.
+        node.ihook.pytest_collectstart(collector=node)
+        rep = node.ihook.pytest_make_collect_report(collector=node)
+        node.ihook.pytest_collectreport(report=rep)
+        if rep.failed:
+            raise pytest.UsageError(f"--benchkit {name}: {rep.longreprtext}")
+        items.extend(i for i in rep.result if isinstance(i, pytest.Item))
 
 
 class CellInvalid(Exception):
@@ -96,11 +105,18 @@ class SpecFile(pytest.File):
 
     def setup(self) -> None:
         """Once per spec, before its first selected cell: resolve workloads and backends, open the run."""
+        from .errors import BenchkitError
         from .runner import SuiteContext, new_run_id, preflight
 
         cfg = self.config
         items = [i for i in self.session.items if isinstance(i, CellItem) and i.parent is self]
-        preflight(self.loaded, [i.cell for i in items])
+        problem = None
+        try:
+            preflight(self.loaded, [i.cell for i in items])
+        except BenchkitError as e:
+            problem = f"{type(e).__name__}: {e}"
+        if problem:  # outside the except block: the message alone, no chained traceback
+            pytest.fail(problem, pytrace=False)
         spec = self.loaded.spec
         self._ctx = SuiteContext(
             run_id=new_run_id(), spec_name=spec.name, spec_sha256=self.loaded.sha256,

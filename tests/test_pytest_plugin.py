@@ -73,10 +73,12 @@ def test_spec_cells_run_as_items(tmp_path):
 
 def test_selection_and_collection(tmp_path):
     (tmp_path / "spec.yaml").write_text(SPEC)
-    r = run_pytest(tmp_path, "--benchkit", "spec.yaml", "--collect-only", "-q")
+    r = run_pytest(tmp_path, "--benchkit", "spec.yaml", "--benchkit", "ci-smoke", "--collect-only", "-q")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "spec.yaml::tiny-add__ort__single_stream" in r.stdout
     assert "spec.yaml::tiny-add__ort-claims-fp16__single_stream" in r.stdout
+    assert "ci-smoke::mlp__onnxruntime__offline" in r.stdout  # a standard spec by name
+    assert "6 tests collected" in r.stdout
     r = run_pytest(tmp_path, "--benchkit", "spec.yaml", "-k", "not fp16", "-m", "benchkit",
                    "--benchkit-isolation", "inline", "--benchkit-out", "out")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -88,6 +90,14 @@ def test_bad_spec_is_a_usage_error(tmp_path):
     r = run_pytest(tmp_path, "--benchkit", "bad.yaml")
     assert r.returncode == 4, r.stdout + r.stderr
     assert "--benchkit bad.yaml" in r.stderr and "workloads" in r.stderr
+    # A spec that loads but names a workload that does not exist: each cell errors, with the message alone.
+    (tmp_path / "unknown.yaml").write_text(
+        "name: unknown\nworkloads: [{name: no-such-workload}]\nbackends: [{name: onnxruntime}]\n"
+        "scenarios: [{kind: offline}]\n")
+    r = run_pytest(tmp_path, "--benchkit", "unknown.yaml")
+    assert r.returncode == 1 and "1 error" in r.stdout, r.stdout + r.stderr
+    assert "WorkloadError: unknown.yaml: workloads[0] (no-such-workload).name: unknown workload" in r.stdout
+    assert "Traceback" not in r.stdout and "During handling" not in r.stdout
 
 
 def test_noop_without_the_option(tmp_path):

@@ -656,9 +656,11 @@ def _compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
                       f"[{style}]{m.verdict}[/]")
     con = _console() if to_terminal else None
     if con is None:
+        import io
+
         from rich.console import Console
 
-        con = Console(record=True, width=160, file=open(os.devnull, "w"), highlight=False)  # noqa: SIM115
+        con = Console(record=True, width=160, file=io.StringIO(), highlight=False)
     for w in result.warnings:
         con.print(f"[yellow]warning:[/] {w}")
     con.print(t)

@@ -8,7 +8,7 @@
     system.json         the system description(s) of the records
     models.json         every workload's model: name, SHA-256, file, precision, FLOPs
     adapters.json       every backend: adapter, adapter version, runtime version, device, options
-    accuracy.json       the accuracy figures records carry (``accuracy`` block), where present
+    accuracy.json       the accuracy gate and audit figures records carry (``accuracy``, ``audits``), where present
     MANIFEST.sha256     SHA-256 of every other file (``sha256sum -c`` format)
     MANIFEST.sha256.sig optional: an Ed25519 signature over the manifest (``--key``)
 
@@ -109,7 +109,8 @@ def make_bundle(paths: Sequence[str | Path], out: str | Path, spec: str | Path |
             adapters[b.id] = {"backend": b.id, "name": b.name, "runtime_version": b.version, "adapter": b.adapter,
                               "adapter_version": b.adapter_version, "device": b.device, "options": b.options}
         if doc.get("accuracy") is not None:
-            accuracy.append({"cell_id": r.cell_id, "run_id": r.run_id, "accuracy": doc["accuracy"]})
+            accuracy.append({"cell_id": r.cell_id, "run_id": r.run_id, "accuracy": doc["accuracy"],
+                             "audits": doc.get("audits")})
     members["system.json"] = _dump(sorted(systems.values(), key=_system_key))
     members["models.json"] = _dump(sorted(models.values(), key=lambda m: (m["workload"], m["model_sha256"])))
     members["adapters.json"] = _dump(sorted(adapters.values(), key=lambda a: a["backend"]))
@@ -439,31 +440,48 @@ def _rule_adapters(b: _Bundle, opts) -> RuleResult:
 
 def _rule_accuracy(b: _Bundle, opts) -> RuleResult:
     try:
-        declared = {(a["cell_id"], a["run_id"]): a["accuracy"] for a in b.json("accuracy.json")}
+        declared = {(a["cell_id"], a["run_id"]): a for a in b.json("accuracy.json")}
     except (KeyError, TypeError, json.JSONDecodeError):
         return RuleResult("accuracy", False, "accuracy.json missing or malformed")
-    problems, with_acc, without = [], 0, []
+    problems, passed, unchecked, without = [], 0, [], []
     for name, r in b.records.items():
-        acc = json.loads(b.members[name]).get("accuracy")
+        doc = json.loads(b.members[name])
+        acc, audits = doc.get("accuracy"), doc.get("audits")
+        entry = declared.get((r.cell_id, r.run_id))
         if acc is None:
             if r.metrics is not None:
                 without.append(r.cell_id)
-            if (r.cell_id, r.run_id) in declared:
+            if entry is not None:
                 problems.append(f"{r.cell_id}: accuracy.json lists figures the record does not carry")
             continue
-        with_acc += 1
-        if declared.get((r.cell_id, r.run_id)) != acc:
+        if entry is None or entry.get("accuracy") != acc or entry.get("audits") != audits:
             problems.append(f"{r.cell_id}: accuracy.json differs from the record")
-        if not (isinstance(acc, dict) and acc.get("passed") is True):
-            problems.append(f"{r.cell_id}: accuracy gate not passed")
-    if opts.get("require_accuracy") and without:
-        problems.append(f"no accuracy figures in {len(without)} record(s): {', '.join(sorted(without)[:3])}")
+        gate = acc.get("passed") if isinstance(acc, dict) else None
+        if gate is False:
+            problems.append(f"{r.cell_id}: accuracy gate failed ({'; '.join(acc.get('failures') or []) or 'no detail'})")
+        elif gate is None:
+            unchecked.append(f"{r.cell_id} ({acc.get('skipped') or 'skipped'})")
+        else:
+            passed += 1
+        if isinstance(audits, dict):
+            failed = sorted(k for k, v in audits.items() if isinstance(v, dict) and v.get("passed") is False)
+            if failed:
+                problems.append(f"{r.cell_id}: audit(s) failed: {', '.join(failed)}")
+    if opts.get("require_accuracy"):
+        if without:
+            problems.append(f"no accuracy figures in {len(without)} record(s): {', '.join(sorted(without)[:3])}")
+        if unchecked:
+            problems.append(f"accuracy not compared in {len(unchecked)} record(s): {', '.join(unchecked[:3])}")
     if problems:
         return RuleResult("accuracy", False, "; ".join(problems[:4]))
-    if with_acc == 0:
-        return RuleResult("accuracy", True, "no record carries accuracy figures (--require-accuracy demands them)")
-    note = f"; {len(without)} record(s) carry none" if without else ""
-    return RuleResult("accuracy", True, f"{with_acc} record(s) with accuracy figures, all passed{note}")
+    notes = [f"{passed} record(s) passed the accuracy gate"]
+    if unchecked:
+        notes.append(f"{len(unchecked)} not compared")
+    if without:
+        notes.append(f"{len(without)} carry no accuracy figures")
+    if unchecked or without:
+        notes.append("--require-accuracy fails those")
+    return RuleResult("accuracy", True, "; ".join(notes))
 
 
 def _rule_signatures(b: _Bundle, opts) -> RuleResult:
@@ -512,7 +530,7 @@ RULES: tuple[tuple[str, Rule, str], ...] = (
     ("system", _rule_system, "all records from one system, described in system.json"),
     ("models", _rule_models, "one model SHA-256 per workload, as declared in models.json"),
     ("adapters", _rule_adapters, "adapter and runtime versions and devices as declared in adapters.json"),
-    ("accuracy", _rule_accuracy, "accuracy figures as declared, every accuracy gate passed"),
+    ("accuracy", _rule_accuracy, "accuracy figures as declared; no accuracy gate or audit failed"),
     ("signatures", _rule_signatures, "every .sig verifies (and is by --pubkey, when given)"),
 )
 

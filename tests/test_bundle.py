@@ -15,7 +15,6 @@ from record_factory import make_record
 from benchkit import cli, records
 from benchkit.bundle import MANIFEST, RULES, TOP, BundleError, check_bundle, make_bundle, manifest_text, read_bundle, \
     write_tar
-from benchkit.records import ResultRecord
 from benchkit.trust import keygen, sign_record
 
 
@@ -162,22 +161,32 @@ def test_signature_rule(made, tmp_path):
 
 def test_accuracy_rule(made, tmp_path):
     _, plain, _, _ = made
-    assert failing(plain, require_accuracy=True) == {"accuracy"}
-    if "accuracy" not in ResultRecord.model_fields:
-        return  # records of this schema carry no accuracy block yet: nothing more to plant
-    failed_gate = {"passed": False, "max_abs_error": 0.5, "max_rel_error": 0.5, "reference": "onnx-reference"}
+    name = first_record(read_bundle(plain).members)
+    doc = json.loads(read_bundle(plain).members[name])
+    assert doc["accuracy"]["passed"] is True  # real records carry the accuracy gate
+    assert not failing(plain, require_accuracy=True)
 
-    def plant(m):
-        edit_record(m, lambda d: d.update(accuracy=failed_gate))
-        name = first_record(m)
-        doc = json.loads(m[name])
-        edit_json(m, "accuracy.json", lambda d: d.append({"cell_id": doc["cell_id"], "run_id": doc["run_id"],
-                                                           "accuracy": failed_gate}))
+    def set_accuracy(m, acc):
+        edit_record(m, lambda d: d.update(accuracy=acc))
+        edit_json(m, "accuracy.json", lambda entries: [e.update(accuracy=acc) for e in entries
+                                                        if e["cell_id"] == doc["cell_id"]])
 
-    bad = mutate(plain, tmp_path / "acc.tar.gz", plant)
-    if "records" in failing(bad):
-        pytest.skip("this schema's accuracy block needs more fields than the four planted here")
+    # A failed gate, declared consistently in accuracy.json: the rule fails on the gate itself.
+    failed_gate = {**doc["accuracy"], "passed": False, "failures": ["max_abs_error 0.5 > 1e-05"]}
+    bad = mutate(plain, tmp_path / "acc1.tar.gz", lambda m: set_accuracy(m, failed_gate))
     assert failing(bad) == {"accuracy"}
+    assert "accuracy gate failed (max_abs_error 0.5 > 1e-05)" in {r.rule: r for r in check_bundle(bad)}[
+        "accuracy"].detail
+    # A gate that compared nothing passes, unless accuracy is required.
+    skipped = {**doc["accuracy"], "passed": None, "skipped": "no reference available"}
+    bad = mutate(plain, tmp_path / "acc2.tar.gz", lambda m: set_accuracy(m, skipped))
+    assert not failing(bad) and failing(bad, require_accuracy=True) == {"accuracy"}
+    # No accuracy block at all (an older record): the same.
+    bad = mutate(plain, tmp_path / "acc3.tar.gz", lambda m: (
+        edit_record(m, lambda d: d.update(accuracy=None)),
+        edit_json(m, "accuracy.json", lambda entries: entries.remove(
+            next(e for e in entries if e["cell_id"] == doc["cell_id"])))))
+    assert not failing(bad) and failing(bad, require_accuracy=True) == {"accuracy"}
 
 
 def test_bundle_refuses_what_it_cannot_certify(tmp_path):

@@ -130,6 +130,7 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
     """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options."""
     from .workloads import resolve
 
+    src = str(loaded.path) if loaded.path else loaded.spec.name
     seen_w: set[str] = set()
     seen_b: set[str] = set()
     for c in cells:
@@ -139,12 +140,16 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
         if c.backend_id not in seen_b:
             seen_b.add(c.backend_id)
             b = BackendSpec.model_validate(c.backend)
-            cls = load_backend_class(b.name)
+            index = [x.id for x in loaded.spec.backends].index(b.id)
+            where = f"{src}: backends[{index}] ({b.id})"
+            try:
+                cls = load_backend_class(b.name)
+            except BenchkitError as e:
+                raise SpecError(f"{where}.name: {e}") from None
             try:
                 cls(b.options).close()
             except BenchkitError as e:
-                src = str(loaded.path) if loaded.path else loaded.spec.name
-                raise SpecError(f"{src}: backends ({b.id}).options: {e}") from None
+                raise SpecError(f"{where}.options: {e}") from None
 
 
 # --------------------------------------------------------------------------- one cell

@@ -207,10 +207,19 @@ class Spec(_Frozen):
     name: str = Field(pattern=_NAME, description="Suite name; records are filed under it.")
     seed: int = Field(0, ge=0, description="Seed of every random input and arrival schedule.")
     description: str = Field("", description="Free text.")
-    workloads: tuple[WorkloadSpec, ...] = Field(min_length=1, description="Workloads to run.")
-    backends: tuple[BackendSpec, ...] = Field(min_length=1, description="Backend configurations to run.")
-    scenarios: tuple[Scenario, ...] = Field(min_length=1, description="Scenarios to run each pair under.")
+    workloads: tuple[WorkloadSpec, ...] = Field(description="Workloads to run (at least one).")
+    backends: tuple[BackendSpec, ...] = Field(description="Backend configurations to run (at least one).")
+    scenarios: tuple[Scenario, ...] = Field(description="Scenarios to run each pair under (at least one).")
     run: RunRules = Field(default_factory=RunRules, description="Execution rules.")
+
+    @field_validator("workloads", "backends", "scenarios")
+    @classmethod
+    def _not_empty(cls, v: tuple) -> tuple:
+        # A field validator (not min_length) so it runs only when every item is valid:
+        # an invalid item must not also be reported as "empty list".
+        if not v:
+            raise ValueError("must list at least one entry")
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> Spec:
@@ -263,7 +272,7 @@ def format_validation_error(source: str, err: ValidationError, data: Any) -> str
     lines = [f"{source}: invalid spec ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
     for e in err.errors(include_url=False):
         where = _format_loc(tuple(e["loc"]), data)
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `benchkit schema spec` lists every field)"
         elif e["type"] == "union_tag_invalid":
@@ -312,7 +321,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{p}: cannot read spec: {e}") from None
-    return parse_spec(text, str(path), p.resolve().parent, p.resolve())
+    return parse_spec(text, str(path), p.resolve().parent, p)
 
 
 def find_bundled_spec(name: str) -> Path | None:

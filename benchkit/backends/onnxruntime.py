@@ -74,7 +74,10 @@ class OnnxRuntimeBackend(Backend):
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise BackendError(f"onnxruntime options: {where}: {first['msg']}") from None
+            msg = first["msg"]
+            if first["type"] == "extra_forbidden":
+                msg = f"unknown option; expected one of {', '.join(OrtOptions.model_fields)}"
+            raise BackendError(f"{where}: {msg}") from None
         ort = _ort()
         available = ort.get_available_providers()
         self._providers: list[Any] = []
@@ -82,7 +85,7 @@ class OnnxRuntimeBackend(Backend):
             pname = p if isinstance(p, str) else p[0]
             if pname not in available:
                 raise BackendUnavailable(
-                    f"onnxruntime options: provider {pname!r} is not in this onnxruntime build "
+                    f"providers: {pname!r} is not in this onnxruntime build "
                     f"(available: {', '.join(available)}); for CUDA: pip install onnxruntime-gpu"
                 )
             self._providers.append(p if isinstance(p, str) else (p[0], dict(p[1])))

@@ -33,7 +33,7 @@ def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -
         try:
             cat = catalog.get(entry.catalog_name)
         except WorkloadError as e:
-            raise WorkloadError(f"{origin}: {e}") from None
+            raise WorkloadError(f"{origin}.{'catalog' if entry.catalog else 'name'}: {e}") from None
         if entry.variant not in cat.variants:
             raise WorkloadError(
                 f"{origin}.variant: {cat.name} has no {entry.variant!r} variant; available: {', '.join(cat.variants)}"

@@ -603,9 +603,18 @@ def quantize_int8(
 ) -> onnx.ModelProto:
     """QDQ int8 copy of an fp32 model, calibrated (MinMax) on :func:`calibration_feeds`.
 
-    Weights are quantised per output channel, activations per tensor, both
-    signed int8; the quantiser works in a private temporary folder, so
-    nothing is left behind and no path ends up in the model.
+    BatchNormalization that follows a Conv is first folded into it (as a
+    deployed int8 model has it; see :func:`fold_batchnorm`). Weights are then
+    quantised per output channel, activations per tensor, both signed int8.
+
+    The bytes must not depend on the machine that builds them, but the
+    calibration ranges come from running the model, and onnxruntime's kernels
+    round differently on different instruction sets. So each range is widened
+    to a coarse grid (:func:`_snap_range`, 1/64 to 1/128 of its magnitude) before the
+    quantiser sees it: an ulp-level difference then changes nothing unless it
+    straddles a grid line. Only numpy computes the rest (folding, scales).
+    The quantiser works in a private temporary folder, so nothing is left
+    behind and no path ends up in the model.
     """
     try:
         from onnxruntime.quantization import (
@@ -613,10 +622,12 @@ def quantize_int8(
             CalibrationMethod,
             QuantFormat,
             QuantType,
+            create_calibrator,
             quantize_static,
         )
+        from onnxruntime.quantization.calibrate import TensorData, save_tensors_data
     except ImportError as e:  # pragma: no cover - onnxruntime is a core dependency
-        raise WorkloadError("int8 variants need onnxruntime: pip install onnxruntime") from e
+        raise WorkloadError(f"int8 variants need onnxruntime's quantisation tools: {e}") from e
 
     class _Reader(CalibrationDataReader):
         def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
@@ -625,26 +636,123 @@ def quantize_int8(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._it, None)
 
-    reader = _Reader(calibration_feeds(decls, dims, seed))
+    folded = fold_batchnorm(model)
     with tempfile.TemporaryDirectory(prefix="benchkit-int8-") as td:
-        src, dst = Path(td) / "fp32.onnx", Path(td) / "int8.onnx"
-        src.write_bytes(serialize(model))
+        src, dst, cache = Path(td) / "fp32.onnx", Path(td) / "int8.onnx", Path(td) / "ranges.json"
+        src.write_bytes(serialize(folded))
         try:
+            calibrator = create_calibrator(
+                src,
+                None,
+                augmented_model_path=str(Path(td) / "augmented.onnx"),
+                calibrate_method=CalibrationMethod.MinMax,
+                providers=["CPUExecutionProvider"],
+            )
+            calibrator.collect_data(_Reader(calibration_feeds(decls, dims, seed)))
+            ranges = calibrator.compute_data()
+            del calibrator
+            for name in list(ranges.keys()):
+                lo, hi = _snap_range(*ranges[name].range_value)
+                ranges[name] = TensorData(lowest=lo, highest=hi)
+            save_tensors_data(ranges, cache)
             with _QuietPreprocessAdvice():
                 quantize_static(
                     str(src),
                     str(dst),
-                    reader,
+                    None,
                     quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     per_channel=True,
                     calibrate_method=CalibrationMethod.MinMax,
+                    calibration_cache_path=str(cache),
                 )
         except Exception as e:  # the quantiser raises bare Exceptions and ORT errors
             raise WorkloadError(f"int8 quantisation of graph {model.graph.name!r} failed: {e}") from e
         q = onnx.load(str(dst))
     return finalize(q)
+
+
+def _snap_range(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Widen ``[lo, hi]`` outward to multiples of 2**(e - 7), e the binary exponent of max(|lo|, |hi|).
+
+    Works elementwise and keeps the float32 arrays' shape (the calibrator
+    returns shape-(1,) arrays); zero and non-finite ranges are left as they are.
+    """
+    lo64, hi64 = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    mag = np.maximum(np.abs(lo64), np.abs(hi64))
+    ok = np.isfinite(mag) & (mag > 0)
+    step = np.ldexp(1.0, np.frexp(np.where(ok, mag, 1.0))[1] - 7)
+    new_lo = np.where(ok, np.floor(lo64 / step) * step, lo64)
+    new_hi = np.where(ok, np.ceil(hi64 / step) * step, hi64)
+    return new_lo.astype(np.float32), new_hi.astype(np.float32)
+
+
+def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with each BatchNormalization that alone consumes a Conv folded into it.
+
+    ``W' = W * s`` and ``b' = (b - mean) * s + beta`` with
+    ``s = gamma / sqrt(var + eps)`` per output channel, computed in float32
+    numpy (IEEE-exact on every machine). Convs whose weights are shared, or
+    BNs whose parameters are not initializers, are left alone.
+    """
+    m = copy.deepcopy(model)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for x in n.input:
+            uses[x] = uses.get(x, 0) + 1
+    graph_outputs = {o.name for o in g.output}
+    producer = {n.output[0]: n for n in g.node if n.output}
+    drop: list[onnx.NodeProto] = []
+    new_inits: dict[str, onnx.TensorProto] = {}
+    for bn in g.node:
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+            continue
+        conv = producer.get(bn.input[0])
+        if conv is None or conv.op_type != "Conv" or uses.get(bn.input[0]) != 1 or bn.input[0] in graph_outputs:
+            continue
+        names = [conv.input[1], *bn.input[1:5]] + ([conv.input[2]] if len(conv.input) > 2 else [])
+        if not all(x in inits and uses.get(x) == 1 for x in names):
+            continue
+        w = numpy_helper.to_array(inits[conv.input[1]])
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[x]) for x in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        if w.dtype != np.float32:
+            continue
+        scale = gamma / np.sqrt(var + np.float32(eps))
+        b = numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 else np.zeros_like(mean)
+        new_inits[conv.input[1]] = numpy_helper.from_array(w * scale[:, None, None, None], conv.input[1])
+        bias_name = conv.input[2] if len(conv.input) > 2 else f"{conv.input[1].rsplit('.', 1)[0]}.bias"
+        while bias_name in inits and len(conv.input) < 3:
+            bias_name += "_"
+        new_inits[bias_name] = numpy_helper.from_array((b - mean) * scale + beta, bias_name)
+        if len(conv.input) > 2:
+            conv.input[2] = bias_name
+        else:
+            conv.input.append(bias_name)
+        conv.output[0] = bn.output[0]
+        drop.append(bn)
+        for x in bn.input[1:5]:
+            del inits[x]
+    if not drop:
+        return m
+    kept = [n for n in g.node if all(n is not d for d in drop)]
+    del g.node[:]
+    g.node.extend(kept)
+    order = [i.name for i in g.initializer]
+    final = []
+    for name in order:
+        if name in new_inits:
+            final.append(new_inits.pop(name))
+        elif name in inits:
+            final.append(inits[name])
+    final.extend(new_inits[k] for k in sorted(new_inits))  # biases the convs did not have
+    del g.initializer[:]
+    g.initializer.extend(final)
+    del g.value_info[:]
+    return m
 
 
 class _QuietPreprocessAdvice(logging.Filter):

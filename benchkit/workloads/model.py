@@ -134,18 +134,29 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def display_path(path: Path) -> str:
+    """A path as a user would type it: relative to the working directory when below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def read_model(path: Path, origin: str):
     """Parse an ONNX file (weights not needed) with an error that names the file."""
     import onnx
 
+    shown = display_path(path)
     if not path.is_file():
-        raise WorkloadError(f"{origin}.model: file not found: {path}")
+        raise WorkloadError(f"{origin}.model: file not found: {shown}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
-        raise WorkloadError(f"{origin}.model: {path} is not a valid ONNX model ({type(e).__name__}: {e})") from None
+        raise WorkloadError(
+            f"{origin}.model: {shown} is not a valid ONNX model (it does not parse as an ONNX protobuf: {type(e).__name__})"
+        ) from None
     if not model.graph.node and not model.graph.output:
-        raise WorkloadError(f"{origin}.model: {path} is not a valid ONNX model (empty graph)")
+        raise WorkloadError(f"{origin}.model: {shown} is not a valid ONNX model (empty graph)")
     return model
 
 

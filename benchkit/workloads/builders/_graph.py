@@ -194,6 +194,7 @@ class GraphBuilder:
         group: int = 1,
         bias: bool = False,
         gain: float = 2.0,
+        out: str | None = None,
     ) -> str:
         """2-D convolution, weight ``[out_ch, in_ch/group, kh, kw]``, He-initialised.
 
@@ -211,7 +212,7 @@ class GraphBuilder:
         if bias:
             ins.append(self.small(f"{name}.bias", (out_ch,)))
         return self.node(
-            "Conv", ins, name=name, kernel_shape=[kh, kw], strides=list(_pair(stride)), pads=list(pads), group=group
+            "Conv", ins, name=name, out=out, kernel_shape=[kh, kw], strides=list(_pair(stride)), pads=list(pads), group=group
         )
 
     def batchnorm(self, x: str, channels: int, *, name: str, gamma: float = 1.0, eps: float = 1e-5) -> str:
@@ -332,7 +333,9 @@ def finalize(model: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
     """Stamp benchkit's fixed metadata on ``model`` (in place) and return it.
 
     Sets ``ir_version``, producer name/version, clears the model doc string,
-    domain, model_version and metadata, and (if ``check``) runs the ONNX checker. Used by
+    domain, model_version and metadata, drops opset imports of domains no
+    node uses (optimisers add a dozen; a stricter runtime may reject one it
+    does not know), and (if ``check``) runs the ONNX checker. Used by
     :meth:`GraphBuilder.model` and by the variant passes, which start from
     models other tools have stamped.
     """
@@ -343,6 +346,11 @@ def finalize(model: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
     model.domain = ""
     model.model_version = 0
     del model.metadata_props[:]
+    used = {n.domain for n in model.graph.node}
+    keep = [o for o in model.opset_import if o.domain in ("", "ai.onnx") or o.domain in used]
+    if len(keep) != len(model.opset_import):
+        del model.opset_import[:]
+        model.opset_import.extend(keep)
     if check:
         onnx.checker.check_model(model)
     return model

@@ -1,0 +1,68 @@
+"""TEST FAKES: backend adapters that fail on purpose (fault injection).
+
+They reach benchkit through the real plugin path: the folder holding this
+module also holds a ``benchkit_test_fakes-0.0.0.dist-info`` with an
+``entry_points.txt``, so putting the folder on ``sys.path``/``PYTHONPATH``
+registers them exactly as a vendor's pip package would be. Never shipped.
+
+Option ``fault`` picks the failure:
+  none        behave (a numpy identity-ish adapter that really computes nothing useful)
+  segfault    the worker process dies of SIGSEGV during run()
+  hang        run() never returns
+  raise_load  load() raises a plain RuntimeError (not a BenchkitError)
+  raise_run   run() raises after `after` calls
+  nan         outputs are NaN
+  exit        the worker process calls os._exit(3) in load()
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+import numpy as np
+
+from benchkit.backends.base import Backend, BackendInfo
+
+
+class FaultInjectionBackend(Backend):
+    name = "fault-inject"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.fault = options.get("fault", "none")
+        self.after = int(options.get("after", 0))
+        self.calls = 0
+        self._out = None
+
+    @classmethod
+    def describe_installation(cls):
+        return {"version": "0.0.0", "device": "fake"}
+
+    def load(self, model_path, workload):
+        if self.fault == "raise_load":
+            raise RuntimeError("injected failure in load()")
+        if self.fault == "exit":
+            os._exit(3)
+        self._names = list(workload.output_names)
+
+    def run(self, staged):
+        self.calls += 1
+        if self.calls > self.after:
+            if self.fault == "segfault":
+                ctypes.string_at(0)  # reads address 0: SIGSEGV
+            if self.fault == "hang":
+                while True:
+                    time.sleep(3600)
+            if self.fault == "raise_run":
+                raise RuntimeError("injected failure in run()")
+        first = next(iter(staged.values()))
+        return [np.full_like(first, np.nan) if self.fault == "nan" else first for _ in self._names]
+
+    def fetch(self, result):
+        return list(result)
+
+    def info(self):
+        return BackendInfo(name=self.name, version="0.0.0", device="fake", precision="fp32",
+                           adapter=f"{__name__}:FaultInjectionBackend")

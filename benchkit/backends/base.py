@@ -79,6 +79,8 @@ class Backend(abc.ABC):
 
     #: Entry-point name; also the ``backend.name`` of records.
     name: ClassVar[str] = ""
+    #: False only for an adapter that does no work by design (``null``): its outputs are not checked.
+    produces_outputs: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         """Validate ``options``; raise :class:`benchkit.errors.BackendError` naming a bad one. Do not load models here."""

@@ -22,6 +22,7 @@ from .base import Backend, BackendInfo, Done, WorkloadInfo
 
 class NullBackend(Backend):
     name = "null"
+    produces_outputs = False  # it computes nothing, so there is no output to check
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
     g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
+    r.add_argument("--device-file", type=Path, metavar="YAML",
+                   help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
     r.add_argument("--engine", choices=["benchkit", "mlperf"], default="benchkit",
                    help="what drives the measurement: benchkit's own loops (default) or MLPerf LoadGen "
@@ -62,8 +64,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures")
 
-    w = sub.add_parser("workloads", help="list the standard workload catalog")
+    w = sub.add_parser("workloads", help="list the standard workload catalog; `workloads export` writes one to a file")
     w.add_argument("--details", action="store_true", help="build each model and show parameters, FLOPs and bytes")
+    wsub = w.add_subparsers(dest="workloads_command", metavar="SUBCOMMAND")
+    ex = wsub.add_parser("export", help="write a catalog workload to an ONNX file")
+    ex.add_argument("name", help="catalog workload, e.g. resnet50-v1.5")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    ex.add_argument("--variant", default="fp32", help="fp32 | fp16 | int8 (default: %(default)s)")
+    ex.add_argument("--batch", type=int, help="fix the batch dimension (default: left dynamic)")
+    ex.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="fix a named dynamic dimension")
+    ex.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="builder parameter override")
 
     sh = sub.add_parser("show", help="print a result record readably")
     sh.add_argument("record", type=Path)
@@ -137,7 +147,7 @@ def cmd_run(args) -> int:
         from .peak import PeakOptions
 
         peak = PeakOptions(tolerance=args.peak_tolerance, max_probes=args.max_probes)
-    cells = expand(loaded, args.backend, args.workload, profile, find_peak=args.find_peak)
+    cells = expand(loaded, args.backend, args.workload, profile, args.device_file, find_peak=args.find_peak)
     if args.engine == "mlperf":
         from .engines.mlperf import require_loadgen
 
@@ -275,10 +285,42 @@ def cmd_backends(args) -> int:
     return 0
 
 
+def _pairs(items: list[str], flag: str, cast) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchkitError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = cast(value)
+        except ValueError:
+            raise BenchkitError(f"{flag} {item!r}: {value!r} is not a valid value") from None
+    return out
+
+
+def _scalar(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
 def cmd_workloads(args) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from .workloads import catalog
+
+    if args.workloads_command == "export":
+        from .workloads.export import export
+
+        dims = _pairs(args.dim, "--dim", int)
+        if args.batch is not None:
+            if args.batch <= 0:
+                raise BenchkitError(f"--batch: expected a positive integer, got {args.batch}")
+            dims["batch"] = args.batch
+        digest = export(args.name, args.output, _pairs(args.param, "--param", _scalar), args.variant, dims)
+        print(f"{args.output}: {args.name} ({args.variant}) sha256 {digest}")
+        return 0
 
     entries = catalog.entries()
     t = Table(title="benchkit standard workloads", title_justify="left")
@@ -288,7 +330,10 @@ def cmd_workloads(args) -> int:
     for col in cols:
         t.add_column(col)
     for name, e in entries.items():
-        inputs = "; ".join(f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs)
+        shown = [f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs]
+        if len(shown) > 3:  # KV-cache decoders have dozens of inputs
+            shown = shown[:2] + [f"... +{len(shown) - 2} more"]
+        inputs = escape("; ".join(shown))  # shapes look like rich markup: [batch,16]
         row = [name, e.family, e.task, inputs, ",".join(e.variants)]
         if args.details:
             from .workloads.flops import analyze, per_sample

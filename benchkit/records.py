@@ -50,12 +50,21 @@ class WorkloadRecord(_Model):
     dims: dict[str, int] = Field(default_factory=dict)
     inputs: list[InputInfo] = Field(default_factory=list)
     effective_batch_size: int | None = Field(None, description="Samples per inference call actually used.")
-    flops: int | None = Field(None, description="FLOPs per sample, where known.")
+    flops: int | None = Field(None, description="FLOPs per sample (benchkit.workloads.flops conventions), where known.")
+    macs: int | None = Field(None, description="Multiply-accumulates per sample, where known.")
+    param_count: int | None = Field(None, description="Parameter elements (weights) of the graph.")
+    bytes_per_sample: int | None = Field(
+        None, description="Weight bytes plus unfused activation traffic per sample: the roofline's byte count."
+    )
+    arithmetic_intensity: float | None = Field(None, description="flops / bytes_per_sample (FLOP/byte).")
+    unknown_ops: list[str] = Field(default_factory=list, description="Ops counted as zero FLOPs (no formula).")
 
 
 class BackendRecord(BackendInfo):
     id: str = Field(description="Backend label in the spec (defaults to name).")
     claimed_precision: str = Field(description="Precision the spec claims for this result.")
+    memory_bandwidth_bytes_per_s: float | None = Field(None, description="Device memory bandwidth, if known.")
+    peak_source: str | None = Field(None, description="Where the peak figures came from: adapter | device file path.")
 
 
 class SystemRecord(_Model):
@@ -95,7 +104,10 @@ class Metrics(_Model):
     warmup_queries: int
     stop_reason: str
     headline: Headline
-    achieved_flops_per_s: float | None = None
+    achieved_flops_per_s: float | None = Field(None, description="workload.flops x throughput_per_s.")
+    fraction_of_peak: float | None = Field(
+        None, description="achieved_flops_per_s / backend.peak_flops_per_s (roofline y over the flat roof)."
+    )
     extra: dict[str, Any] = Field(default_factory=dict, description="Scenario-specific figures (e.g. issue lateness).")
     early_stopping: EarlyStopping | None = Field(
         None, description="LoadGen's early-stopping check (SingleStream, MultiStream, Server); part of validity."

@@ -37,7 +37,7 @@ from .records import ResultRecord
 from .peak import PeakOptions, PeakSearch
 from .scenarios import HEADLINE, measure, timed_call, warmup
 from .scenarios.dispatch import requested_batch
-from .spec import BackendSpec, LoadedSpec, WorkloadSpec, format_number
+from .spec import BackendSpec, LoadedSpec, WorkloadSpec, format_number, load_device_file
 
 Progress = Callable[[str, str], None]  # (cell_id, phase)
 
@@ -93,10 +93,12 @@ def expand(
     backends: Iterable[str] = (),
     workloads: Iterable[str] = (),
     profile: str | None = None,
+    device_file: Path | None = None,
     find_peak: bool = False,
 ) -> list[Cell]:
     """The suite's cells, in spec order, optionally filtered by backend ids and workload names.
 
+    ``device_file`` (the CLI's ``--device-file``) replaces every backend's descriptor.
     A sweep (``offline.batch_size`` or ``server.target_qps`` given as a list)
     becomes one cell per value, its id suffixed ``-b8`` / ``-q1000``. With
     ``find_peak``, only Server scenarios are kept, one cell each, at the lowest
@@ -120,6 +122,9 @@ def expand(
         for b in spec.backends:
             if want_b and b.id not in want_b:
                 continue
+            bdata = b.model_dump(mode="json")
+            dev = device_file or (loaded.base_dir / b.device_file if b.device_file else None)
+            bdata["device_file"] = str(Path(dev).resolve()) if dev else None
             for si, s in enumerate(spec.scenarios):
                 if find_peak and s.kind != "server":
                     continue
@@ -134,7 +139,7 @@ def expand(
                         Cell(
                             cell_id=f"{w.name}__{b.id}__{s.kind}{suffix}{point}",
                             workload=w.model_dump(mode="json"),
-                            backend=b.model_dump(mode="json"),
+                            backend=bdata,
                             kind=s.kind,
                             settings={**base, **override},
                             seed=spec.seed,
@@ -172,6 +177,8 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
                 cls(b.options).close()
             except BenchkitError as e:
                 raise SpecError(f"{where}.options: {e}") from None
+            if b.device_file is not None:
+                load_device_file(Path(b.device_file), f"{where}.device_file")
 
 
 # --------------------------------------------------------------------------- one cell
@@ -207,6 +214,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         per_call = max(1, wl.bytes_per_call(asked))
         n_inputs = int(max(1, min(_MAX_DISTINCT_INPUTS, _INPUT_POOL_BYTES // per_call)))
         feeds, _ = wl.make_feeds(asked, n_inputs, cell.seed)
+        cost, cost_warning = _workload_cost(wl, effective_batch)
 
         phase("load")
         cls = load_backend_class(bspec.name)
@@ -252,7 +260,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
             output_problems = []
 
         record = _assemble(cell, ctx, started, wl, bspec, info, effective_batch, m, load_ns, first_ns, n_warm,
-                           output_problems)
+                           output_problems, cost, cost_warning)
     except BaseException as e:  # noqa: BLE001 - every failure becomes a record; KeyboardInterrupt re-raised below
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -268,6 +276,23 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
     return record
 
 
+def _workload_cost(wl, effective_batch: int):
+    """FLOPs and bytes per sample at the cell's dims (untimed). Never fails the cell: a graph the
+    counter cannot analyse gets no roofline figures and a warning instead."""
+    from .workloads.flops import analyze
+
+    try:
+        return analyze(wl.path, {**wl.dims, **_leading_dims(wl, effective_batch)}), None
+    except BenchkitError as e:
+        return None, f"no FLOP count: {e}"
+
+
+def _leading_dims(wl, batch: int) -> dict[str, int]:
+    """Values for the symbolic leading (batch) dims of the graph's inputs."""
+    return {i.shape[0]: batch for i in wl.inputs if i.shape and isinstance(i.shape[0], str)
+            and i.shape[0] not in wl.dims}
+
+
 def _check_outputs(outputs: list[np.ndarray], names: tuple[str, ...]) -> list[str]:
     problems = []
     if names and len(outputs) != len(names):
@@ -278,8 +303,17 @@ def _check_outputs(outputs: list[np.ndarray], names: tuple[str, ...]) -> list[st
     return problems
 
 
-def _workload_block(wl, effective_batch: int | None) -> records.WorkloadRecord:
+def _workload_block(wl, effective_batch: int | None, cost=None) -> records.WorkloadRecord:
     shapes, _ = wl.call_shapes(effective_batch or 1)
+    roofline = {}
+    if cost is not None:
+        # `cost` is per inference call: weights are read once per call, so intensity is a property of the
+        # call (batch included) and the per-sample figures divide the call's totals by its batch.
+        b = effective_batch or 1
+        nbytes = cost.weight_bytes + cost.activation_bytes
+        roofline = dict(flops=round(cost.flops / b), macs=round(cost.macs / b), param_count=cost.params,
+                        bytes_per_sample=round(nbytes / b), arithmetic_intensity=cost.arithmetic_intensity,
+                        unknown_ops=list(cost.unknown_ops))
     return records.WorkloadRecord(
         name=wl.name,
         source=wl.source,
@@ -292,6 +326,7 @@ def _workload_block(wl, effective_batch: int | None) -> records.WorkloadRecord:
         dims=dict(wl.dims),
         inputs=[records.InputInfo(name=i.name, dtype=i.dtype.name, shape=list(shapes[i.name])) for i in wl.inputs],
         effective_batch_size=effective_batch,
+        **roofline,
     )
 
 
@@ -319,8 +354,20 @@ def _headline(kind: str, settings: dict[str, Any], lat: stats.LatencyStats, sort
 _TYPED_EXTRA = ("invalid_reasons", "issue_lateness_ns", "engine", "headline_value")
 
 
+def _peak(bspec: BackendSpec, info, precision: str) -> tuple[float | None, float | None, str | None]:
+    """(peak FLOP/s, memory bandwidth, source): the adapter's own figure first, else the device file."""
+    if info.peak_flops_per_s:
+        return info.peak_flops_per_s, None, "adapter"
+    if bspec.device_file is None:
+        return None, None, None
+    dev = load_device_file(Path(bspec.device_file), "device_file")
+    # the file name, not its path: records travel between machines
+    return dev.peak_flops_per_s.get(precision), dev.memory_bandwidth_bytes_per_s, \
+        f"device file {Path(bspec.device_file).name} ({dev.name})"
+
+
 def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch, m, load_ns, first_ns, n_warm,
-              output_problems) -> ResultRecord:
+              output_problems, cost=None, cost_warning=None) -> ResultRecord:
     from .scenarios.validity import latency_verdict
 
     lat = stats.summarize(m.samples_ns)
@@ -361,6 +408,10 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
     warn = stats.stability_warning(lat)
     if warn:
         warnings.append(warn)
+    if cost_warning:
+        warnings.append(cost_warning)
+    peak, bandwidth, peak_source = _peak(bspec, info, info.precision)
+    achieved = cost.flops / m.samples_per_query * thr if cost is not None and cost.flops else None
     metrics = records.Metrics(
         latency_ns=lat,
         count=m.query_count,
@@ -373,10 +424,14 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         warmup_queries=n_warm,
         stop_reason=m.stop_reason,
         headline=_headline(cell.kind, s, lat, sorted_ns, thr, m.extra.get("headline_value")),
+        achieved_flops_per_s=achieved,
+        fraction_of_peak=achieved / peak if achieved is not None and peak else None,
         extra={k: v for k, v in m.extra.items() if k not in _TYPED_EXTRA},
         early_stopping=verdict.early_stopping,
         issue_lateness_ns=m.extra.get("issue_lateness_ns"),
     )
+    binfo = info.model_dump()
+    binfo["peak_flops_per_s"] = peak
     return ResultRecord(
         schema_version=records.SCHEMA_VERSION,
         benchkit_version=__version__,
@@ -389,8 +444,9 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         spec_sha256=ctx.spec_sha256,
         spec=_spec_block(cell),
         probe=cell.probe,
-        workload=_workload_block(wl, effective_batch),
-        backend=records.BackendRecord(**info.model_dump(), id=bspec.id, claimed_precision=bspec.precision),
+        workload=_workload_block(wl, effective_batch, cost),
+        backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
+                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
         system=records.SystemRecord(**system.describe()),
         scenario=records.ScenarioRecord(kind=cell.kind, settings=s),
         metrics=metrics,
@@ -403,7 +459,11 @@ def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: st
                  wl=None, info=None, effective_batch=None) -> ResultRecord:
     """The record of a cell that produced no measurement: it still exists, INVALID, with the cause."""
     bspec = BackendSpec.model_validate(cell.backend)
-    backend = None
+    backend = workload = None
+    try:  # what is known of the cell; an error here must not cost the error record itself
+        workload = _workload_block(wl, effective_batch) if wl is not None else None
+    except Exception:  # noqa: BLE001
+        workload = None
     if info is not None:
         backend = records.BackendRecord(**info.model_dump(), id=bspec.id, claimed_precision=bspec.precision)
     return ResultRecord(
@@ -418,7 +478,7 @@ def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: st
         spec_sha256=ctx.spec_sha256,
         spec=_spec_block(cell),
         probe=cell.probe,
-        workload=_workload_block(wl, effective_batch) if wl is not None else None,
+        workload=workload,
         backend=backend,
         system=records.SystemRecord(**system.describe()),
         scenario=records.ScenarioRecord(kind=cell.kind, settings=cell.settings),

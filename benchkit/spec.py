@@ -55,6 +55,31 @@ class InputOverride(_Frozen):
     )
 
 
+class DeviceDescriptor(_Frozen):
+    """A device's published peaks, for roofline figures. Units in the names; one file per device."""
+
+    name: str = Field(description="Device model, e.g. 'NVIDIA H200 SXM'.")
+    peak_flops_per_s: dict[Precision, float] = Field(
+        description="Dense peak per precision, e.g. {fp32: 6.7e13, bf16: 9.9e14}."
+    )
+    memory_bandwidth_bytes_per_s: float | None = Field(None, gt=0, description="Peak memory bandwidth.")
+    source: str = Field("", description="Where the figures come from (datasheet URL or document).")
+
+
+def load_device_file(path: Path, origin: str) -> DeviceDescriptor:
+    """Read a device descriptor; errors name the file and field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{origin}: device file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise SpecError(f"{origin}: cannot read device file {path}: {e}") from None
+    try:
+        return DeviceDescriptor.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(str(path), e, data).replace("invalid spec", "invalid device file")) from None
+
+
 class WorkloadSpec(_Frozen):
     """One workload: a catalog model (by name) or any ONNX file (by path)."""
 
@@ -107,6 +132,11 @@ class BackendSpec(_Frozen):
     precision: Precision = Field("fp32", description="Precision the result claims; the adapter reports what ran.")
     allow_precision_mismatch: bool = Field(
         False, description="Accept a record whose effective precision differs from the claimed one."
+    )
+    device_file: Path | None = Field(
+        None,
+        description="YAML device descriptor (peak FLOP/s per precision, memory bandwidth), relative to the spec; "
+        "used for the roofline when the adapter does not report a peak.",
     )
 
     @property

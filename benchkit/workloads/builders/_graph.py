@@ -212,7 +212,14 @@ class GraphBuilder:
         if bias:
             ins.append(self.small(f"{name}.bias", (out_ch,)))
         return self.node(
-            "Conv", ins, name=name, out=out, kernel_shape=[kh, kw], strides=list(_pair(stride)), pads=list(pads), group=group
+            "Conv",
+            ins,
+            name=name,
+            out=out,
+            kernel_shape=[kh, kw],
+            strides=list(_pair(stride)),
+            pads=list(pads),
+            group=group,
         )
 
     def batchnorm(self, x: str, channels: int, *, name: str, gamma: float = 1.0, eps: float = 1e-5) -> str:

@@ -95,10 +95,10 @@ def dlrm(params: Mapping[str, Any], rng: np.random.Generator) -> onnx.ModelProto
 
     # Dot products of every pair of the 27 vectors (bottom MLP output + 26 embeddings),
     # strictly lower triangle in DLRM's order (i, j < i), after the bottom MLP output.
-    feats = g.node("Concat", [g.node("Unsqueeze", [x, _constant(g, "axis1", [1])], name="interaction.dense"), emb],
-                   name="interaction.vectors", axis=1)  # fmt: skip
-    gram = g.node("MatMul", [feats, g.node("Transpose", [feats], name="interaction.t", perm=[0, 2, 1])],
-                  name="interaction.dot")  # fmt: skip
+    dense_vec = g.node("Unsqueeze", [x, _constant(g, "axis1", [1])], name="interaction.dense")
+    feats = g.node("Concat", [dense_vec, emb], name="interaction.vectors", axis=1)  # [batch, 27, dim]
+    feats_t = g.node("Transpose", [feats], name="interaction.t", perm=[0, 2, 1])
+    gram = g.node("MatMul", [feats, feats_t], name="interaction.dot")  # [batch, 27, 27]
     n = n_tables + 1
     gram = g.node("Reshape", [gram, _constant(g, "interaction.flat_shape", [0, n * n])], name="interaction.flat")
     pairs = [i * n + j for i in range(n) for j in range(i)]

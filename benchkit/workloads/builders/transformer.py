@@ -19,9 +19,11 @@ Graph conventions shared by all three builders:
   their element count is the published parameter count.
 
 MACs (multiply-accumulates) per forward pass, for hidden size ``h``, ``l``
-layers, feed-forward size ``4h``, sequence ``s`` and vocabulary ``V``, are the
-forward third of Narayanan et al. 2021 (Megatron-LM, SC'21, section 5.1,
-``96 B s l h^2 (1 + s/6h + V/16lh)`` FLOPs per training step)::
+layers, feed-forward size ``4h``, sequence ``s`` and vocabulary ``V``, follow
+Narayanan et al. 2021 (Megatron-LM, SC'21, section 5.1), whose training step
+costs ``96 B s l h^2 (1 + s/6h + V/16lh)`` FLOPs: four passes' worth of the
+layers (forward, backward twice, recomputed forward) and three of the logit
+layer. One forward pass of one sequence is then::
 
     12 s l h^2 + 2 s^2 l h  (+ s h V with a language-model head)
 

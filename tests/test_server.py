@@ -213,3 +213,29 @@ def test_measure_dispatches_server_and_offline_counts_samples():
     m = measure("offline", Counter(), [0], {"min_duration_ms": 1, "min_query_count": 100, "max_duration_ms": None,
                                             "max_query_count": 100}, 8, seed=0)
     assert m.query_count == 13 and m.sample_count == 104
+
+
+def test_workers_never_share_a_staged_input_between_concurrent_calls():
+    class Exclusive(SleepyBackend):
+        """Fails if a staged input (think: an IOBinding) is run while another call still holds it."""
+
+        def __init__(self) -> None:
+            super().__init__(0.001)
+            self.busy: set[int] = set()
+            self.clash = False
+
+        def run(self, staged):
+            with self.lock:
+                self.clash |= staged in self.busy
+                self.busy.add(staged)
+            try:
+                super().run(staged)
+            finally:
+                with self.lock:
+                    self.busy.discard(staged)
+
+    be = Exclusive()
+    rule = StopRule(min_duration_ns=1, min_query_count=200)
+    # a 3x overload keeps all 4 workers busy with a backlog: the worst case for sharing
+    run_server(be, list(range(6)), {**SETTINGS, "target_qps": 12_000.0, "workers": 4}, rule, 1, seed=9)
+    assert be.peak_active >= 2 and not be.clash

@@ -141,8 +141,9 @@ class _SystemUnderTest:
         self._work: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         if kind == "server" and not self.use_async:
-            self._threads = [threading.Thread(target=self._worker, daemon=True, name=f"benchkit-lg-{j}")
-                             for j in range(max(1, workers))]
+            n = max(1, workers)
+            self._threads = [threading.Thread(target=self._worker, args=(list(staged[j::n]) or list(staged),),
+                                              daemon=True, name=f"benchkit-lg-{j}") for j in range(n)]
             for t in self._threads:
                 t.start()
 
@@ -190,11 +191,14 @@ class _SystemUnderTest:
         self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(tag, 0, 0)])
         self.last_done_ns = max(self.last_done_ns, perf_counter_ns())
 
-    def _worker(self) -> None:
+    def _worker(self, mine: list[Any]) -> None:
+        # Each worker cycles through its own share of the staged inputs: none is used by two calls at once.
+        c = 0
         while (item := self._work.get()) is not None:
-            sample_id, index = item
+            sample_id, _index = item
             try:
-                self.backend.run(self.staged[index % self.k])
+                self.backend.run(mine[c % len(mine)])
+                c += 1
                 self.backend.synchronize()
                 self._done(sample_id, None)
             except BaseException as e:  # noqa: BLE001

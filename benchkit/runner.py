@@ -33,8 +33,8 @@ from . import records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
-from .records import ResultRecord
 from .peak import PeakOptions, PeakSearch
+from .records import ResultRecord
 from .scenarios import HEADLINE, measure, timed_call, warmup
 from .scenarios.dispatch import requested_batch
 from .spec import BackendSpec, LoadedSpec, WorkloadSpec, format_number, load_device_file
@@ -402,10 +402,13 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
     verdict = latency_verdict(cell.kind, s, sorted_ns, m.extra)
     if engine == "benchkit":
         reasons.extend(verdict.reasons)
-    elif bool(verdict.reasons) != bool(m.extra.get("invalid_reasons")):
-        # LoadGen's verdict stands for its own runs; a disagreement with benchkit's rules is worth a look.
-        warnings.append("benchkit's validity rules disagree with LoadGen's verdict on these samples: "
-                        + ("; ".join(verdict.reasons) or "benchkit finds them VALID"))
+    else:
+        # LoadGen's verdict stands for its own runs; a disagreement with benchkit's latency rules on the
+        # same samples is worth a look.
+        lg_met = m.extra.get("mlperf", {}).get("latency_constraints_met")
+        if lg_met is not None and lg_met != (not verdict.reasons):
+            warnings.append("benchkit's latency rules disagree with LoadGen's on these samples: "
+                            + ("; ".join(verdict.reasons) or "benchkit finds the latency constraints met"))
     warnings.extend(verdict.warnings)
     warn = stats.stability_warning(lat)
     if warn:

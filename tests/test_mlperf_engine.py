@@ -73,6 +73,9 @@ def test_every_scenario_yields_a_record_with_loadgen_logs_beside_it(lg_run):
         assert rec.validity.valid == lg_valid, rec.validity.reasons
         if not lg_valid:
             assert rec.validity.reasons[0].startswith("LoadGen: result INVALID")
+        # benchkit's own latency rules (early stopping, percentile bound), applied to LoadGen's samples,
+        # reach LoadGen's verdict: no disagreement warning
+        assert not [w for w in rec.validity.warnings if "disagree" in w], rec.validity.warnings
 
 
 def load(run_dir: Path, kind: str) -> tuple[records.ResultRecord, str]:

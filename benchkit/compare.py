@@ -31,7 +31,8 @@ raw ``samples_ns`` of both records, resampled independently:
   from a *block* bootstrap of the latencies in issue order (the same 32
   blocks). Server throughput is set by the Poisson arrival schedule, not by
   latency; its replicates scale it by ``Poisson(N) / N`` for N completed
-  queries.
+  queries (conservative when both runs used the same seed, and so the same
+  schedule).
 
 Verdict. A change is *significant* when the interval excludes 1: the
 verdict is then read straight off the interval shown beside it, so the two

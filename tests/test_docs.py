@@ -177,7 +177,8 @@ class Block:
         return f"{self.page.relative_to(ROOT)}:{self.line}"
 
 
-_FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+# A fence may be indented (a block inside a list item): its body is dedented by the fence's indent.
+_FENCE = re.compile(r"^([ \t]*)```([\w-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.M | re.S)
 _DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->$")
 
 
@@ -187,7 +188,10 @@ def blocks(page: Path) -> list[Block]:
     for m in _FENCE.finditer(text):
         before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
         d = _DIRECTIVE.match(before)
-        out.append(Block(page, text.count("\n", 0, m.start()) + 1, m.group(1).lower(), m.group(2),
+        indent = len(m.group(1))
+        body = "".join(line[indent:] if line[:indent].strip() == "" else line
+                       for line in m.group(3).splitlines(keepends=True))
+        out.append(Block(page, text.count("\n", 0, m.start()) + 1, m.group(2).lower(), body,
                          d.group(1) if d else ""))
     return out
 
@@ -311,10 +315,12 @@ def test_examples_run(page, tmp_path):
 
 def test_the_block_parser_reads_directives_and_languages(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("text\n\n<!-- docs-test: exit 0,1 noisy -->\n```bash\nbenchkit --version\n```\n\n```\nplain\n```\n")
+    page.write_text("text\n\n<!-- docs-test: exit 0,1 noisy -->\n```bash\nbenchkit --version\n```\n\n```\nplain\n```\n"
+                    "- item\n\n  ```yaml\n  run:\n    profile: quick\n  ```\n")
     got = blocks(page)
     assert [(b.lang, b.directive, b.body) for b in got] == [
-        ("bash", "exit 0,1 noisy", "benchkit --version\n"), ("", "", "plain\n")]
+        ("bash", "exit 0,1 noisy", "benchkit --version\n"), ("", "", "plain\n"),
+        ("yaml", "", "run:\n  profile: quick\n")]
     assert _commands(Block(page, 1, "bash", "pip install -e . && benchkit run x\npip install y\npython -m pytest\n", "")) \
         == "benchkit run x"
     assert _commands(Block(page, 1, "console", "$ benchkit show r.json\noutput line\n", "")) == "benchkit show r.json"

@@ -39,11 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", action="append", default=[], metavar="NAME", help="only this workload (repeatable)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
-    g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
+    g.add_argument("--profile", choices=["quick", "standard", "mlperf", "certify"],
+                   help="override the spec's run profile (certify: standard minimums; stability flags make INVALID)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
+    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="complete an interrupted run: only cells without a readable record run "
+                        "(default RUN_DIR: the newest run of this spec under --out)")
+    r.add_argument("--system-file", type=Path, metavar="YAML",
+                   help="system description (submitter, system_name, status, cooling, notes) stored in every record")
 
     v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
     v.add_argument("spec")
@@ -146,7 +152,13 @@ def cmd_run(args) -> int:
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("suite", total=len(cells), cell="", phase="")
+        total = len(cells) * loaded.spec.run.repeats
+        task = bar.add_task("suite", total=total, cell="", phase="")
+
+        def on_start(run_dir, pending: int) -> None:
+            bar.update(task, completed=total - pending)
+            if args.resume:
+                bar.console.print(f"resuming {run_dir}: {total - pending} of {total} cells done, {pending} to run")
 
         def progress(cell_id: str, phase: str) -> None:
             bar.update(task, cell=cell_id, phase=phase)
@@ -159,12 +171,15 @@ def cmd_run(args) -> int:
 
         try:
             result = run_suite(
-                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir
+                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
+                resume=args.resume, system_file=args.system_file, on_start=on_start,
             )
         except KeyboardInterrupt:
-            err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")
+            err.print(f"interrupted after {len(done)} more cell(s); every record written is kept "
+                      f"(benchkit run {args.spec} --resume completes the run)")
             raise
-    _summary_table([r for r, _ in done])
+    _summary_table(result.records)
+    _repeats_table(result.records)
     print(f"{len(result.records)} record(s) in {result.out_dir}")
     return 0 if result.all_valid else 1
 
@@ -213,6 +228,29 @@ def _summary_table(recs) -> None:
             con.print(f"[red]INVALID[/] {r.cell_id}: {reason}")
         for w in r.validity.warnings:
             con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
+
+
+def _repeats_table(recs) -> None:
+    """Between-session spread beside the within-run spread, one row per repeated cell."""
+    from rich.table import Table
+
+    rows = {}
+    for r in recs:
+        if r.repeat is not None and r.repeat.between is not None:
+            rows.setdefault(r.cell_id, r.repeat.between)
+    if not rows:
+        return
+    t = Table(title="repetitions: spread between sessions (fresh processes) vs within each run", title_justify="left")
+    for col in ("cell", "sessions", "headline", "mean", "min", "max", "between-session CV", "within-run CV (median)"):
+        t.add_column(col, justify="left" if col in ("cell", "headline") else "right")
+    for cell_id, b in rows.items():
+        fmt = _fmt_ns if b.unit == "ns" else _fmt_rate
+        within = sorted(c for c in b.within_run_cv if c is not None)
+        median = within[len(within) // 2] if within else None
+        t.add_row(cell_id, f"{sum(v is not None for v in b.values)}/{len(b.values)}", b.metric, fmt(b.mean),
+                  fmt(b.min), fmt(b.max), "-" if b.cv is None else f"{b.cv:.2%}",
+                  "-" if median is None else f"{median:.2%}")
+    _console().print(t)
 
 
 def cmd_backends(args) -> int:

@@ -33,6 +33,7 @@ from . import records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
+from .outputs import output_shape_problems
 from .records import ResultRecord
 from .scenarios import HEADLINE, measure, timed_call, warmup
 from .scenarios.dispatch import requested_batch
@@ -78,6 +79,7 @@ class SuiteContext:
     base_dir: str
     keep_samples: bool
     cache_dir: str | None = None
+    max_memory_bytes: int | None = None  # applied by each worker to itself (benchkit.limits), before any runtime loads
 
 
 def new_run_id() -> str:
@@ -154,11 +156,27 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
             except BenchkitError as e:
                 raise SpecError(f"{where}.name: {e}") from None
             try:
-                cls(b.options).close()
+                probe = cls(b.options)
             except BenchkitError as e:
                 raise SpecError(f"{where}.options: {e}") from None
+            except Exception as e:  # an adapter bug, reported without a benchkit traceback
+                raise SpecError(f"{where}: adapter {b.name!r} failed to start: {type(e).__name__}: {e}") from None
+            try:
+                probe.close()
+            except Exception:  # noqa: BLE001 - only the options are checked here; a cell's own close() is reported
+                pass
             if b.device_file is not None:
                 load_device_file(Path(b.device_file), f"{where}.device_file")
+    _check_power_meters(loaded, src)
+
+
+def _check_power_meters(loaded: LoadedSpec, src: str) -> None:
+    from . import power
+
+    try:
+        power.check(loaded.spec.run.power.meters)
+    except BenchkitError as e:
+        raise SpecError(f"{src}: run.power.meters: {e}") from None
 
 
 # --------------------------------------------------------------------------- one cell
@@ -225,7 +243,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         phase("check")
         outputs = backend.fetch(backend.run(staged[0]))
         backend.synchronize()
-        output_problems = _check_outputs(outputs, wl.output_names)
+        output_problems = _check_outputs(outputs, wl.output_names) + output_shape_problems(wl, effective_batch, outputs)
 
         record = _assemble(cell, ctx, started, wl, bspec, info, effective_batch, m, load_ns, first_ns, n_warm,
                            output_problems, cost, cost_warning)
@@ -236,12 +254,29 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         record = error_record(cell, ctx, started, f"{type(e).__name__}: {e}", type(e).__name__, phase.name, detail,
                               wl=wl, info=info, effective_batch=effective_batch)
     finally:
+        close_error = None
         if backend is not None:
             try:
                 backend.close()
-            except Exception:  # noqa: BLE001 - a close failure must not hide the measurement
-                pass
+            except Exception as e:  # noqa: BLE001 - a close failure must not hide the measurement, nor go unseen
+                close_error = (e, traceback.format_exc(limit=8))
+    if close_error is not None:
+        record = _close_failed(record, *close_error)
     return record
+
+
+def _close_failed(record: ResultRecord, e: Exception, detail: str) -> ResultRecord:
+    """A record whose adapter failed to release its resources: the measurement is kept, marked INVALID."""
+    message = f"{type(e).__name__}: {e}"
+    if record.error is not None:  # the first failure stays the cause; the close failure is noted
+        return record.model_copy(update={"validity": record.validity.model_copy(
+            update={"warnings": [*record.validity.warnings, f"close() also failed: {message}"]})})
+    return record.model_copy(update={
+        "validity": records.Validity(valid=False, reasons=[*record.validity.reasons, f"close failed: {message}"],
+                                     warnings=record.validity.warnings),
+        "error": records.ErrorInfo(type=type(e).__name__, message=message, phase="close",
+                                   detail="" if isinstance(e, BenchkitError) else detail[-4000:]),
+    })
 
 
 def _workload_cost(wl, effective_batch: int):
@@ -446,7 +481,7 @@ def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Pro
         payload = Path(tmp) / "cell.json"
         result = Path(tmp) / "record.json"
         errlog = Path(tmp) / "stderr.txt"
-        payload.write_text(json.dumps({"cell": cell.__dict__, "ctx": ctx.__dict__}))
+        payload.write_text(json.dumps({"cell": cell.__dict__, "ctx": ctx.__dict__, "parent_pid": os.getpid()}))
         with open(errlog, "wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "benchkit._worker", str(payload), str(result)],
@@ -526,35 +561,52 @@ def run_suite(
     progress: Progress | None = None,
     on_record: Callable[[ResultRecord, Path], None] | None = None,
     cache_dir: Path | None = None,
+    *,
+    resume: bool | str | Path = False,
+    system_file: Path | None = None,
+    on_start: Callable[[Path, int], None] | None = None,
 ) -> SuiteResult:
-    """Run `cells` and write one record per cell under ``out_dir/<spec name>/<run id>/``.
+    """Run `cells` (``run.repeats`` times each) and write one record per cell under ``out_dir/<spec name>/<run id>/``.
 
     Each record is written atomically as soon as its cell finishes, so an
-    interruption keeps everything measured before it.
+    interruption keeps everything measured before it. ``resume`` (True: the
+    newest run of this spec under ``out_dir``; or a run directory) completes
+    an earlier run: only cells without a readable record run; ``on_start(run_dir, cells to run)`` is called
+    once the run directory is known. The result
+    lists every record of the run, resumed ones included. Power, stability,
+    the system description and repetitions are handled by
+    :class:`benchkit.session.SuiteSession`.
     """
+    from .session import SuiteSession
+
     spec = loaded.spec
+    session = SuiteSession.open(loaded, out_dir, cells, resume=resume, system_file=system_file,
+                                new_run_id=new_run_id)
     ctx = SuiteContext(
-        run_id=new_run_id(),
+        run_id=session.run_id,
         spec_name=spec.name,
         spec_sha256=loaded.sha256,
         base_dir=str(loaded.base_dir),
         keep_samples=spec.run.keep_samples,
         cache_dir=str(cache_dir) if cache_dir else None,
+        max_memory_bytes=session.max_memory_bytes,
     )
     mode = isolation or spec.run.isolation
-    run_dir = out_dir / spec.name / ctx.run_id
-    paths, recs = [], []
-    for cell in cells:
-        if mode == "inline":
-            rec = execute_cell(cell, ctx, progress)
-        else:
-            rec = run_in_worker(cell, ctx, spec.run.cell_timeout_s, progress)
-        path = records.save(rec, run_dir / f"{cell.cell_id}.json")
-        paths.append(path)
-        recs.append(rec)
-        if on_record:
-            on_record(rec, path)
-    return SuiteResult(ctx.run_id, run_dir, paths, recs)
+    if on_start:
+        on_start(session.run_dir, len(session.pending))
+    with session:
+        for cell, repeat in session.pending:
+            watch = session.watch(cell, repeat, progress)
+            if mode == "inline":
+                rec = execute_cell(cell, ctx, watch.progress)
+            else:
+                rec = run_in_worker(cell, ctx, spec.run.cell_timeout_s, watch.progress)
+            rec, path = session.save(watch.finish(rec), cell, repeat)
+            if on_record:
+                on_record(rec, path)
+        session.finish()
+    paths, recs = session.all_results()
+    return SuiteResult(ctx.run_id, session.run_dir, paths, recs)
 
 
 __all__ = ["Cell", "SuiteContext", "SuiteResult", "expand", "preflight", "execute_cell", "run_in_worker",

@@ -179,6 +179,7 @@ def cmd_run(args) -> int:
                       f"(benchkit run {args.spec} --resume completes the run)")
             raise
     _summary_table(result.records)
+    _power_table(result.records)
     _repeats_table(result.records)
     print(f"{len(result.records)} record(s) in {result.out_dir}")
     return 0 if result.all_valid else 1
@@ -391,9 +392,61 @@ def cmd_show(args) -> int:
         for k, v in m.extra.items():
             t.add_row(k, str(v))
         con.print(t)
+    _show_hardening(con, r)
     if r.error:
         con.print(f"[red]error[/] in {r.error.phase}: {r.error.type}: {r.error.message}")
     return 0
+
+
+def _show_hardening(con, r) -> None:
+    """System description extras, power, stability and repetition lines of `benchkit show`."""
+    from rich.markup import escape
+
+    s = r.system
+    who = ", ".join(f"{k} {v}" for k, v in (("submitter", s.submitter), ("system", s.system_name),
+                                             ("status", s.status), ("cooling", s.cooling)) if v)
+    if who:
+        con.print(f"          {escape(who)}")
+    for a in s.accelerators:
+        mem = f", {_fmt_bytes(a.memory_bytes)}" if a.memory_bytes else ""
+        con.print(escape(f"accel     {a.model}{mem}{', driver ' + a.driver if a.driver else ''} ({a.source})"))
+    if r.power is not None:
+        p = r.power
+        if p.available:
+            idle = f", idle {p.idle_power_w:.1f} W" if p.idle_power_w is not None else ""
+            ppw = f", {p.samples_per_s_per_w:,.2f} samples/s/W" if p.samples_per_s_per_w else ""
+            con.print(escape(f"power     {p.avg_power_w:.1f} W{idle}, {p.energy_per_inference_j:.3g} J/inference"
+                             f"{ppw} ({', '.join(f'{d.meter}/{d.domain}' for d in p.domains)})"))
+        else:
+            con.print(escape(f"power     unavailable: {p.reason}"))
+    if r.stability is not None and r.stability.flags:
+        for f in r.stability.flags:
+            con.print(f"  [yellow]stability:[/] {escape(f)}")
+    if r.repeat is not None:
+        b = r.repeat.between
+        spread = f"; between sessions CV {b.cv:.2%}" if b is not None and b.cv is not None else ""
+        con.print(f"repeat    session {r.repeat.index} of {r.repeat.count}{spread}")
+
+
+def _power_table(recs) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = [r for r in recs if r.power is not None and r.power.available]
+    if not rows:
+        reasons = {r.power.reason for r in recs if r.power is not None and r.power.reason}
+        for why in sorted(reasons):
+            _console().print(escape(f"power: unavailable ({why})"))
+        return
+    t = Table(title="power (mean over the measured run; idle baseline before the suite)", title_justify="left")
+    for col in ("cell", "power", "idle", "J/inference", "samples/s/W", "meters"):
+        t.add_column(col, justify="left" if col in ("cell", "meters") else "right")
+    for r in rows:
+        p = r.power
+        t.add_row(r.cell_id, f"{p.avg_power_w:.1f} W", "-" if p.idle_power_w is None else f"{p.idle_power_w:.1f} W",
+                  f"{p.energy_per_inference_j:.3g}", "-" if p.samples_per_s_per_w is None else
+                  f"{p.samples_per_s_per_w:,.2f}", escape(", ".join(f"{d.meter}/{d.domain}" for d in p.domains)))
+    _console().print(t)
 
 
 def cmd_compare(args) -> int:

@@ -592,9 +592,10 @@ def run_suite(
         max_memory_bytes=session.max_memory_bytes,
     )
     mode = isolation or spec.run.isolation
-    if on_start:
-        on_start(session.run_dir, len(session.pending))
     with session:
+        if on_start:
+            on_start(session.run_dir, len(session.pending))
+        session.measure_idle()
         for cell, repeat in session.pending:
             watch = session.watch(cell, repeat, progress)
             if mode == "inline":

@@ -88,10 +88,13 @@ class SuiteSession:
     def __enter__(self) -> SuiteSession:
         if self.sampler is not None:
             self.sampler.start()
-            idle_ms = self.loaded.spec.run.power.idle_ms
-            if idle_ms and self.pending:
-                self.idle = self.sampler.measure_idle(idle_ms / 1000)
         return self
+
+    def measure_idle(self) -> None:
+        """The idle baseline (``run.power.idle_ms``), before the first cell; skipped when nothing is left to run."""
+        idle_ms = self.loaded.spec.run.power.idle_ms
+        if self.sampler is not None and idle_ms and self.pending:
+            self.idle = self.sampler.measure_idle(idle_ms / 1000)
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -139,7 +139,8 @@ def reopen(out_dir: Path, spec_name: str, spec_sha256: str, cells: list, repeats
     try:
         return _reopen_locked(path, fd, spec_name, spec_sha256, cells, repeats)
     except BaseException:
-        os.close(fd) if fd is not None else None
+        if fd is not None:
+            os.close(fd)
         raise
 
 

@@ -88,5 +88,6 @@ class FaultInjectionBackend(Backend):
         return list(result)
 
     def info(self):
+        # the process id tells tests which worker measured (repetitions must each get a fresh one)
         return BackendInfo(name=self.name, version="0.0.0", device="fake", precision="fp32",
-                           adapter=f"{__name__}:FaultInjectionBackend")
+                           options={**self.options, "pid": os.getpid()}, adapter=f"{__name__}:FaultInjectionBackend")

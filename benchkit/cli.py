@@ -247,7 +247,7 @@ def _repeats_table(recs) -> None:
     for cell_id, b in rows.items():
         fmt = _fmt_ns if b.unit == "ns" else _fmt_rate
         within = sorted(c for c in b.within_run_cv if c is not None)
-        median = within[len(within) // 2] if within else None
+        median = (within[(len(within) - 1) // 2] + within[len(within) // 2]) / 2 if within else None
         t.add_row(cell_id, f"{sum(v is not None for v in b.values)}/{len(b.values)}", b.metric, fmt(b.mean),
                   fmt(b.min), fmt(b.max), "-" if b.cv is None else f"{b.cv:.2%}",
                   "-" if median is None else f"{median:.2%}")

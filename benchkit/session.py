@@ -171,6 +171,9 @@ class SuiteSession:
             if d.read_as == "power_w" and d.readings < _FEW_READINGS:
                 warnings.append(f"power: {d.meter}/{d.domain} was read only {d.readings} times in the measured "
                                 "window; its average is rough (lengthen min_duration_ms)")
+        if self.unavailable or failed:
+            warnings.append(f"power: figures cover {', '.join(f'{d.meter}/{d.domain}' for d in window.domains)} "
+                            f"only; not measured: {'; '.join(self.unavailable + failed)}")
         avg = window.avg_power_w
         keys = [(d.meter_index, d.domain) for d in window.domains]
         idle_total = sum(idle[k] for k in keys) if idle and all(k in idle for k in keys) else None

@@ -3,7 +3,6 @@ NVML accelerators (fake module), and the description in every record."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +14,19 @@ from benchkit.errors import SpecError
 
 from conftest import FAKES
 
-sys.path.insert(0, str(FAKES))
-import fake_nvml  # noqa: E402
+
+def _load_fake_nvml():
+    # by file, not via sys.path: the fakes folder also registers fault-injection adapters
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("fake_nvml", FAKES / "fake_nvml.py")
+    module = sys.modules.setdefault("fake_nvml", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
+
+
+fake_nvml = _load_fake_nvml()
 
 CPUINFO = """processor\t: 0
 model name\t: Example CPU 9000 @ 2.40GHz

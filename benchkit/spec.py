@@ -26,6 +26,7 @@ from .errors import SpecError
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "mixed"]
 Profile = Literal["quick", "standard", "mlperf", "certify"]
+AccuracyReference = Literal["onnxruntime", "onnx-reference"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -141,9 +142,13 @@ _PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
     "quick": {"min_duration_ms": 500, "min_query_count": 50, "warmup_ms": 50, "warmup_queries": 5},
     "standard": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
     "mlperf": {"min_duration_ms": 600_000, "min_query_count": 24_576, "warmup_ms": 2_000, "warmup_queries": 10},
-    # `certify`: the standard minimums, and the compliance audits always run (see benchkit.audits).
+    # `certify`: the standard minimums, the compliance audits always run (see benchkit.audits), and stability
+    # flags or a latency CV above the threshold make a record INVALID (see benchkit.stability).
     "certify": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
 }
+
+AUDITED_PROFILES = frozenset({"certify"})
+"""Profiles under which every cell runs the compliance audits, as ``benchkit run --audit`` does."""
 
 
 class ScenarioBase(_Frozen):
@@ -255,7 +260,11 @@ class PowerRules(_Frozen):
 class RunRules(_Frozen):
     """How cells are executed."""
 
-    profile: Profile = Field("standard", description="Defaults for unset scenario fields: quick | standard | mlperf.")
+    profile: Profile = Field(
+        "standard",
+        description="Defaults for unset scenario fields: quick | standard | mlperf | certify "
+        "(standard's minimums; the compliance audits always run; throttling or a high CV is INVALID).",
+    )
     isolation: Literal["process", "inline"] = Field(
         "process", description="Run each cell in a fresh worker process (default) or in the benchkit process."
     )
@@ -293,6 +302,19 @@ class RunRules(_Frozen):
             raise ValueError(f"must be at least {MIN_MEMORY_BYTES} bytes (64 MiB), 'auto' or null; got {v!r}")
         return n
     keep_samples: bool = Field(True, description="Store raw per-query latencies (`samples_ns`) in each record.")
+    audit: bool = Field(
+        False,
+        description="Run the compliance audits (timed outputs, repeated input, alternate seed) after each cell's "
+        "measurement; always on under the certify profile. `benchkit run --audit` sets it too.",
+    )
+    accuracy_reference: AccuracyReference = Field(
+        "onnxruntime",
+        description="Backend computing the reference outputs of the accuracy gate: onnxruntime (CPU, fp32) "
+        "or onnx-reference (onnx.reference, pure Python: slow, but independent of any runtime).",
+    )
+    accuracy_samples: int = Field(
+        4, ge=1, le=16, description="Inference calls (distinct seeded inputs) the accuracy gate compares."
+    )
 
 
 class Spec(_Frozen):

@@ -36,9 +36,10 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 
           "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
-# What a failed allocation looks like in an exception message or on a runtime's stderr.
-_OOM_SIGNS = ("MemoryError", "Unable to allocate", "bad_alloc", "Failed to allocate", "out of memory",
-              "Cannot allocate memory", "ENOMEM")
+# What a failed *host* allocation looks like in an exception message or on a runtime's stderr: Python's
+# MemoryError, numpy's message, C++ operator new, the OS. Device-memory failures ("CUDA out of memory", an
+# arena's "Failed to allocate") are deliberately absent: the worker's limit has nothing to do with them.
+_OOM_SIGNS = ("MemoryError", "Unable to allocate", "bad_alloc", "Cannot allocate memory", "ENOMEM")
 
 
 def parse_size(value: Any) -> int:

@@ -132,6 +132,13 @@ def test_memory_limit_settings():
         parse_spec(base + "run: {max_memory_bytes: plenty}", "s", Path("."))
 
 
+def test_only_host_allocation_failures_are_blamed_on_the_limit():
+    assert limits.looks_like_oom("MemoryError: Unable to allocate 64.0 MiB for an array")
+    assert limits.looks_like_oom("terminate called after throwing an instance of 'std::bad_alloc'")
+    assert not limits.looks_like_oom("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert not limits.looks_like_oom("RuntimeError: injected failure in run()")
+
+
 def test_apply_memory_limit_in_a_child_process():
     code = ("import resource; from benchkit import limits; assert limits.apply_memory_limit(300 << 20) is None; "
             "print(resource.getrlimit(resource.RLIMIT_DATA)[0], limits.current_memory_limit())")

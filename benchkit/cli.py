@@ -48,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
+    r.add_argument("--engine", choices=["benchkit", "mlperf"], default="benchkit",
+                   help="what drives the measurement: benchkit's own loops (default) or MLPerf LoadGen "
+                   "(pip install 'benchkit[mlperf]'); both write the same record format")
+    r.add_argument("--find-peak", action="store_true",
+                   help="search each Server scenario for the highest target_qps that stays VALID, starting at its "
+                   "target_qps; every probe is recorded")
+    r.add_argument("--peak-tolerance", type=float, default=0.05, metavar="FRACTION",
+                   help="--find-peak stops when the lowest INVALID rate is within this fraction above the highest "
+                   "VALID one (default: %(default)s)")
+    r.add_argument("--max-probes", type=int, default=12, metavar="N",
+                   help="--find-peak runs at most N probes per Server scenario (default: %(default)s)")
     r.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                    help="complete an interrupted run: only cells without a readable record run "
                         "(default RUN_DIR: the newest run of this spec under --out)")
@@ -154,7 +165,16 @@ def cmd_run(args) -> int:
 
     loaded = load_spec(args.spec)
     profile = "quick" if args.quick else args.profile
-    cells = expand(loaded, args.backend, args.workload, profile, args.device_file)
+    peak = None
+    if args.find_peak:
+        from .peak import PeakOptions
+
+        peak = PeakOptions(tolerance=args.peak_tolerance, max_probes=args.max_probes)
+    cells = expand(loaded, args.backend, args.workload, profile, args.device_file, find_peak=args.find_peak)
+    if args.engine == "mlperf":
+        from .engines.mlperf import require_loadgen
+
+        require_loadgen()  # fail before anything runs, naming the extra
     err = _console(stderr=True)
     with err.status("resolving workloads and backends..."):
         preflight(loaded, cells, args.cache_dir)
@@ -169,11 +189,13 @@ def cmd_run(args) -> int:
         console=err,
         transient=True,
     ) as bar:
+        # A peak search decides its number of probes as it goes.
         total = len(cells) * loaded.spec.run.repeats
-        task = bar.add_task("suite", total=total, cell="", phase="")
+        task = bar.add_task("suite", total=None if peak else total, cell="", phase="")
 
         def on_start(run_dir, pending: int) -> None:
-            bar.update(task, completed=total - pending)
+            if not peak:
+                bar.update(task, completed=total - pending)
             if args.resume:
                 bar.console.print(f"resuming {run_dir}: {total - pending} of {total} cells done, {pending} to run")
 
@@ -189,8 +211,8 @@ def cmd_run(args) -> int:
         try:
             result = run_suite(
                 loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
-                audit=True if args.audit else None, resume=args.resume, system_file=args.system_file,
-                on_start=on_start,
+                audit=True if args.audit else None,
+                engine=args.engine, peak=peak, resume=args.resume, system_file=args.system_file, on_start=on_start,
             )
         except KeyboardInterrupt:
             err.print(f"interrupted after {len(done)} more cell(s); every record written is kept "
@@ -200,7 +222,34 @@ def cmd_run(args) -> int:
     _power_table(result.records)
     _repeats_table(result.records)
     print(f"{len(result.records)} record(s) in {result.out_dir}")
+    if peak is not None:
+        _peak_table(result.peaks)
+        # Probes above the peak are INVALID by design; the search succeeds when it found a VALID rate.
+        return 0 if all(p.peak_qps is not None for p in result.peaks) else 1
     return 0 if result.all_valid else 1
+
+
+def _peak_table(peaks) -> None:
+    from rich.table import Table
+
+    t = Table(title="peak Server throughput (highest VALID target_qps)", title_justify="left")
+    for col in ("cell", "peak target_qps", "completed samples/s", "p99 at peak", "probes", "bracket", "converged"):
+        t.add_column(col, justify="left" if col == "cell" else "right")
+    for p in peaks:
+        rec = p.peak_record
+        valid_rates = [q for q, ok in p.probes if ok]
+        invalid_above = [q for q, ok in p.probes if not ok and (p.peak_qps is None or q > p.peak_qps)]
+        bracket = f"{p.peak_qps:g} .. {min(invalid_above):g}" if p.peak_qps is not None and invalid_above else "-"
+        t.add_row(
+            p.cell_id,
+            "[red]none VALID[/]" if p.peak_qps is None else f"{p.peak_qps:,.4g}",
+            _fmt_rate(rec.metrics.throughput_per_s) if rec and rec.metrics else "-",
+            _fmt_ns(rec.metrics.latency_ns.p99) if rec and rec.metrics else "-",
+            f"{len(p.probes)} ({len(valid_rates)} VALID)",
+            bracket,
+            "yes" if p.converged else "[yellow]no (raise --max-probes)[/]",
+        )
+    _console().print(t)
 
 
 def _fmt_ns(ns: float | None) -> str:
@@ -375,7 +424,12 @@ def cmd_show(args) -> int:
     con = _console()
     status = "[green]VALID[/]" if r.validity.valid else "[red]INVALID[/]"
     con.print(f"[bold]{r.cell_id}[/]  {status}  (schema {r.schema_version}, benchkit {r.benchkit_version}, "
-              f"run {r.run_id}, {r.started_at.isoformat()})")
+              f"engine {r.engine}, run {r.run_id}, {r.started_at.isoformat()})")
+    if r.probe is not None:
+        p = r.probe
+        con.print(f"probe     {p.index} of the peak search {p.search}: {p.phase} at target_qps {p.target_qps:g} "
+                  f"(VALID up to {p.lower_qps if p.lower_qps is not None else '-'}, "
+                  f"INVALID from {p.upper_qps if p.upper_qps is not None else '-'})")
     for reason in r.validity.reasons:
         con.print(f"  [red]reason:[/] {reason}")
     for w in r.validity.warnings:
@@ -410,6 +464,19 @@ def cmd_show(args) -> int:
         t.add_row("stop reason", m.stop_reason)
         h = m.headline
         t.add_row(f"[bold]headline {h.name}[/]", _fmt_ns(h.value) if h.unit == "ns" else _fmt_rate(h.value))
+        es = m.early_stopping
+        if es is not None:
+            state = "passed" if es.passed else "[red]not satisfied[/]"
+            if es.estimate_ns is not None:
+                t.add_row(f"early stopping p{es.percentile:g} estimate", f"{_fmt_ns(es.estimate_ns)} ({state})")
+            elif es.target_latency_ns is not None:
+                t.add_row("early stopping", f"{es.overlatency_count} of {es.count:,} over {_fmt_ns(es.target_latency_ns)}; "
+                          f"needs {es.queries_needed:,} queries ({state})")
+            else:
+                t.add_row("early stopping", f"needs {es.queries_needed:,} queries ({state})")
+        if m.issue_lateness_ns is not None:
+            late = m.issue_lateness_ns
+            t.add_row("issue lateness p50/p99/max", f"{_fmt_ns(late.p50)} / {_fmt_ns(late.p99)} / {_fmt_ns(late.max)}")
         for k, v in m.extra.items():
             t.add_row(k, str(v))
         con.print(t)

@@ -146,8 +146,13 @@ class SuiteSession:
                 self.results[(cell.cell_id, r)] = (path, rec)
 
     def all_results(self) -> tuple[list[Path], list[ResultRecord]]:
-        """Every record of the run so far (resumed ones included), in plan order."""
-        got = [self.results[(c.cell_id, r)] for c, r in self.run.planned if (c.cell_id, r) in self.results]
+        """Every record of the run so far (resumed ones included): planned cells in plan order, then any others
+        (peak-search probes) in the order they were measured."""
+        planned = [(c.cell_id, r) for c, r in self.run.planned]
+        keys = [k for k in planned if k in self.results]
+        seen = set(planned)
+        keys += [k for k in self.results if k not in seen]
+        got = [self.results[k] for k in keys]
         return [p for p, _ in got], [rec for _, rec in got]
 
     # ------------------------------------------------------------------ record blocks

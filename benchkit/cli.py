@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -101,9 +102,90 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a result record readably")
     sh.add_argument("record", type=Path)
 
-    c = sub.add_parser("compare", help="ratio table of matching records: candidate / base")
-    c.add_argument("base", type=Path, help="record file or directory")
-    c.add_argument("cand", type=Path, help="record file or directory")
+    c = sub.add_parser(
+        "compare", help="candidate vs base: ratios with bootstrap confidence intervals, verdicts, a CI gate",
+        description="Match records by workload, scenario, precision and batch; for p50, p99, throughput and the "
+        "headline metric print cand/base with a bootstrap confidence interval from the raw samples and a verdict. "
+        "Exit 1 only when --fail-on is given and a regression is both significant and beyond its threshold.",
+    )
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="BASE CAND, or BASE... vs CAND... (record files or directories)")
+    c.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                   help="terminal table (default), Markdown for a pull-request comment, or JSON")
+    c.add_argument("-o", "--output", type=Path, help="write the output to this file instead of stdout")
+    c.add_argument("--fail-on", metavar="GATE",
+                   help='exit 1 on a significant regression beyond the threshold, e.g. "p99:5%%,throughput:3%%"')
+    c.add_argument("--threshold", default="5%",
+                   help="practical threshold for the verdict of metrics not named in --fail-on (default: %(default)s)")
+    c.add_argument("--confidence", type=float, default=0.95, help="confidence level (default: %(default)s)")
+    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+
+    res = sub.add_parser("results", help="list and query a results directory (SQLite index, rebuilt on demand)")
+    rsub = res.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    for name, what in (("list", "one line per run"), ("query", "records matching every filter, newest first")):
+        q = rsub.add_parser(name, help=what)
+        q.add_argument("root", nargs="?", default=DEFAULT_OUT, type=Path,
+                       help="results directory (default: %(default)s)")
+        q.add_argument("--format", choices=["table", "json"], default="table")
+        q.add_argument("--rebuild", action="store_true", help="re-read every file instead of updating the index")
+        if name == "query":
+            q.add_argument("--workload")
+            q.add_argument("--scenario", choices=["single_stream", "multi_stream", "server", "offline"])
+            q.add_argument("--precision")
+            q.add_argument("--backend", help="backend id (spec label) or adapter name")
+            q.add_argument("--spec", help="spec name")
+            q.add_argument("--run", dest="run_id", help="run id")
+            q.add_argument("--since", help="started at or after: 2026-01-01 or an ISO date-time (UTC)")
+            q.add_argument("--until", help="started before: 2026-02-01 or an ISO date-time (UTC)")
+            g = q.add_mutually_exclusive_group()
+            g.add_argument("--valid", action="store_true", help="only VALID records")
+            g.add_argument("--invalid", action="store_true", help="only INVALID records")
+            q.add_argument("--limit", type=int, help="at most this many records")
+            q.add_argument("--paths", action="store_true", help="print only the record paths (for xargs)")
+
+    ex = sub.add_parser("export", help="write records in another tool's format")
+    exsub = ex.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
+    pb = exsub.add_parser("pytest-benchmark", help="pytest-benchmark's JSON (for `pytest-benchmark compare`)")
+    pb.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    pb.add_argument("-o", "--output", type=Path, help="write the JSON file here")
+    pb.add_argument("--storage", type=Path, help="also save into this pytest-benchmark storage folder "
+                    "(<storage>/<machine id>/NNNN_<name>.json), e.g. .benchmarks")
+    pb.add_argument("--name", default="benchkit", help="file name suffix in --storage (default: %(default)s)")
+    pb.add_argument("--include-data", action="store_true", help="add every per-query latency (stats.data)")
+    pb.add_argument("--include-invalid", action="store_true", help="export INVALID records too")
+
+    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs benchkit[sign])")
+    kg.add_argument("--out", type=Path, required=True, help="private key file (mode 0600); public key: OUT.pub")
+    kg.add_argument("--force", action="store_true", help="replace existing key files")
+
+    sg = sub.add_parser("sign", help="write a detached Ed25519 signature RECORD.sig over each record")
+    sg.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    sg.add_argument("--key", type=Path, required=True, help="private key from benchkit keygen")
+
+    vf = sub.add_parser("verify", help="check records against their signatures (exit 1 if any was altered)")
+    vf.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    vf.add_argument("--pubkey", type=Path, help="the public key you trust (default: only check integrity "
+                    "against the key embedded in the signature)")
+
+    bd = sub.add_parser("bundle", help="pack records, spec, system, models, adapters and accuracy into a "
+                        "certification bundle with a SHA-256 manifest")
+    bd.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories (one spec)")
+    bd.add_argument("-o", "--output", type=Path, required=True, help="bundle file, e.g. bundle.tar.gz")
+    bd.add_argument("--spec", type=Path, help="the spec file the records were run from (default: the standard "
+                    "spec of that name, if its SHA-256 matches)")
+    bd.add_argument("--key", type=Path, help="sign the manifest with this private key (benchkit keygen)")
+
+    cb = sub.add_parser("check-bundle", help="validate a bundle rule by rule (PASS/FAIL each; exit 1 if any failed)")
+    cb.add_argument("bundle", type=Path)
+    cb.add_argument("--pubkey", type=Path, help="require every signature to be by this public key")
+    cb.add_argument("--require-accuracy", action="store_true",
+                    help="fail records that carry no accuracy figures")
+
+    rp = sub.add_parser("report", help="one self-contained HTML report (leaderboards, CDFs, roofline, ...)")
+    rp.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories")
+    rp.add_argument("-o", "--output", type=Path, required=True, help="HTML file to write, e.g. report.html")
+    rp.add_argument("--title", help="page title (default: the spec names)")
     return p
 
 
@@ -538,26 +620,236 @@ def _power_table(recs) -> None:
 
 
 def cmd_compare(args) -> int:
+    from .compare import CompareSettings, compare_paths, parse_fail_on, parse_percent, split_paths
+
+    base, cand = split_paths(args.paths)
+    settings = CompareSettings(
+        confidence=args.confidence,
+        resamples=args.resamples,
+        seed=args.seed,
+        threshold=parse_percent(args.threshold, "--threshold"),
+        fail_on=parse_fail_on(args.fail_on) if args.fail_on is not None else {},
+    )
+    result = compare_paths(base, cand, settings)
+    if args.format == "table":
+        text = _compare_table(result, " ".join(cand), " ".join(base), args.output is None)
+    elif args.format == "markdown":
+        text = result.to_markdown()
+    else:
+        text = result.to_json() + "\n"
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    elif text:
+        sys.stdout.write(text)
+    failures = result.failures()
+    if failures:
+        for p, m in failures:
+            print(f"benchkit: regression: {p.key.label()} {m.metric} {m.change * 100:+.1f}% "
+                  f"(CI {m.ci_low:.3f}-{m.ci_high:.3f}) beyond {m.threshold:.0%}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .store import open_store, parse_when
+
+    with open_store(args.root, rebuild=args.rebuild) as store:
+        if args.results_command == "list":
+            runs = store.runs()
+            if args.format == "json":
+                print(json.dumps(runs, indent=1))
+                return 0
+            from rich.table import Table
+
+            t = Table(title=f"runs in {args.root}", title_justify="left")
+            for col in ("started (UTC)", "run", "spec", "records", "valid", "invalid", "backends", "workloads"):
+                t.add_column(col, justify="right" if col in ("records", "valid", "invalid") else "left")
+            for r in runs:
+                t.add_row(r["started_at"][:19].replace("T", " "), r["run_id"], r["spec_name"], str(r["records"]),
+                          str(r["valid"]), f"[red]{r['invalid']}[/]" if r["invalid"] else "0",
+                          ", ".join(r["backends"]), ", ".join(r["workloads"]))
+            con = _console()
+            con.print(t)
+            _print_problems(con, store)
+            return 0
+        rows = store.query(
+            workload=args.workload, scenario=args.scenario, precision=args.precision, backend=args.backend,
+            spec=args.spec, run_id=args.run_id,
+            since=parse_when(args.since, "--since") if args.since else None,
+            until=parse_when(args.until, "--until") if args.until else None,
+            valid=True if args.valid else (False if args.invalid else None), limit=args.limit,
+        )
+        if args.paths:
+            sys.stdout.write("".join(f"{r.path}\n" for r in rows))
+            return 0
+        if args.format == "json":
+            print(json.dumps([r.to_dict() for r in rows], indent=1))
+            return 0
+        from rich.table import Table
+
+        from ._format import fmt_ns, fmt_value
+
+        t = Table(title=f"{len(rows)} record(s) in {args.root}", title_justify="left")
+        for col in ("started (UTC)", "workload", "backend", "scenario", "precision", "batch", "headline", "p50",
+                    "p99", "validity", "path"):
+            t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99") else "left",
+                         overflow="fold")
+        for r in rows:
+            head = "-" if r.headline_value is None else fmt_value(r.headline_value, r.headline_unit or "")
+            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else "")
+            valid = "[green]VALID[/]" if r.valid else (f"[red]FAILED[/] ({r.error_phase})" if r.error_phase
+                                                        else "[red]INVALID[/]")
+            t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.workload or "-", r.backend or "-", scen,
+                      r.precision or "-", str(r.batch or "-"), head, fmt_ns(r.p50_ns), fmt_ns(r.p99_ns), valid,
+                      os.path.relpath(r.path))
+        con = _console()
+        con.print(t)
+        _print_problems(con, store)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import ExportError, export_pytest_benchmark, save_to_storage
+
+    if args.output is None and args.storage is None:
+        raise ExportError("export pytest-benchmark: give -o FILE and/or --storage DIR")
+    result = export_pytest_benchmark(args.records, args.include_data, args.include_invalid)
+    for w in result.warnings:
+        print(f"benchkit: warning: {w}", file=sys.stderr)
+    n = len(result.document["benchmarks"])
+    if args.output is not None:
+        from .records import write_atomic
+
+        write_atomic(args.output, json.dumps(result.document, indent=4) + "\n")
+        print(f"{n} benchmark(s) -> {args.output}")
+    if args.storage is not None:
+        print(f"{n} benchmark(s) -> {save_to_storage(result.document, args.storage, args.name)}")
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    from .trust import key_id, keygen, load_public_key
+
+    priv, pub = keygen(args.out, args.force)
+    from cryptography.hazmat.primitives import serialization
+
+    raw = load_public_key(pub).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    print(f"private key {priv} (keep it secret), public key {pub}, key id {key_id(raw)}")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from . import records
+    from .trust import load_private_key, sign_record
+
+    load_private_key(args.key)  # a bad key fails before anything is written
+    for p in records.find(args.records):
+        print(f"signed {p} -> {sign_record(p, args.key)}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from . import records
+    from .trust import verify_record
+
+    files = [p for p in records.find(args.records) if not p.name.endswith(".sig")]
+    failed = 0
+    for p in files:
+        v = verify_record(p, args.pubkey)
+        for c in v.checks:
+            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+        who = f"key {v.key_id}" + ("" if v.trusted_key else " (embedded in the signature; pass --pubkey to check "
+                                                            "it is a key you trust)")
+        print(f"{'VERIFIED' if v.ok else 'ALTERED'} {p} ({who})")
+        failed += not v.ok
+    if failed:
+        print(f"benchkit: {failed} of {len(files)} record(s) failed verification", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_bundle(args) -> int:
+    from .bundle import make_bundle
+
+    out = make_bundle(args.results, args.output, args.spec, args.key)
+    print(f"bundle {out} ({out.stat().st_size:,} bytes); check it with: benchkit check-bundle {out}")
+    return 0
+
+
+def cmd_check_bundle(args) -> int:
+    from .bundle import RULES, check_bundle
+
+    results = check_bundle(args.bundle, args.pubkey, args.require_accuracy)
+    width = max(len(name) for name, _, _ in RULES)
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.rule:<{width}}  {r.detail}")
+    failed = [r.rule for r in results if not r.passed]
+    if failed:
+        print(f"FAILED: {len(failed)} of {len(results)} rules ({', '.join(failed)}) in {args.bundle}")
+        return 1
+    print(f"all {len(results)} rules PASS for {args.bundle}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    out = write_report(args.results, args.output, args.title)
+    print(f"report {out} ({out.stat().st_size:,} bytes; self-contained, opens offline)")
+    return 0
+
+
+def _print_problems(con, store) -> None:
+    probs = store.problems()
+    for path, why in probs[:5]:
+        con.print(f"[yellow]skipped[/] {why}")
+    if len(probs) > 5:
+        con.print(f"[yellow]skipped[/] {len(probs) - 5} more file(s) that are not readable records")
+
+
+_VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small change": "yellow", "no change": "dim",
+                  "no samples": "dim"}
+
+
+def _compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
+    """The rich table; printed directly when going to the terminal, else rendered to text."""
     from rich.table import Table
 
-    from .compare import compare_paths
+    from ._format import fmt_value
 
-    rows, warnings = compare_paths([args.base], [args.cand])
-    con = _console()
-    for w in warnings:
+    conf = f"{result.settings.confidence:.0%}"
+    t = Table(title=f"compare: {cand} / {base}", title_justify="left")
+    for col in ("workload", "scenario", "precision", "batch", "backend", "metric", "base", "cand",
+                f"ratio ({conf} CI)", "change", "verdict"):
+        t.add_column(col, justify="right" if col in ("batch", "base", "cand", "change") or col.startswith("ratio")
+                     else "left")
+    for p in result.pairs:
+        k = p.key
+        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else "")
+        be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
+        for m in p.metrics:
+            ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
+            style = _VERDICT_STYLE[m.verdict]
+            t.add_row(k.workload, scen, k.precision, str(k.batch), be, m.metric + (" *" if m.headline else ""),
+                      fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
+                      f"[{style}]{m.verdict}[/]")
+    con = _console() if to_terminal else None
+    if con is None:
+        import io
+
+        from rich.console import Console
+
+        con = Console(record=True, width=160, file=io.StringIO(), highlight=False)
+    for w in result.warnings:
         con.print(f"[yellow]warning:[/] {w}")
-    t = Table(title=f"compare: {args.cand} / {args.base}", title_justify="left")
-    for col in ("workload", "scenario", "batch", "precision", "metric", "base", "cand", "ratio", "change"):
-        t.add_column(col, justify="right" if col in ("base", "cand", "ratio", "change", "batch") else "left")
-    for row in rows:
-        fmt = _fmt_ns if row.unit == "ns" else _fmt_rate
-        color = "green" if row.better else ("red" if row.better is False else "white")
-        t.add_row(row.workload, row.scenario, str(row.batch), row.precision, row.metric, fmt(row.base), fmt(row.cand),
-                  f"{row.ratio:.3f}", f"[{color}]{row.change_pct:+.1f}%[/]")
     con.print(t)
-    if not rows:
-        con.print("no matching records (matched by workload, scenario, batch and precision)")
-    return 0
+    if not result.pairs:
+        con.print("no matching records (matched by workload, scenario, precision and batch)")
+    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
+    con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric. A verdict needs the "
+              f"interval to exclude 1; regression/improvement also need the change beyond "
+              f"{result.settings.threshold:.0%} (or the --fail-on threshold).")
+    return "" if to_terminal else con.export_text()
 
 
 def cmd_check_adapter(args) -> int:
@@ -602,5 +894,13 @@ _COMMANDS = {
     "workloads": cmd_workloads,
     "show": cmd_show,
     "compare": cmd_compare,
+    "results": cmd_results,
+    "export": cmd_export,
+    "keygen": cmd_keygen,
+    "sign": cmd_sign,
+    "verify": cmd_verify,
+    "bundle": cmd_bundle,
+    "check-bundle": cmd_check_bundle,
+    "report": cmd_report,
     "check-adapter": cmd_check_adapter,
 }

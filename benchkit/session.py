@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from . import limits, power, records, repeats, stability, stats, store, sysdesc
+from . import limits, power, records, repeats, rundir, stability, stats, sysdesc
 from .errors import SpecError
 from .power.sampler import PowerSampler, WindowFigures
 from .records import ResultRecord
@@ -30,7 +30,7 @@ _FEW_READINGS = 5  # a sampled-power window with fewer readings than this is a p
 class SuiteSession:
     """Open with :meth:`open`; use as a context manager so meters, NVML and the run lock are released."""
 
-    def __init__(self, loaded, run: store.RunDir, max_memory_bytes: int | None, system_fields: dict[str, Any],
+    def __init__(self, loaded, run: rundir.RunDir, max_memory_bytes: int | None, system_fields: dict[str, Any],
                  sampler: PowerSampler | None, unavailable: list[str], probe: stability.StabilityProbe | None,
                  power_reason: str | None) -> None:
         self.loaded = loaded
@@ -64,10 +64,10 @@ class SuiteSession:
             raise SpecError(f"{src}: run.power.meters: {e}") from None
 
         if resume:
-            run = store.reopen(out_dir, loaded.spec.name, loaded.sha256, cells, rules.repeats,
+            run = rundir.reopen(out_dir, loaded.spec.name, loaded.sha256, cells, rules.repeats,
                                None if resume is True else Path(resume))
         else:
-            run = store.create(out_dir, loaded.spec.name, loaded.sha256, cells, rules.repeats, new_run_id)
+            run = rundir.create(out_dir, loaded.spec.name, loaded.sha256, cells, rules.repeats, new_run_id)
         try:
             sampler, unavailable, reason = None, [], None
             meters, unavailable = power.open_meters(rules.power.meters)

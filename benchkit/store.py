@@ -1,204 +1,324 @@
-"""A run's directory: created exclusively, described by a manifest, locked while written, resumable.
+"""The results store: plain JSON record files, plus an SQLite index that makes queries fast.
 
-Layout: ``OUT/<spec name>/<run id>/<cell id>.json`` (``<cell id>-r<k>.json``
-with ``run.repeats`` > 1), one record per cell written atomically as the cell
-finishes, plus two hidden files that record readers skip:
+The files stay the canonical form (copy them, diff them, sign them); the
+index, ``<results>/.index.sqlite``, is only a cache of a few fields per
+record and can be deleted at any time. Every query first brings it up to
+date incrementally: files are compared by path, size and mtime, only new or
+changed ones are read (with the fast reader of ``benchkit._recordio``, which
+skips the raw samples), and rows of vanished files are dropped. A file that
+is not a readable record is remembered with the reason, so it is not re-read
+until it changes.
 
-``.benchkit-run``
-    the manifest (JSON): spec name and SHA-256, repetitions, and every planned
-    cell, so ``--resume`` knows what the run was meant to hold.
-``.benchkit-run.lock``
-    held with ``flock`` by the process writing the run; the kernel drops it
-    when that process dies, even by SIGKILL.
-
-Run ids are a UTC timestamp plus random hex, and a run directory is created
-with an exclusive ``mkdir``: two benchkit processes writing to the same
-results directory can never share a run directory, so neither loses records.
-
-Resuming (``benchkit run SPEC --resume [RUN_DIR]``) keeps every record that
-exists, parses, and belongs to this run (cell id, run id and spec SHA-256
-match) and runs only the rest. A spec whose text changed since is refused:
-records measured under two different specs must not pose as one run.
+Standard library ``sqlite3`` only. Where the results directory is read-only
+the index lives in memory for the one command.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
-from . import records
-from ._version import __version__
-from .errors import BenchkitError, RunError
+from .errors import BenchkitError
 
-MANIFEST = ".benchkit-run"
-LOCK = ".benchkit-run.lock"
-_MANIFEST_FORMAT = 1
+INDEX_NAME = ".index.sqlite"
+INDEX_VERSION = 1  # PRAGMA user_version; 1: first version. Any other value: the index is rebuilt.
+
+# Indexed fields of a record and their SQL types (started_us: UTC microseconds since the epoch).
+_COLUMN_TYPES = {
+    "run_id": "TEXT", "cell_id": "TEXT", "spec_name": "TEXT", "workload": "TEXT", "scenario": "TEXT",
+    "precision": "TEXT", "backend": "TEXT", "backend_name": "TEXT", "device": "TEXT", "batch": "INTEGER",
+    "target_qps": "REAL", "started_us": "INTEGER", "valid": "INTEGER", "headline_name": "TEXT",
+    "headline_value": "REAL", "headline_unit": "TEXT", "p50_ns": "INTEGER", "p99_ns": "INTEGER",
+    "throughput_per_s": "REAL", "error_phase": "TEXT",
+}
+_COLUMNS = tuple(_COLUMN_TYPES)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,          -- relative to the results root, '/'-separated
+    mtime_ns INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    problem TEXT,                   -- why the file is not a readable record; NULL for records
+    {", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items())}
+);
+CREATE INDEX IF NOT EXISTS files_cell ON files (workload, scenario, precision);
+CREATE INDEX IF NOT EXISTS files_backend ON files (backend);
+CREATE INDEX IF NOT EXISTS files_started ON files (started_us);
+"""
 
 
-def record_name(cell_id: str, repeat: int, repeats: int) -> str:
-    return f"{cell_id}.json" if repeats == 1 else f"{cell_id}-r{repeat}.json"
+class StoreError(BenchkitError):
+    """A results directory or query option is unusable (missing directory, bad date, ...)."""
 
 
-def _cell_json(cell: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(cell.__dict__, sort_keys=True, default=str))
+@dataclass(frozen=True)
+class IndexedRecord:
+    """What the index knows about one record file (enough to list, filter and find it)."""
 
-
-@dataclass
-class RunDir:
-    """An open (locked) run directory and what is already in it."""
-
+    path: str  # absolute
     run_id: str
-    path: Path
-    repeats: int
-    planned: list[tuple[Any, int]]  # (Cell, repetition index 1..repeats)
-    done: dict[tuple[str, int], tuple[Path, records.ResultRecord]] = field(default_factory=dict)
-    replaced: list[str] = field(default_factory=list)  # unreadable record files that will be measured again
-    _lock_fd: int | None = None
+    cell_id: str
+    spec_name: str
+    workload: str | None
+    scenario: str
+    precision: str | None
+    backend: str | None  # the spec's backend id (label, or adapter name)
+    backend_name: str | None  # the adapter name
+    device: str | None
+    batch: int | None
+    target_qps: float | None
+    started_at: datetime
+    valid: bool
+    headline_name: str | None
+    headline_value: float | None
+    headline_unit: str | None
+    p50_ns: int | None
+    p99_ns: int | None
+    throughput_per_s: float | None
+    error_phase: str | None
 
-    @property
-    def pending(self) -> list[tuple[Any, int]]:
-        return [(c, r) for c, r in self.planned if (c.cell_id, r) not in self.done]
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["started_at"] = self.started_at.isoformat().replace("+00:00", "Z")
+        return d
 
-    def path_for(self, cell_id: str, repeat: int) -> Path:
-        return self.path / record_name(cell_id, repeat, self.repeats)
+
+@dataclass(frozen=True)
+class RefreshStats:
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    problems: int  # files under the root that are not readable records
+
+
+def _us(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000)
+
+
+def parse_when(text: str, option: str) -> datetime:
+    """``2026-01-01`` (midnight UTC) or an ISO 8601 date-time (naive means UTC)."""
+    t = text.strip()
+    try:
+        if len(t) == 10:
+            return datetime.combine(date.fromisoformat(t), time(0), tzinfo=timezone.utc)
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise StoreError(f"{option} {text!r}: expected a date such as 2026-01-01 or a date-time such as "
+                         "2026-01-01T12:00:00Z") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _row_of(rec) -> tuple:
+    m, w, b = rec.metrics, rec.workload, rec.backend
+    qps = rec.scenario.settings.get("target_qps") if rec.scenario.kind == "server" else None
+    return (
+        rec.run_id, rec.cell_id, rec.spec_name, w.name if w else rec.spec.get("workload", {}).get("name"),
+        rec.scenario.kind, b.precision if b else rec.spec.get("backend", {}).get("precision"),
+        b.id if b else (rec.spec.get("backend", {}).get("label") or rec.spec.get("backend", {}).get("name")),
+        b.name if b else rec.spec.get("backend", {}).get("name"), b.device if b else None,
+        w.effective_batch_size if w else None, float(qps) if qps is not None else None,
+        _us(rec.started_at), int(rec.validity.valid),
+        m.headline.name if m else None, m.headline.value if m else None, m.headline.unit if m else None,
+        m.latency_ns.p50 if m else None, m.latency_ns.p99 if m else None, m.throughput_per_s if m else None,
+        rec.error.phase if rec.error else None,
+    )
+
+
+class ResultsStore:
+    """A results directory and its index. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, root: str | Path, index_path: str | Path | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise StoreError(f"{self.root}: no such results directory")
+        self.index_path = Path(index_path) if index_path else self.root / INDEX_NAME
+        self.in_memory = False
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect(self.index_path)
+        except (sqlite3.DatabaseError, OSError):
+            # A corrupt index is only a cache: start afresh. A read-only directory: keep it in memory.
+            try:
+                self.index_path.unlink(missing_ok=True)
+                db = self._connect(self.index_path)
+            except (sqlite3.DatabaseError, OSError):
+                self.in_memory = True
+                db = self._connect(None)
+        return db
+
+    @staticmethod
+    def _connect(path: Path | None) -> sqlite3.Connection:
+        db = sqlite3.connect(":memory:" if path is None else str(path), timeout=30)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version != INDEX_VERSION:
+            db.executescript("DROP TABLE IF EXISTS files;")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.commit()
+        return db
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+        self._db.close()
+
+    # ----------------------------------------------------------------- indexing
+
+    def _scan(self) -> Iterator[tuple[str, int, int]]:
+        """(relative path, mtime_ns, size) of every ``*.json`` under the root, hidden entries skipped."""
+        # Plain strings, not pathlib: with 10^4 files, Path objects cost more than the stat calls.
+        stack = [("", str(self.root))]
+        while stack:
+            rel_dir, d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except OSError:
+                continue
+            with it:
+                for e in it:
+                    if e.name.startswith("."):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append((f"{rel_dir}{e.name}/", e.path))
+                    elif e.name.endswith(".json") and e.is_file():
+                        st = e.stat()
+                        yield f"{rel_dir}{e.name}", st.st_mtime_ns, st.st_size
+
+    def refresh(self) -> RefreshStats:
+        """Bring the index up to date with the files (only new or changed files are read)."""
+        known = {p: (m, s) for p, m, s in self._db.execute("SELECT path, mtime_ns, size FROM files")}
+        seen: set[str] = set()
+        todo: list[tuple[str, int, int]] = []
+        for rel, mtime, size in self._scan():
+            seen.add(rel)
+            if known.get(rel) != (mtime, size):
+                todo.append((rel, mtime, size))
+        gone = [p for p in known if p not in seen]
+        rows = []
+        if todo:
+            from ._recordio import load_split  # pydantic and the record model: only when there is reading to do
+        for rel, mtime, size in todo:
+            try:
+                rec, _ = load_split(self.root / rel)
+                rows.append((rel, mtime, size, None, *_row_of(rec)))
+            except BenchkitError as e:
+                rows.append((rel, mtime, size, str(e), *([None] * len(_COLUMNS))))
+        with self._db:  # one transaction: readers see the old or the new index, never half of it
+            self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
+            marks = ", ".join("?" * (4 + len(_COLUMNS)))
+            self._db.executemany(f"INSERT OR REPLACE INTO files VALUES ({marks})", rows)
+        added = sum(1 for rel, _, _ in todo if rel not in known)
+        total_problems = self._db.execute("SELECT COUNT(*) FROM files WHERE problem IS NOT NULL").fetchone()[0]
+        return RefreshStats(added, len(todo) - added, len(gone), len(seen) - len(todo), total_problems)
+
+    def rebuild(self) -> RefreshStats:
+        """Forget the index and read every file again."""
+        with self._db:
+            self._db.execute("DELETE FROM files")
+        return self.refresh()
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(path, reason) of files under the root that are not readable records."""
+        return [(str(self.root / p), why) for p, why in
+                self._db.execute("SELECT path, problem FROM files WHERE problem IS NOT NULL ORDER BY path")]
+
+    # ----------------------------------------------------------------- queries
+
+    def query(
+        self,
+        *,
+        workload: str | None = None,
+        scenario: str | None = None,
+        precision: str | None = None,
+        backend: str | None = None,
+        spec: str | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        valid: bool | None = None,
+        limit: int | None = None,
+    ) -> list[IndexedRecord]:
+        """Indexed records matching every given filter, newest first.
+
+        ``backend`` matches the spec's backend id (label) or the adapter name;
+        ``since`` is inclusive and ``until`` exclusive. Call :meth:`refresh` first.
+        """
+        where, args = ["problem IS NULL"], []
+        for col, val in (("workload", workload), ("scenario", scenario), ("precision", precision),
+                         ("spec_name", spec), ("run_id", run_id)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if backend is not None:
+            where.append("(backend = ? OR backend_name = ?)")
+            args += [backend, backend]
+        if since is not None:
+            where.append("started_us >= ?")
+            args.append(_us(since))
+        if until is not None:
+            where.append("started_us < ?")
+            args.append(_us(until))
+        if valid is not None:
+            where.append("valid = ?")
+            args.append(int(valid))
+        sql = f"SELECT path, {', '.join(_COLUMNS)} FROM files WHERE {' AND '.join(where)} " \
+              "ORDER BY started_us DESC, path"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        out = []
+        root = str(self.root)
+        for row in self._db.execute(sql, args):
+            d = dict(zip(("path", *_COLUMNS), row))
+            us = d.pop("started_us")
+            d["started_at"] = datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc)
+            d["valid"] = bool(d["valid"])
+            d["path"] = os.path.join(root, d["path"])
+            out.append(IndexedRecord(**d))
+        return out
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One summary per run: id, spec, first start, record count, valid count, backends, workloads."""
+        sql = """SELECT run_id, spec_name, MIN(started_us), COUNT(*), SUM(valid),
+                        GROUP_CONCAT(DISTINCT backend), GROUP_CONCAT(DISTINCT workload)
+                 FROM files WHERE problem IS NULL GROUP BY run_id, spec_name ORDER BY MIN(started_us) DESC"""
+        out = []
+        for run_id, spec, us, n, n_valid, backends, workloads in self._db.execute(sql):
+            out.append({
+                "run_id": run_id, "spec_name": spec,
+                "started_at": datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc).isoformat().replace(
+                    "+00:00", "Z"),
+                "records": n, "valid": int(n_valid or 0), "invalid": n - int(n_valid or 0),
+                "backends": sorted(filter(None, (backends or "").split(","))),
+                "workloads": sorted(filter(None, (workloads or "").split(","))),
+            })
+        return out
 
 
-def _lock(path: Path) -> int | None:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking, concurrent resumes of one run are the user's problem
-        return None
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise RunError(f"{path}: another benchkit process is writing this run right now; "
-                       "wait for it to finish, or start a new run") from None
-    return fd
+def open_store(root: str | Path, rebuild: bool = False, quiet: bool = False) -> ResultsStore:
+    """Open and refresh (or rebuild) the index of ``root``; note an in-memory fallback on stderr."""
+    store = ResultsStore(root)
+    if store.in_memory and not quiet:
+        print(f"benchkit: note: cannot write {store.index_path}; indexing in memory for this command",
+              file=sys.stderr)
+    store.rebuild() if rebuild else store.refresh()
+    return store
 
 
-def create(out_dir: Path, spec_name: str, spec_sha256: str, cells: list, repeats: int, new_id) -> RunDir:
-    """Claim a new run directory under ``out_dir/spec_name`` (never one another process has)."""
-    parent = out_dir / spec_name
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot create results directory {parent}: {e}") from None
-    for _ in range(100):
-        run_id = new_id()
-        path = parent / run_id
-        try:
-            path.mkdir()  # exclusive: fails if another process made it first
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise RunError(f"cannot create run directory {path}: {e}") from None
-        break
-    else:
-        raise RunError(f"{parent}: could not find a free run id")
-    fd = _lock(path)
-    manifest = {
-        "format": _MANIFEST_FORMAT,
-        "run_id": run_id,
-        "spec_name": spec_name,
-        "spec_sha256": spec_sha256,
-        "repeats": repeats,
-        "benchkit_version": __version__,
-        "created_at": records.utcnow().isoformat(),
-        "cells": [_cell_json(c) for c in cells],
-    }
-    records.write_atomic(path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    planned = [(c, r) for r in range(1, repeats + 1) for c in cells]
-    return RunDir(run_id, path, repeats, planned, _lock_fd=fd)
-
-
-def latest_run(out_dir: Path, spec_name: str) -> Path:
-    parent = out_dir / spec_name
-    runs = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-    if not runs:
-        raise RunError(f"--resume: no earlier run of spec {spec_name!r} under {parent}")
-    return runs[-1]  # run ids start with a UTC timestamp: the last in name order is the newest
-
-
-def reopen(out_dir: Path, spec_name: str, spec_sha256: str, cells: list, repeats: int,
-           run_dir: Path | None = None) -> RunDir:
-    """Reopen an earlier run (default: the newest of this spec) to complete its missing cells."""
-    path = Path(run_dir) if run_dir is not None else latest_run(out_dir, spec_name)
-    if not path.is_dir():
-        raise RunError(f"--resume: {path} is not a run directory")
-    fd = _lock(path)
-    try:
-        return _reopen_locked(path, fd, spec_name, spec_sha256, cells, repeats)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        raise
-
-
-def _reopen_locked(path: Path, fd: int | None, spec_name: str, spec_sha256: str, cells: list,
-                   repeats: int) -> RunDir:
-    manifest: dict[str, Any] | None = None
-    mpath = path / MANIFEST
-    if mpath.exists():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise RunError(f"--resume: {mpath} is unreadable ({e})") from None
-    existing = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
-    if manifest is None and not existing:
-        raise RunError(f"--resume: {path} holds neither a run manifest nor records: not a benchkit run")
-    run_id = manifest["run_id"] if manifest else path.name
-    old_sha = manifest.get("spec_sha256") if manifest else None
-    if manifest and manifest.get("spec_name") != spec_name:
-        raise RunError(f"--resume: {path} is a run of spec {manifest.get('spec_name')!r}, not {spec_name!r}")
-    if old_sha is not None and old_sha != spec_sha256:
-        raise RunError(_changed(path, old_sha, spec_sha256))
-    if manifest:
-        if manifest.get("repeats", 1) != repeats:
-            raise RunError(f"--resume: {path} was planned with run.repeats = {manifest.get('repeats', 1)}, "
-                           f"the spec now says {repeats}")
-        want = [_cell_json(c) for c in cells]
-        if want != manifest.get("cells"):
-            had = [c.get("cell_id") for c in manifest.get("cells", [])]
-            now = [c["cell_id"] for c in want]
-            diff = sorted(set(had) ^ set(now))
-            detail = (f"cells {', '.join(diff)} differ" if diff else
-                      "the same cells now have other settings (profile, device file, ...)")
-            raise RunError(f"--resume: {path} was planned with other options ({detail}); resume with the same "
-                           "--backend, --workload, --profile/--quick and --device-file options as the original run")
-    # Leftovers of writes interrupted by a kill: never records, safe to drop.
-    for tmp in path.glob(".*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-    run = RunDir(run_id, path, repeats, [(c, r) for r in range(1, repeats + 1) for c in cells], _lock_fd=fd)
-    expected = {run.path_for(c.cell_id, r).name: (c, r) for c, r in run.planned}
-    for p in existing:
-        try:
-            rec = records.load(p)
-        except BenchkitError:
-            if p.name in expected:
-                run.replaced.append(p.name)
-            continue
-        if rec.spec_sha256 != spec_sha256:
-            raise RunError(_changed(path, rec.spec_sha256, spec_sha256, p.name))
-        key = expected.get(p.name)
-        if key is not None and rec.cell_id == key[0].cell_id and rec.run_id == run_id:
-            run.done[(key[0].cell_id, key[1])] = (p, rec)
-    return run
-
-
-def _changed(path: Path, old: str, new: str, where: str = "") -> str:
-    src = f" ({where})" if where else ""
-    return (f"--resume: the spec changed since {path} was run{src}: it had SHA-256 {old[:12]}…, now {new[:12]}…; "
-            "records of two different specs cannot make one run: start a new run (without --resume)")
+__all__ = ["INDEX_NAME", "INDEX_VERSION", "IndexedRecord", "RefreshStats", "ResultsStore", "StoreError",
+           "open_store", "parse_when"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import limits, records, store
+from benchkit import limits, records, rundir
 from benchkit.cli import main
 from benchkit.errors import RunError
 from benchkit.spec import parse_spec
@@ -242,21 +242,21 @@ def test_a_run_directory_is_locked_while_written(tmp_path):
     from types import SimpleNamespace
 
     cells = [SimpleNamespace(cell_id="a")]
-    run = store.create(tmp_path, "s", "0" * 64, cells, 1, lambda: "20260101T000000Z-aaaaaa")
+    run = rundir.create(tmp_path, "s", "0" * 64, cells, 1, lambda: "20260101T000000Z-aaaaaa")
     try:
         with pytest.raises(RunError, match="another benchkit process is writing this run"):
-            store.reopen(tmp_path, "s", "0" * 64, cells, 1)
+            rundir.reopen(tmp_path, "s", "0" * 64, cells, 1)
     finally:
         run.close()
-    store.reopen(tmp_path, "s", "0" * 64, cells, 1).close()  # free again once the writer is done
+    rundir.reopen(tmp_path, "s", "0" * 64, cells, 1).close()  # free again once the writer is done
 
 
 def test_run_ids_never_collide(tmp_path):
     from types import SimpleNamespace
 
     ids = iter(["same", "same", "other"])
-    a = store.create(tmp_path, "s", "0" * 64, [SimpleNamespace(cell_id="a")], 1, lambda: next(ids))
-    b = store.create(tmp_path, "s", "0" * 64, [SimpleNamespace(cell_id="a")], 1, lambda: next(ids))
+    a = rundir.create(tmp_path, "s", "0" * 64, [SimpleNamespace(cell_id="a")], 1, lambda: next(ids))
+    b = rundir.create(tmp_path, "s", "0" * 64, [SimpleNamespace(cell_id="a")], 1, lambda: next(ids))
     assert (a.run_id, b.run_id) == ("same", "other")
     a.close()
     b.close()
@@ -280,7 +280,7 @@ def test_two_benchkit_processes_on_one_results_directory_lose_nothing(tmp_path, 
     for run_dir in runs:
         recs = _records(run_dir)
         assert len(recs) == 2 and {r.run_id for r in recs.values()} == {run_dir.name}
-        manifest = json.loads((run_dir / store.MANIFEST).read_text())
+        manifest = json.loads((run_dir / rundir.MANIFEST).read_text())
         assert manifest["run_id"] == run_dir.name and len(manifest["cells"]) == 2
 
 

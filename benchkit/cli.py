@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
     g.add_argument("--profile", choices=["quick", "standard", "mlperf", "certify"],
-                   help="override the spec's run profile (certify: standard minimums plus the compliance audits)")
+                   help="override the spec's run profile (certify: standard minimums, the compliance audits, "
+                        "and stability flags make a record INVALID)")
     r.add_argument("--audit", action="store_true",
                    help="run the compliance audits after each cell (timed outputs, repeated input, alternate seed)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
@@ -59,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                    "VALID one (default: %(default)s)")
     r.add_argument("--max-probes", type=int, default=12, metavar="N",
                    help="--find-peak runs at most N probes per Server scenario (default: %(default)s)")
+    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="complete an interrupted run: only cells without a readable record run "
+                        "(default RUN_DIR: the newest run of this spec under --out)")
+    r.add_argument("--system-file", type=Path, metavar="YAML",
+                   help="system description (submitter, system_name, status, cooling, notes) stored in every record")
 
     v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
     v.add_argument("spec")
@@ -273,7 +279,14 @@ def cmd_run(args) -> int:
         transient=True,
     ) as bar:
         # A peak search decides its number of probes as it goes.
-        task = bar.add_task("suite", total=None if peak else len(cells), cell="", phase="")
+        total = len(cells) * loaded.spec.run.repeats
+        task = bar.add_task("suite", total=None if peak else total, cell="", phase="")
+
+        def on_start(run_dir, pending: int) -> None:
+            if not peak:
+                bar.update(task, completed=total - pending)
+            if args.resume:
+                bar.console.print(f"resuming {run_dir}: {total - pending} of {total} cells done, {pending} to run")
 
         def progress(cell_id: str, phase: str) -> None:
             bar.update(task, cell=cell_id, phase=phase)
@@ -288,12 +301,15 @@ def cmd_run(args) -> int:
             result = run_suite(
                 loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
                 audit=True if args.audit else None,
-                engine=args.engine, peak=peak,
+                engine=args.engine, peak=peak, resume=args.resume, system_file=args.system_file, on_start=on_start,
             )
         except KeyboardInterrupt:
-            err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")
+            err.print(f"interrupted after {len(done)} more cell(s); every record written is kept "
+                      f"(benchkit run {args.spec} --resume completes the run)")
             raise
-    _summary_table([r for r, _ in done])
+    _summary_table(result.records)
+    _power_table(result.records)
+    _repeats_table(result.records)
     print(f"{len(result.records)} record(s) in {result.out_dir}")
     if peak is not None:
         _peak_table(result.peaks)
@@ -372,6 +388,29 @@ def _summary_table(recs) -> None:
             con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
         if r.division and r.division.name == "open" and r.division.requested != "closed":
             con.print(f"open {r.cell_id}: " + "; ".join(r.division.reasons))
+
+
+def _repeats_table(recs) -> None:
+    """Between-session spread beside the within-run spread, one row per repeated cell."""
+    from rich.table import Table
+
+    rows = {}
+    for r in recs:
+        if r.repeat is not None and r.repeat.between is not None:
+            rows.setdefault(r.cell_id, r.repeat.between)
+    if not rows:
+        return
+    t = Table(title="repetitions: spread between sessions (fresh processes) vs within each run", title_justify="left")
+    for col in ("cell", "sessions", "headline", "mean", "min", "max", "between-session CV", "within-run CV (median)"):
+        t.add_column(col, justify="left" if col in ("cell", "headline") else "right")
+    for cell_id, b in rows.items():
+        fmt = _fmt_ns if b.unit == "ns" else _fmt_rate
+        within = sorted(c for c in b.within_run_cv if c is not None)
+        median = (within[(len(within) - 1) // 2] + within[len(within) // 2]) / 2 if within else None
+        t.add_row(cell_id, f"{sum(v is not None for v in b.values)}/{len(b.values)}", b.metric, fmt(b.mean),
+                  fmt(b.min), fmt(b.max), "-" if b.cv is None else f"{b.cv:.2%}",
+                  "-" if median is None else f"{median:.2%}")
+    _console().print(t)
 
 
 def cmd_backends(args) -> int:
@@ -552,9 +591,61 @@ def cmd_show(args) -> int:
         for k, v in m.extra.items():
             t.add_row(k, str(v))
         con.print(t)
+    _show_hardening(con, r)
     if r.error:
         con.print(f"[red]error[/] in {r.error.phase}: {r.error.type}: {r.error.message}")
     return 0
+
+
+def _show_hardening(con, r) -> None:
+    """System description extras, power, stability and repetition lines of `benchkit show`."""
+    from rich.markup import escape
+
+    s = r.system
+    who = ", ".join(f"{k} {v}" for k, v in (("submitter", s.submitter), ("system", s.system_name),
+                                             ("status", s.status), ("cooling", s.cooling)) if v)
+    if who:
+        con.print(f"          {escape(who)}")
+    for a in s.accelerators:
+        mem = f", {_fmt_bytes(a.memory_bytes)}" if a.memory_bytes else ""
+        con.print(escape(f"accel     {a.model}{mem}{', driver ' + a.driver if a.driver else ''} ({a.source})"))
+    if r.power is not None:
+        p = r.power
+        if p.available:
+            idle = f", idle {p.idle_power_w:.1f} W" if p.idle_power_w is not None else ""
+            ppw = f", {p.samples_per_s_per_w:,.2f} samples/s/W" if p.samples_per_s_per_w else ""
+            con.print(escape(f"power     {p.avg_power_w:.1f} W{idle}, {p.energy_per_inference_j:.3g} J/inference"
+                             f"{ppw} ({', '.join(f'{d.meter}/{d.domain}' for d in p.domains)})"))
+        else:
+            con.print(escape(f"power     unavailable: {p.reason}"))
+    if r.stability is not None and r.stability.flags:
+        for f in r.stability.flags:
+            con.print(f"  [yellow]stability:[/] {escape(f)}")
+    if r.repeat is not None:
+        b = r.repeat.between
+        spread = f"; between sessions CV {b.cv:.2%}" if b is not None and b.cv is not None else ""
+        con.print(f"repeat    session {r.repeat.index} of {r.repeat.count}{spread}")
+
+
+def _power_table(recs) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = [r for r in recs if r.power is not None and r.power.available]
+    if not rows:
+        reasons = {r.power.reason for r in recs if r.power is not None and r.power.reason}
+        for why in sorted(reasons):
+            _console().print(escape(f"power: unavailable ({why})"))
+        return
+    t = Table(title="power (mean over the measured run; idle baseline before the suite)", title_justify="left")
+    for col in ("cell", "power", "idle", "J/inference", "samples/s/W", "meters"):
+        t.add_column(col, justify="left" if col in ("cell", "meters") else "right")
+    for r in rows:
+        p = r.power
+        t.add_row(r.cell_id, f"{p.avg_power_w:.1f} W", "-" if p.idle_power_w is None else f"{p.idle_power_w:.1f} W",
+                  f"{p.energy_per_inference_j:.3g}", "-" if p.samples_per_s_per_w is None else
+                  f"{p.samples_per_s_per_w:,.2f}", escape(", ".join(f"{d.meter}/{d.domain}" for d in p.domains)))
+    _console().print(t)
 
 
 def cmd_compare(args) -> int:

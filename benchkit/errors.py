@@ -29,3 +29,11 @@ class BackendUnavailable(BackendError):
 
 class RecordError(BenchkitError):
     """A result record is unreadable, invalid, or from an unsupported schema version."""
+
+
+class RunError(BenchkitError):
+    """A run directory cannot be created, resumed or locked (e.g. --resume of a changed spec)."""
+
+
+class PowerMeterError(BenchkitError):
+    """A power meter is unknown, misconfigured, or cannot be read here; the message says which and why."""

@@ -149,7 +149,7 @@ workloads:
 backends:
   - name: onnxruntime
 scenarios:
-  - {kind: single_stream, min_duration_ms: 20, min_query_count: 10, warmup_ms: 0, warmup_queries: 1}
+  - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
 """
     int8_text = """
 name: divisions-int8
@@ -158,7 +158,7 @@ workloads:
 backends:
   - {name: onnxruntime, precision: int8}
 scenarios:
-  - {kind: single_stream, min_duration_ms: 20, min_query_count: 10, warmup_ms: 0, warmup_queries: 1}
+  - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
 """
     out = {}
     for name, spec_text in (("divisions", text), ("divisions-int8", int8_text)):
@@ -223,7 +223,7 @@ workloads:
 backends:
   - name: onnxruntime
 scenarios:
-  - {kind: single_stream, min_duration_ms: 20, min_query_count: 10, warmup_ms: 0, warmup_queries: 1}
+  - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
 run: {division: closed}
 """
     loaded = parse_spec(text, "want-closed.yaml", tmp, tmp / "want-closed.yaml")
@@ -272,10 +272,33 @@ workloads:
 backends:
   - name: "null"
 scenarios:
-  - {kind: single_stream, min_duration_ms: 20, min_query_count: 10, warmup_ms: 0, warmup_queries: 1}
+  - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
 """
     loaded = parse_spec(text, "null.yaml", tmp, tmp / "null.yaml")
     rec = run_suite(loaded, tmp / "out", expand(loaded), "inline", cache_dir=cache).records[0]
     assert rec.accuracy is not None and rec.accuracy.passed is None
     assert rec.division.name == "open"
     assert rec.division.reasons == [f"accuracy gate not run: {rec.accuracy.skipped}"]
+
+
+def test_run_summary_shows_the_division_and_why(division_records):
+    import subprocess
+    import sys
+
+    _, tmp, cache = division_records
+    spec = tmp / "summary.yaml"
+    spec.write_text("""
+name: summary
+workloads:
+  - {name: flipped, model: flipped.onnx}
+backends:
+  - name: onnxruntime
+scenarios:
+  - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
+run: {power: {meters: []}}
+""")
+    out = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--inline", "--out", str(tmp / "out"),
+                          "--cache-dir", str(cache)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "division" in out.stdout and "open " in out.stdout
+    assert "open flipped__onnxruntime__single_stream: model SHA-256" in " ".join(out.stdout.split())

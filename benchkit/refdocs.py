@@ -224,7 +224,9 @@ def _type(s: dict[str, Any]) -> str:
         if "prefixItems" in s:
             return "[" + ", ".join(_type(x) for x in s["prefixItems"]) + "]"
         items = s.get("items")
-        base = f"list of {_type(items)}" if items else "list"
+        inner = _type(items) if items else ""
+        # Parenthesised when the item type has constraints, so "list of (integer, > 0)" reads unambiguously.
+        base = (f"list of ({inner})" if ", " in inner or " or " in inner else f"list of {inner}") if items else "list"
     elif t == "object":
         extra = s.get("additionalProperties")
         if isinstance(extra, dict):

@@ -10,8 +10,6 @@ reported percentile can be recomputed from ``samples_ns`` with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .backends.base import BackendInfo
+from ._fsutil import write_atomic  # noqa: F401  (re-exported: records.write_atomic)
 from .errors import RecordError
 from .stats import LatencyStats
 
@@ -433,32 +432,6 @@ def record_json_schema() -> dict[str, Any]:
     schema = ResultRecord.model_json_schema()
     schema["$comment"] = f"benchkit result record, schema_version {SCHEMA_VERSION}"
     return schema
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` so that a reader sees either nothing or the whole file, even after a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save(record: ResultRecord, path: Path) -> Path:

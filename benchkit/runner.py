@@ -536,6 +536,22 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
     record = ResultRecord(
+        **_provenance(cell, ctx, started, engine),
+        workload=_workload_block(wl, effective_batch, cost),
+        backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
+                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
+        metrics=metrics,
+        samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
+        validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
+        accuracy=acc,
+        audits=audit_block,
+    )
+    return divisions.apply(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
+
+
+def _provenance(cell: Cell, ctx: SuiteContext, started, engine: str) -> dict[str, Any]:
+    """The fields every record of a cell carries, measured or failed."""
+    return dict(
         schema_version=records.SCHEMA_VERSION,
         benchkit_version=__version__,
         engine=engine,
@@ -547,18 +563,9 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         spec_sha256=ctx.spec_sha256,
         spec=_spec_block(cell),
         probe=cell.probe,
-        workload=_workload_block(wl, effective_batch, cost),
-        backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
-                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
         system=records.SystemRecord(**system.describe()),
-        scenario=records.ScenarioRecord(kind=cell.kind, settings=s),
-        metrics=metrics,
-        samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
-        validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
-        accuracy=acc,
-        audits=audit_block,
+        scenario=records.ScenarioRecord(kind=cell.kind, settings=cell.settings),
     )
-    return divisions.apply(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
 
 
 def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: str, phase: str, detail: str = "",
@@ -573,21 +580,9 @@ def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: st
     if info is not None:
         backend = records.BackendRecord(**info.model_dump(), id=bspec.id, claimed_precision=bspec.precision)
     return ResultRecord(
-        schema_version=records.SCHEMA_VERSION,
-        benchkit_version=__version__,
-        engine=ctx.engine,
-        run_id=ctx.run_id,
-        cell_id=cell.cell_id,
-        started_at=started,
-        finished_at=records.utcnow(),
-        spec_name=ctx.spec_name,
-        spec_sha256=ctx.spec_sha256,
-        spec=_spec_block(cell),
-        probe=cell.probe,
+        **_provenance(cell, ctx, started, ctx.engine),
         workload=workload,
         backend=backend,
-        system=records.SystemRecord(**system.describe()),
-        scenario=records.ScenarioRecord(kind=cell.kind, settings=cell.settings),
         metrics=None,
         samples_ns=None,
         validity=records.Validity(valid=False, reasons=[f"{phase} failed: {message}"]),

@@ -29,3 +29,7 @@ class BackendUnavailable(BackendError):
 
 class RecordError(BenchkitError):
     """A result record is unreadable, invalid, or from an unsupported schema version."""
+
+
+class FleetError(BenchkitError):
+    """The fleet file, the Ray cluster, or a cell's placement on it is unusable (cell no node can run, no cluster)."""

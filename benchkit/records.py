@@ -23,6 +23,8 @@ from .errors import RecordError
 from .stats import LatencyStats
 
 SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
+# Optional additions within version 1 (a record without them still loads):
+#   1: `placement` block (executor, node, requested resources, CPU set, attempt, submission times)
 
 
 class _Model(BaseModel):
@@ -121,6 +123,24 @@ class ErrorInfo(_Model):
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
 
+class PlacementRecord(_Model):
+    """Where and how the executor ran the cell: which node, with which resources, on which attempt."""
+
+    executor: str = Field(description="Executor that ran the cell: local | ray.")
+    node_id: str | None = Field(None, description="Ray node id of the node that ran the cell (null for local runs).")
+    node_address: str | None = Field(None, description="IP address of that node as the cluster knows it.")
+    requested: dict[str, float] = Field(
+        default_factory=dict, description="Resources the cell asked for (Ray names: CPU, GPU, memory, custom)."
+    )
+    cpu_set: list[int] | None = Field(None, description="Cores the worker process was pinned to (null: not pinned).")
+    attempt: int = Field(1, ge=1, description="1 for the first try; more when a lost node's cell was retried.")
+    lost_nodes: list[str] = Field(default_factory=list, description="Nodes of earlier attempts, lost while running it.")
+    submitted_at: datetime | None = Field(None, description="When the submitting machine handed the cell over (UTC).")
+    dispatched_at: datetime | None = Field(
+        None, description="When the executor began the cell on its node, before the worker process started (UTC)."
+    )
+
+
 class ResultRecord(_Model):
     schema_version: int
     benchkit_version: str
@@ -140,6 +160,7 @@ class ResultRecord(_Model):
     samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
     validity: Validity
     error: ErrorInfo | None = None
+    placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

@@ -526,12 +526,17 @@ def run_suite(
     progress: Progress | None = None,
     on_record: Callable[[ResultRecord, Path], None] | None = None,
     cache_dir: Path | None = None,
+    executor=None,
 ) -> SuiteResult:
     """Run `cells` and write one record per cell under ``out_dir/<spec name>/<run id>/``.
 
     Each record is written atomically as soon as its cell finishes, so an
-    interruption keeps everything measured before it.
+    interruption keeps everything measured before it. `executor`
+    (``benchkit.executors``) decides where cells run; default: this machine,
+    one after another.
     """
+    from .executors import LocalExecutor
+
     spec = loaded.spec
     ctx = SuiteContext(
         run_id=new_run_id(),
@@ -544,16 +549,16 @@ def run_suite(
     mode = isolation or spec.run.isolation
     run_dir = out_dir / spec.name / ctx.run_id
     paths, recs = [], []
-    for cell in cells:
-        if mode == "inline":
-            rec = execute_cell(cell, ctx, progress)
-        else:
-            rec = run_in_worker(cell, ctx, spec.run.cell_timeout_s, progress)
+
+    def emit(cell: Cell, rec: ResultRecord) -> None:
         path = records.save(rec, run_dir / f"{cell.cell_id}.json")
         paths.append(path)
         recs.append(rec)
         if on_record:
             on_record(rec, path)
+
+    (executor or LocalExecutor()).run(cells, ctx, isolation=mode, timeout_s=spec.run.cell_timeout_s,
+                                      progress=progress, emit=emit)
     return SuiteResult(ctx.run_id, run_dir, paths, recs)
 
 

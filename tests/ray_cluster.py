@@ -68,16 +68,25 @@ class LoopbackCluster:
         self.exec(["ip", "link", "set", "lo", "up"], check=True)
         self._ray_start(["--head", f"--port={PORT}", "--include-dashboard=false",
                          f"--resources={json.dumps(self.head_resources)}",
-                         f"--system-config={json.dumps(_SYSTEM_CONFIG)}"], "head")
+                         f"--system-config={json.dumps(_SYSTEM_CONFIG)}"], "head", 0)
         with ThreadPoolExecutor(len(self.workers) or 1) as pool:  # worker nodes join side by side
-            list(pool.map(lambda kv: self.add_node(kv[0], kv[1]), self.workers.items()))
+            list(pool.map(lambda item: self.add_node(item[1][0], item[1][1], item[0] + 1),
+                          enumerate(self.workers.items())))
         return self
 
-    def add_node(self, name: str, resources: dict[str, float]) -> None:
-        self._ray_start([f"--address={self.address}", f"--resources={json.dumps(resources)}"], name)
+    def add_node(self, name: str, resources: dict[str, float], index: int) -> None:
+        """Start worker node number `index` (1, 2, ...; 0 is the head)."""
+        self._ray_start([f"--address={self.address}", f"--resources={json.dumps(resources)}"], name, index)
 
-    def _ray_start(self, args: list[str], name: str) -> None:
-        cmd = ["ray", "start", *args, *_NODE_OPTS, f"--temp-dir={self.temp_dir}"]
+    def _ray_start(self, args: list[str], name: str, index: int) -> None:
+        # Fixed, distinct ports per node: nodes started side by side otherwise race for the same free port.
+        base = 20000 + 1000 * index
+        ports = [f"--node-manager-port={base + 1}", f"--object-manager-port={base + 2}",
+                 f"--metrics-export-port={base + 3}", f"--dashboard-agent-listen-port={base + 4}",
+                 f"--dashboard-agent-grpc-port={base + 5}", f"--runtime-env-agent-port={base + 6}",
+                 f"--min-worker-port={base + 100}", f"--max-worker-port={base + 999}"]
+        # A temporary directory per node: nodes sharing one pick their socket names racily.
+        cmd = ["ray", "start", *args, *ports, *_NODE_OPTS, f"--temp-dir={self.temp_dir}/n{index}"]
         r = self.exec(cmd, timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"ray start ({name}) failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
@@ -86,14 +95,13 @@ class LoopbackCluster:
         """Kill every process in the namespace, then delete it. Safe to call twice."""
         if not self._created:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = self.pids()
-            for pid in pids:
+        for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
+            for pid in self.pids():
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + wait_s
             while self.pids() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if not self.pids():

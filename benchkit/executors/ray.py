@@ -105,7 +105,7 @@ class _Board:
 def _unpack(cell: Cell, ctx: SuiteContext, ship: dict, workdir: Path) -> tuple[Cell, SuiteContext]:
     """The cell as this node runs it: its model and device file present here and checked by SHA-256."""
     from ..spec import WorkloadSpec
-    from ..workloads import catalog, file_sha256
+    from ..workloads import catalog
 
     workload = dict(cell.workload)
     backend = dict(cell.backend)
@@ -115,7 +115,7 @@ def _unpack(cell: Cell, ctx: SuiteContext, ship: dict, workdir: Path) -> tuple[C
         # Rebuilt here rather than shipped: the builders are deterministic, and a node whose build
         # differs (another onnx or numpy) must not measure a different model under the same name.
         path = catalog.materialize(entry.catalog_name, entry.params, entry.variant)
-        digest = file_sha256(path)
+        digest = _digest(path)
         if digest != wl["sha256"]:
             raise WorkloadError(
                 f"{cell.origin}: catalog workload {entry.catalog_name} ({entry.variant}) built on this node has "
@@ -129,6 +129,20 @@ def _unpack(cell: Cell, ctx: SuiteContext, ship: dict, workdir: Path) -> tuple[C
     node_cell = dataclasses.replace(cell, workload=workload, backend=backend)
     node_ctx = dataclasses.replace(ctx, base_dir=str(workdir), cache_dir=None)  # this node's own workload cache
     return node_cell, node_ctx
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # per Ray worker process, which runs many cells
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a cached model file, hashed once per file version: a large model must not cost every cell."""
+    from ..workloads import file_sha256
+
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_sha256(path)
+    return _DIGESTS[key]
 
 
 def _land(item: dict, folder: Path, what: str) -> Path:
@@ -240,7 +254,7 @@ class RayExecutor(Executor):
         kwargs: dict[str, Any] = {"address": self.address, "log_to_driver": False,
                                   "logging_level": logging.WARNING, "namespace": "benchkit"}
         host, _, port = self.address.rpartition(":")
-        if host and port.isdigit():
+        if host and port.isdigit() and "://" not in host:
             _reachable(host, int(port), self.address)
         if host.startswith("127.") or host == "localhost":
             # A cluster on a loopback address runs on this machine under that address; without this the

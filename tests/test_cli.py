@@ -160,3 +160,13 @@ def test_workloads_export_matches_the_shipped_example_model(tmp_path):
     assert dyn.read_bytes() == catalog.materialize("tiny-add").read_bytes()  # unchanged graph: closed-division bytes
     bad = bk("workloads", "export", "tiny-add", "--dim", "seq=3", "-o", str(tmp_path / "x.onnx"))
     assert bad.returncode == 2 and "seq is not a dynamic dimension" in bad.stderr
+
+
+def test_startup_imports_no_runtime():
+    """`benchkit --help` stays instant because nothing heavy is imported at start-up (figures: README)."""
+    code = ("import sys, benchkit.cli\n"
+            "heavy = [m for m in ('numpy', 'onnx', 'onnxruntime', 'openvino', 'torch', 'pydantic', 'rich', 'yaml')"
+            " if m in sys.modules]\n"
+            "print(','.join(heavy))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "", p.stdout

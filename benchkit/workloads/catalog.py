@@ -33,6 +33,7 @@ import difflib
 import functools
 import hashlib
 import importlib
+import inspect
 import json
 import logging
 import math
@@ -105,6 +106,10 @@ class CatalogEntry:
     mlperf_latency_bound_ms: float | None
     weights_seed: int
     manifest_path: Path
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the mapping fields; a name identifies an entry.
+        return hash((self.name, self.manifest_path))
 
 
 # ---------------------------------------------------------------------------
@@ -611,68 +616,74 @@ def quantize_int8(
     The bytes must not depend on the machine that builds them, but the
     calibration ranges come from running the model, and onnxruntime's kernels
     round differently on different instruction sets. So each range is widened
-    to a coarse grid (:func:`_snap_range`, 1/64 to 1/128 of its magnitude) before the
-    quantiser sees it: an ulp-level difference then changes nothing unless it
+    to a coarse grid (:func:`_snap_range`, 1/64 to 1/128 of its magnitude)
+    before the quantiser sees it: an ulp-level difference then changes nothing unless it
     straddles a grid line. Only numpy computes the rest (folding, scales).
-    The quantiser works in a private temporary folder, so nothing is left
+    This needs a quantiser that takes precomputed ranges
+    (``quantize_static(calibration_cache_path=...)``, onnxruntime 2026
+    releases); an older one calibrates itself, unsnapped. The quantiser works in a private temporary folder, so nothing is left
     behind and no path ends up in the model.
     """
     try:
         from onnxruntime.quantization import (
-            CalibrationDataReader,
             CalibrationMethod,
             QuantFormat,
             QuantType,
             create_calibrator,
             quantize_static,
         )
-        from onnxruntime.quantization.calibrate import TensorData, save_tensors_data
     except ImportError as e:  # pragma: no cover - onnxruntime is a core dependency
         raise WorkloadError(f"int8 variants need onnxruntime's quantisation tools: {e}") from e
 
-    class _Reader(CalibrationDataReader):
-        def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
-            self._it = iter(feeds)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._it, None)
-
     folded = fold_batchnorm(model)
+    feeds = calibration_feeds(decls, dims, seed)
+    options: dict[str, Any] = dict(
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=_shared_gathers(folded),
+    )
     with tempfile.TemporaryDirectory(prefix="benchkit-int8-") as td:
         src, dst, cache = Path(td) / "fp32.onnx", Path(td) / "int8.onnx", Path(td) / "ranges.json"
         src.write_bytes(serialize(folded))
         try:
-            calibrator = create_calibrator(
-                src,
-                None,
-                augmented_model_path=str(Path(td) / "augmented.onnx"),
-                calibrate_method=CalibrationMethod.MinMax,
-                providers=["CPUExecutionProvider"],
-            )
-            calibrator.collect_data(_Reader(calibration_feeds(decls, dims, seed)))
-            ranges = calibrator.compute_data()
-            del calibrator
-            for name in list(ranges.keys()):
-                lo, hi = _snap_range(*ranges[name].range_value)
-                ranges[name] = TensorData(lowest=lo, highest=hi)
-            save_tensors_data(ranges, cache)
             with _QuietPreprocessAdvice():
-                quantize_static(
-                    str(src),
-                    str(dst),
-                    None,
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    calibrate_method=CalibrationMethod.MinMax,
-                    calibration_cache_path=str(cache),
-                    nodes_to_exclude=_shared_gathers(folded),
-                )
+                if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+                    _snapped_ranges(src, feeds, cache, create_calibrator, CalibrationMethod.MinMax)
+                    quantize_static(str(src), str(dst), None, calibration_cache_path=str(cache), **options)
+                else:
+                    # onnxruntime before calibration caches (2026): the quantiser calibrates
+                    # itself, so the ranges cannot be snapped and the bytes may vary between
+                    # instruction sets. Still a valid int8 model.
+                    quantize_static(str(src), str(dst), _ListReader(feeds), **options)
         except Exception as e:  # the quantiser raises bare Exceptions and ORT errors
             raise WorkloadError(f"int8 quantisation of graph {model.graph.name!r} failed: {e}") from e
         q = onnx.load(str(dst))
     return finalize(q)
+
+
+def _snapped_ranges(
+    src: Path, feeds: list[dict[str, np.ndarray]], cache: Path, create_calibrator: Any, method: Any
+) -> None:
+    """Calibrate ``src`` on ``feeds`` and write the snapped MinMax ranges to ``cache`` for the quantiser."""
+    from onnxruntime.quantization.calibrate import TensorData, save_tensors_data
+
+    calibrator = create_calibrator(
+        src,
+        None,
+        augmented_model_path=str(src.with_name("augmented.onnx")),
+        calibrate_method=method,
+        providers=["CPUExecutionProvider"],
+    )
+    calibrator.collect_data(_ListReader(feeds))
+    ranges = calibrator.compute_data()
+    del calibrator
+    for name in list(ranges.keys()):
+        lo, hi = _snap_range(*ranges[name].range_value)
+        ranges[name] = TensorData(lowest=lo, highest=hi)
+    save_tensors_data(ranges, cache)
 
 
 def _shared_gathers(model: onnx.ModelProto) -> list[str]:
@@ -774,6 +785,20 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
     g.initializer.extend(final)
     del g.value_info[:]
     return m
+
+
+def _ListReader(feeds: list[dict[str, np.ndarray]]) -> Any:
+    """A ``CalibrationDataReader`` over a list of feeds (defined here so onnxruntime is imported lazily)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class ListReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    return ListReader()
 
 
 class _QuietPreprocessAdvice(logging.Filter):

@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", action="append", default=[], metavar="NAME", help="only this workload (repeatable)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
-    g.add_argument("--profile", choices=["quick", "standard", "mlperf"], help="override the spec's run profile")
+    g.add_argument("--profile", choices=["quick", "standard", "mlperf", "certify"],
+                   help="override the spec's run profile (certify: standard minimums plus the compliance audits)")
+    r.add_argument("--audit", action="store_true",
+                   help="run the compliance audits after each cell (timed outputs, repeated input, alternate seed)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
@@ -57,6 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("which", choices=["spec", "result"])
 
     sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures")
+
+    ca = sub.add_parser("check-adapter", help="run the conformance kit on a backend adapter (exit 1 if a check fails)")
+    ca.add_argument("name", help="adapter name in the benchkit.backends entry-point group")
+    ca.add_argument("--options", default="{}", metavar="JSON", help="adapter options as a JSON object")
+    ca.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8", "mixed"],
+                    help="precision the micro-workload runs claim (default: %(default)s)")
+    ca.add_argument("--also-precision", action="append", default=[], metavar="P",
+                    help="add a precision[P] check: gemm claimed at P must report P and meet P's tolerance")
+    ca.add_argument("--workload", action="append", default=None, metavar="NAME",
+                    help="only this micro-workload (repeatable; default: all)")
+    ca.add_argument("--cycles", type=int, default=20, help="load/close cycles of the leak check (default: %(default)s)")
+    ca.add_argument("--rss-limit-mib", type=float, default=64.0,
+                    help="resident-memory growth allowed over the cycles (default: %(default)s)")
+    ca.add_argument("--json", action="store_true", help="print the report as JSON")
 
     w = sub.add_parser("workloads", help="list the standard workload catalog; `workloads export` writes one to a file")
     w.add_argument("--details", action="store_true", help="build each model and show parameters, FLOPs and bytes")
@@ -178,7 +195,8 @@ def cmd_run(args) -> int:
 
         try:
             result = run_suite(
-                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir, executor
+                loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
+                audit=True if args.audit else None, executor=executor,
             )
         except KeyboardInterrupt:
             err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")
@@ -237,6 +255,8 @@ def _summary_table(recs) -> None:
 def cmd_backends(args) -> int:
     from rich.table import Table
 
+    from rich.markup import escape
+
     from .backends import survey
 
     t = Table(title="benchkit backends (entry-point group benchkit.backends)", title_justify="left")
@@ -250,7 +270,8 @@ def cmd_backends(args) -> int:
                 devices = ", ".join(map(str, devices))
             t.add_row(b.name, "[green]ok[/]", str(d.get("version", "")), str(devices), b.package)
         else:
-            t.add_row(b.name, "[red]failed[/]", "", f"[red]{b.error}[/]", b.package)
+            # escaped: messages name extras in brackets (benchkit[openvino]), which rich would take as markup
+            t.add_row(b.name, "[red]failed[/]", "", f"[red]{escape(b.error)}[/]", b.package)
     _console().print(t)
     return 0
 
@@ -451,6 +472,40 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_check_adapter(args) -> int:
+    from .errors import BackendError
+    from .testing import check_adapter
+
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError as e:
+        raise BackendError(f"--options: not valid JSON ({e.msg} at column {e.colno}): {args.options}") from None
+    if not isinstance(options, dict):
+        raise BackendError(f"--options: expected a JSON object, got {type(options).__name__}")
+    if args.cycles < 1:
+        raise BackendError(f"--cycles: expected a positive integer, got {args.cycles}")
+    err = _console(stderr=True)
+    colour = {"passed": "green", "failed": "red", "skipped": "yellow"}
+
+    from rich.markup import escape
+
+    def progress(r) -> None:
+        if not args.json:  # check names hold brackets (workload[gemm]): not rich markup
+            err.print(f"  [{colour[r.status]}]{r.status.upper():7s}[/] {escape(r.name)}: {escape(r.detail)}")
+
+    report = check_adapter(args.name, options, precision=args.precision, precisions=args.also_precision,
+                           workloads=args.workload, cycles=args.cycles, rss_growth_limit_mib=args.rss_limit_mib,
+                           progress=progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        n = {s: sum(r.status == s for r in report.results) for s in colour}
+        verdict = "[green]PASSED[/]" if report.passed else "[red]FAILED[/]"
+        _console().print(f"{args.name}: conformance {verdict} ({n['passed']} passed, {n['failed']} failed, "
+                         f"{n['skipped']} skipped)")
+    return 0 if report.passed else 1
+
+
 _COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
@@ -460,4 +515,5 @@ _COMMANDS = {
     "fleet": cmd_fleet,
     "show": cmd_show,
     "compare": cmd_compare,
+    "check-adapter": cmd_check_adapter,
 }

@@ -23,8 +23,9 @@ from .errors import RecordError
 from .stats import LatencyStats
 
 SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
-# Optional additions within version 1 (a record without them still loads):
-#   1: `placement` block (executor, node, requested resources, CPU set, attempt, submission times)
+# 1: optional blocks added since, absent (null) in older version-1 records:
+#    accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits, --audit / certify).
+#    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
 
 
 class _Model(BaseModel):
@@ -141,6 +142,84 @@ class PlacementRecord(_Model):
     )
 
 
+class OutputAccuracy(_Model):
+    """How one graph output compared with the reference, over every sample of the accuracy set."""
+
+    name: str
+    max_abs_error: float | None = Field(description="max |out - ref| over all elements; null: not comparable.")
+    max_rel_error: float | None = Field(
+        description="max_abs_error / max |ref|: error relative to the output's scale (an all-zero reference: "
+        "the absolute error); null: not comparable."
+    )
+    cosine_similarity: float | None = Field(None, description="Lowest per-call cosine similarity (float outputs).")
+    top1_agreement: float | None = Field(
+        None, description="Share of samples whose arg-max class matches the reference's (classifier outputs)."
+    )
+    top5_agreement: float | None = Field(
+        None, description="Share of samples whose reference top-1 class is in the output's top 5 (>= 10 classes)."
+    )
+
+
+class TaskMetric(_Model):
+    """The workload's own quality metric (e.g. top-1 on a labelled evaluation set), where it has one."""
+
+    name: str
+    value: float = Field(description="Measured backend's score.")
+    reference_value: float = Field(description="The reference backend's score on the fp32 model.")
+    min_value: float = Field(description="Lowest passing score (a fraction of reference_value).")
+    passed: bool
+    samples: int = Field(description="Labelled samples scored.")
+
+
+class Accuracy(_Model):
+    """The accuracy gate: the measured backend's outputs on a fixed sample set vs reference outputs.
+
+    Computed outside the timed region. ``passed: false`` makes the record
+    INVALID; ``passed: null`` means nothing could be compared (``skipped`` says
+    why), which is a warning, and INVALID under the certify profile or --audit.
+    """
+
+    passed: bool | None
+    reference: str = Field(description="What produced the reference outputs: backend, version, device, precision.")
+    reference_model_sha256: str | None = Field(
+        None, description="Model the reference ran: the fp32 variant of a catalog entry for its fp16/int8 variants."
+    )
+    precision: str = Field(description="Precision whose tolerances applied.")
+    tolerance: dict[str, float] = Field(default_factory=dict, description="abs, rel, min_cosine, min_top1_agreement.")
+    samples: int = Field(0, description="Inference calls compared (distinct seeded inputs).")
+    seed: int = Field(0, description="Seed of the sample inputs.")
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    min_cosine_similarity: float | None = None
+    top1_agreement: float | None = None
+    outputs: list[OutputAccuracy] = Field(default_factory=list)
+    task_metric: TaskMetric | None = None
+    failures: list[str] = Field(default_factory=list, description="Each tolerance exceeded, with its figures.")
+    skipped: str | None = Field(None, description="Why nothing was compared (passed is null).")
+
+
+class Audit(_Model):
+    """One compliance audit's verdict and the figures it was based on."""
+
+    passed: bool
+    summary: str = Field(description="One line: what was compared and the outcome.")
+    figures: dict[str, Any] = Field(default_factory=dict, description="Measured values, units in the key names.")
+
+
+class Audits(_Model):
+    """Compliance audits run after the measurement, outside its timed region; any failure makes the record INVALID."""
+
+    timed_outputs: Audit | None = Field(
+        None, description="Outputs of calls timed like the measured loop match accuracy-mode outputs (MLPerf TEST01)."
+    )
+    repeated_input: Audit | None = Field(
+        None, description="One input repeated runs no more than 10% faster than never-seen inputs (MLPerf TEST04)."
+    )
+    alternate_seed: Audit | None = Field(
+        None, description="A second measurement with another seed lands within 5% of the headline."
+    )
+
+
 class ResultRecord(_Model):
     schema_version: int
     benchkit_version: str
@@ -160,6 +239,8 @@ class ResultRecord(_Model):
     samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
     validity: Validity
     error: ErrorInfo | None = None
+    accuracy: Accuracy | None = Field(None, description="The accuracy gate (absent on error records).")
+    audits: Audits | None = Field(None, description="Compliance audits, when run (--audit, certify profile).")
     placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
 
     def to_json(self) -> str:

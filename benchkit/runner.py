@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from . import records, stats, system
+from . import accuracy, audits, records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
 from .records import ResultRecord
 from .scenarios import HEADLINE, measure, timed_call, warmup
 from .scenarios.dispatch import requested_batch
-from .spec import BackendSpec, LoadedSpec, WorkloadSpec, load_device_file
+from .spec import AUDITED_PROFILES, BackendSpec, LoadedSpec, WorkloadSpec, load_device_file
 
 Progress = Callable[[str, str], None]  # (cell_id, phase)
 
@@ -78,6 +78,9 @@ class SuiteContext:
     base_dir: str
     keep_samples: bool
     cache_dir: str | None = None
+    audit: bool = False  # run the compliance audits (--audit; always under the certify profile)
+    accuracy_reference: str = "onnxruntime"  # backend computing the accuracy gate's reference outputs
+    accuracy_samples: int = 4  # calls the accuracy gate compares
 
 
 def new_run_id() -> str:
@@ -205,7 +208,10 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
             input_dtypes={i.name: i.dtype for i in wl.inputs},
             output_names=wl.output_names,
             batch_size=effective_batch,
-            extra={"graph_precision": wl.graph_precision, "source": wl.source, "catalog": wl.catalog},
+            extra={"graph_precision": wl.graph_precision, "source": wl.source, "catalog": wl.catalog,
+                   # what the result claims and how it will be driven, so an adapter can set its runtime's
+                   # precision and performance hints to match (and report what it got)
+                   "claimed_precision": bspec.precision, "scenario": cell.kind},
         )
         t0 = time.perf_counter_ns()
         backend.load(wl.path, winfo)
@@ -225,10 +231,26 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         phase("check")
         outputs = backend.fetch(backend.run(staged[0]))
         backend.synchronize()
-        output_problems = _check_outputs(outputs, wl.output_names)
+        # An adapter that computes nothing (null) returns no outputs; that is its contract, not a fault.
+        output_problems = _check_outputs(outputs, wl.output_names, expect_all=getattr(cls, "computes_outputs", True))
+
+        phase("accuracy")
+        cache = Path(ctx.cache_dir) if ctx.cache_dir else None
+        n_acc = min(ctx.accuracy_samples, len(staged))
+        acc, acc_outputs = accuracy.check(
+            backend, staged[:n_acc], feeds[:n_acc], wl, claimed=bspec.precision, effective=info.precision,
+            allow_mismatch=bspec.allow_precision_mismatch, reference=ctx.accuracy_reference, seed=cell.seed,
+            batch=effective_batch, cache_dir=cache)
+
+        audited = ctx.audit or cell.profile in AUDITED_PROFILES
+        audit_block = None
+        if audited:
+            phase("audit")
+            audit_block = _audit(cell, backend, wl, bspec, info, staged, acc, acc_outputs, m, asked, n_inputs,
+                                 effective_batch)
 
         record = _assemble(cell, ctx, started, wl, bspec, info, effective_batch, m, load_ns, first_ns, n_warm,
-                           output_problems, cost, cost_warning)
+                           output_problems, cost, cost_warning, acc, audit_block, audited)
     except BaseException as e:  # noqa: BLE001 - every failure becomes a record; KeyboardInterrupt re-raised below
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -261,9 +283,41 @@ def _leading_dims(wl, batch: int) -> dict[str, int]:
             and i.shape[0] not in wl.dims}
 
 
-def _check_outputs(outputs: list[np.ndarray], names: tuple[str, ...]) -> list[str]:
+def _audit(cell: Cell, backend, wl, bspec: BackendSpec, info, staged: list, acc, acc_outputs, m, asked: int,
+           n_inputs: int, effective_batch: int) -> records.Audits:
+    """The three compliance audits, after the measurement and outside its timed region."""
+    prec, tol = accuracy.tolerance_for(bspec.precision, info.precision, bspec.allow_precision_mismatch)
+
+    def compare(outs, refs):
+        return accuracy.compare_outputs(outs, refs, wl.output_names, tol, accuracy.is_classifier(wl))
+
+    measured_p50 = int(np.median(m.samples_ns)) if len(m.samples_ns) else None
+    timed = audits.timed_outputs(backend, staged, acc_outputs, compare, cell.seed, measured_p50)
+    # Enough never-seen inputs for stable medians, within the input pool's memory bound.
+    n_fresh = int(max(8, min(128, _INPUT_POOL_BYTES // max(1, wl.bytes_per_call(asked)))))
+    fresh = [backend.stage(f) for f in audits.fresh_inputs(wl, asked, n_fresh, cell.seed)]
+    repeated = audits.repeated_input(backend, staged[0], fresh)
+    del fresh
+    alt_seed = cell.seed + audits.ALTERNATE_SEED_OFFSET
+    alt_feeds, _ = wl.make_feeds(asked, n_inputs, alt_seed)
+    alt_staged = [backend.stage(f) for f in alt_feeds]
+    warmup(backend, alt_staged, cell.settings["warmup_ms"], cell.settings["warmup_queries"])
+    m_alt = measure(cell.kind, backend, alt_staged, cell.settings, effective_batch, alt_seed)
+    h = _headline_of(cell, m)
+    h_alt = _headline_of(cell, m_alt)
+    alternate = audits.alternate_seed(h.value, h_alt.value, h.higher_is_better, h.name, alt_seed)
+    return records.Audits(timed_outputs=timed, repeated_input=repeated, alternate_seed=alternate)
+
+
+def _headline_of(cell: Cell, m) -> records.Headline:
+    lat = stats.summarize(m.samples_ns)
+    return _headline(cell.kind, cell.settings, lat, np.sort(m.samples_ns),
+                     stats.throughput_per_s(m.sample_count, m.duration_ns))
+
+
+def _check_outputs(outputs: list[np.ndarray], names: tuple[str, ...], expect_all: bool = True) -> list[str]:
     problems = []
-    if names and len(outputs) != len(names):
+    if expect_all and names and len(outputs) != len(names):
         problems.append(f"adapter returned {len(outputs)} outputs, the graph has {len(names)}")
     for name, arr in zip(names, outputs):
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
@@ -328,7 +382,8 @@ def _peak(bspec: BackendSpec, info, precision: str) -> tuple[float | None, float
 
 
 def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch, m, load_ns, first_ns, n_warm,
-              output_problems, cost=None, cost_warning=None) -> ResultRecord:
+              output_problems, cost=None, cost_warning=None, acc=None, audit_block=None,
+              audited=False) -> ResultRecord:
     lat = stats.summarize(m.samples_ns)
     sorted_ns = np.sort(m.samples_ns)
     thr = stats.throughput_per_s(m.sample_count, m.duration_ns)
@@ -351,6 +406,15 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         )
     reasons.extend(output_problems)
     reasons.extend(m.extra.get("invalid_reasons", []))
+    if acc is not None and acc.passed is False:
+        reasons.append(accuracy.summary(acc))
+    elif acc is not None and acc.passed is None:
+        # Nothing compared: not a failure, but nothing a certified result can rest on either.
+        msg = f"accuracy not checked: {acc.skipped}"
+        (reasons if audited else warnings).append(msg + (" (required under --audit / the certify profile)"
+                                                         if audited else ""))
+    if audit_block is not None:
+        reasons.extend(audits.reasons(audit_block))
     warn = stats.stability_warning(lat)
     if warn:
         warnings.append(warn)
@@ -394,6 +458,8 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         metrics=metrics,
         samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
         validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
+        accuracy=acc,
+        audits=audit_block,
     )
 
 
@@ -526,12 +592,14 @@ def run_suite(
     progress: Progress | None = None,
     on_record: Callable[[ResultRecord, Path], None] | None = None,
     cache_dir: Path | None = None,
+    audit: bool | None = None,
     executor=None,
 ) -> SuiteResult:
     """Run `cells` and write one record per cell under ``out_dir/<spec name>/<run id>/``.
 
     Each record is written atomically as soon as its cell finishes, so an
-    interruption keeps everything measured before it. `executor`
+    interruption keeps everything measured before it. ``audit`` (the CLI's
+    ``--audit``) overrides the spec's ``run.audit``. `executor`
     (``benchkit.executors``) decides where cells run; default: this machine,
     one after another.
     """
@@ -545,6 +613,9 @@ def run_suite(
         base_dir=str(loaded.base_dir),
         keep_samples=spec.run.keep_samples,
         cache_dir=str(cache_dir) if cache_dir else None,
+        audit=spec.run.audit if audit is None else audit,
+        accuracy_reference=spec.run.accuracy_reference,
+        accuracy_samples=spec.run.accuracy_samples,
     )
     mode = isolation or spec.run.isolation
     run_dir = out_dir / spec.name / ctx.run_id

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import SpecError
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "mixed"]
-Profile = Literal["quick", "standard", "mlperf"]
+Profile = Literal["quick", "standard", "mlperf", "certify"]
+AccuracyReference = Literal["onnxruntime", "onnx-reference"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -141,7 +142,12 @@ _PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
     "quick": {"min_duration_ms": 500, "min_query_count": 50, "warmup_ms": 50, "warmup_queries": 5},
     "standard": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
     "mlperf": {"min_duration_ms": 600_000, "min_query_count": 24_576, "warmup_ms": 2_000, "warmup_queries": 10},
+    # `certify`: the standard minimums, and the compliance audits always run (see benchkit.audits).
+    "certify": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
 }
+
+AUDITED_PROFILES = frozenset({"certify"})
+"""Profiles under which every cell runs the compliance audits, as ``benchkit run --audit`` does."""
 
 
 class ScenarioBase(_Frozen):
@@ -221,7 +227,11 @@ Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline], Field(di
 class RunRules(_Frozen):
     """How cells are executed."""
 
-    profile: Profile = Field("standard", description="Defaults for unset scenario fields: quick | standard | mlperf.")
+    profile: Profile = Field(
+        "standard",
+        description="Defaults for unset scenario fields: quick | standard | mlperf | certify "
+        "(standard's minimums, and the compliance audits always run).",
+    )
     isolation: Literal["process", "inline"] = Field(
         "process", description="Run each cell in a fresh worker process (default) or in the benchkit process."
     )
@@ -229,6 +239,19 @@ class RunRules(_Frozen):
         900.0, gt=0, description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed."
     )
     keep_samples: bool = Field(True, description="Store raw per-query latencies (`samples_ns`) in each record.")
+    audit: bool = Field(
+        False,
+        description="Run the compliance audits (timed outputs, repeated input, alternate seed) after each cell's "
+        "measurement; always on under the certify profile. `benchkit run --audit` sets it too.",
+    )
+    accuracy_reference: AccuracyReference = Field(
+        "onnxruntime",
+        description="Backend computing the reference outputs of the accuracy gate: onnxruntime (CPU, fp32) "
+        "or onnx-reference (onnx.reference, pure Python: slow, but independent of any runtime).",
+    )
+    accuracy_samples: int = Field(
+        4, ge=1, le=16, description="Inference calls (distinct seeded inputs) the accuracy gate compares."
+    )
 
 
 class Spec(_Frozen):

@@ -54,6 +54,9 @@ class WorkloadInfo:
     input_dtypes: Mapping[str, np.dtype]
     output_names: Sequence[str]
     batch_size: int  # samples per call
+    # graph_precision (what the graph computes in), claimed_precision (what the spec's result claims: set the
+    # runtime's precision from it, report what it really used), scenario (single_stream | multi_stream |
+    # server | offline: pick latency or throughput settings), source, catalog
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -62,6 +65,11 @@ class Backend(abc.ABC):
 
     #: Entry-point name; also the ``backend.name`` of records.
     name: ClassVar[str] = ""
+
+    #: False only for adapters that measure the harness and compute nothing (``null``): their records carry
+    #: an accuracy block marked skipped, can never pass the certify profile, and the conformance kit skips
+    #: its output checks for them.
+    computes_outputs: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         """Validate ``options``; raise :class:`benchkit.errors.BackendError` naming a bad one. Do not load models here."""
@@ -89,7 +97,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def fetch(self, result: Any) -> list[np.ndarray]:
-        """Outputs of ``run`` as host numpy arrays, in graph output order (untimed)."""
+        """Outputs of ``run`` as host numpy arrays, in graph output order (untimed).
+
+        benchkit calls it after ``synchronize`` and before the next ``run``, so an
+        adapter may reuse its output buffers from call to call.
+        """
 
     def close(self) -> None:
         """Release the model and device resources. Called once, also after a failure."""

@@ -10,6 +10,21 @@ Options (``backends[].options`` in a spec)::
     io_binding: null                             # null = on for device providers, off for CPU
     session_config: {}                           # SessionOptions.add_session_config_entry pairs
 
+Execution providers beyond the CPU are used when the installed onnxruntime build
+has them (``benchkit backends`` lists the providers present; naming one the
+build lacks is an error that lists those it has). Common ones::
+
+    providers: [[CUDAExecutionProvider, {device_id: 0, use_tf32: 0}]]      # pip install onnxruntime-gpu
+    providers: [[TensorrtExecutionProvider, {trt_fp16_enable: true}], CUDAExecutionProvider]
+    providers: [[OpenVINOExecutionProvider, {device_type: CPU, precision: FP32}]]  # pip install onnxruntime-openvino
+    providers: [DmlExecutionProvider]                                       # Windows: pip install onnxruntime-directml
+    providers: [[CoreMLExecutionProvider, {ModelFormat: MLProgram}]]        # macOS builds
+
+The effective precision is read from what the session resolved: TensorRT with
+fp16 enabled and CUDA with TF32 math (``use_tf32`` resolved to 1) report
+``mixed`` for an fp32 graph, the OpenVINO EP its ``precision``; pin them off
+(``use_tf32: 0``) for a result that claims fp32.
+
 With a device provider (CUDA, TensorRT, ...) inputs are staged on the device
 through an IOBinding outside the timed region, and ``synchronize`` waits for
 the outputs, so the timed call measures device work, not host copies.
@@ -167,6 +182,13 @@ class OnnxRuntimeBackend(Backend):
         trt = opts.get("TensorrtExecutionProvider", {})
         if providers[0] == "TensorrtExecutionProvider" and trt.get("trt_fp16_enable") in ("1", "True", True):
             precision = "mixed" if graph_precision == "fp32" else graph_precision
+        # Reduced-precision math modes of other providers, read from the options the session resolved:
+        # CUDA's TF32 tensor cores (use_tf32) and the OpenVINO EP's device precision.
+        if providers[0] == "CUDAExecutionProvider" and opts.get(providers[0], {}).get("use_tf32") in ("1", "True"):
+            precision = "mixed" if graph_precision == "fp32" else graph_precision
+        ov_prec = str(opts.get("OpenVINOExecutionProvider", {}).get("precision", "")).upper()
+        if providers[0] == "OpenVINOExecutionProvider" and ov_prec in ("FP16", "BF16") and graph_precision == "fp32":
+            precision = ov_prec.lower()
         if self._device_kind is None:
             from ..system import cpu_model
 

@@ -1,0 +1,147 @@
+"""The accuracy gate: every record's outputs vs a cached reference, per-precision tolerances, task metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchkit import accuracy
+from benchkit.records import ResultRecord
+from benchkit.runner import expand, preflight, run_suite
+from benchkit.spec import parse_spec
+
+from fakes.benchkit_cheating_adapters import _bf16
+
+GEMM = "{name: gemm, params: {m: 16, n: 64, k: 64}}"
+
+
+def run_inline(tmp_path, workloads: str, backends: str, run: str = "", audit: bool | None = None,
+               scenario: str = "{kind: single_stream, min_duration_ms: 50, min_query_count: 20}") -> list[ResultRecord]:
+    text = f"""
+name: acc
+seed: 5
+workloads: [{workloads}]
+backends: [{backends}]
+scenarios: [{scenario}]
+run: {{profile: quick, isolation: inline, keep_samples: false{', ' + run if run else ''}}}
+"""
+    loaded = parse_spec(text, "acc.yaml", tmp_path)
+    cells = expand(loaded)
+    preflight(loaded, cells, tmp_path / "cache")
+    return run_suite(loaded, tmp_path / "out", cells, cache_dir=tmp_path / "cache", audit=audit).records
+
+
+# --------------------------------------------------------------------------- comparison, no runtime
+
+
+def test_identical_outputs_pass_and_report_zero_error():
+    ref = [[np.arange(12, dtype=np.float32).reshape(3, 4)]]
+    per, failures = accuracy.compare_outputs(ref, ref, ["y"], accuracy.TOLERANCES["fp32"])
+    assert failures == [] and per[0].max_abs_error == 0.0 and per[0].max_rel_error == 0.0
+    assert per[0].cosine_similarity == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("prec, passes", [("fp32", False), ("fp16", True), ("bf16", True), ("int8", True)])
+def test_bf16_rounding_fails_fp32_tolerance_only(prec, passes):
+    rng = np.random.default_rng(0)
+    ref = [[rng.standard_normal((4, 256)).astype(np.float32)] for _ in range(3)]
+    low = [[_bf16(a) for a in call] for call in ref]
+    per, failures = accuracy.compare_outputs(low, ref, ["y"], accuracy.TOLERANCES[prec])
+    assert (not failures) is passes, failures
+    assert 1e-3 < per[0].max_rel_error < 1e-2  # bf16's 8-bit mantissa: ~2^-9 of the scale
+
+
+def test_shape_nan_and_count_problems_are_failures_not_crashes():
+    ref = [[np.ones((2, 3), np.float32)]]
+    _, f = accuracy.compare_outputs([[np.ones((3, 2), np.float32)]], ref, ["y"], accuracy.TOLERANCES["fp32"])
+    assert "shape [3, 2] differs from the reference's [2, 3]" in f[0]
+    _, f = accuracy.compare_outputs([[np.full((2, 3), np.nan, np.float32)]], ref, ["y"], accuracy.TOLERANCES["fp32"])
+    assert "NaN" in f[0]
+    per, f = accuracy.compare_outputs([[]], ref, ["y"], accuracy.TOLERANCES["fp32"])
+    assert "returned 0 outputs" in f[0] and per[0].max_abs_error is None
+
+
+def test_zeros_fail_every_tolerance_even_int8():
+    rng = np.random.default_rng(1)
+    ref = [[rng.standard_normal((8, 16)).astype(np.float32)]]
+    _, failures = accuracy.compare_outputs([[np.zeros((8, 16), np.float32)]], ref, ["y"], accuracy.TOLERANCES["int8"])
+    assert any("max abs error" in f for f in failures) and any("cosine" in f for f in failures)
+
+
+def test_classifier_top1_agreement():
+    ref = [[np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)]]
+    swapped = [[np.array([[0.9, 0.1], [0.8, 0.2]], np.float32)]]
+    per, failures = accuracy.compare_outputs(swapped, ref, ["logits"], accuracy.TOLERANCES["int8"], classifier=True)
+    assert per[0].top1_agreement == 0.5
+    assert not any("top-1" in f for f in failures)  # int8 allows 50%
+    _, failures = accuracy.compare_outputs(swapped, ref, ["logits"], accuracy.TOLERANCES["fp32"], classifier=True)
+    assert any("top-1 agreement 50% < 100%" in f for f in failures)
+
+
+def test_tolerance_follows_the_claim_unless_a_mismatch_is_allowed():
+    assert accuracy.tolerance_for("fp32", "bf16", False)[0] == "fp32"
+    assert accuracy.tolerance_for("fp32", "bf16", True)[0] == "bf16"
+    assert accuracy.tolerance_for("bf16", "fp32", True)[0] == "bf16"  # never tighter than the claim
+
+
+# --------------------------------------------------------------------------- in records
+
+
+def test_every_record_has_an_accuracy_block_and_the_reference_is_cached(tmp_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: onnxruntime}")
+    acc = rec.accuracy
+    assert rec.validity.valid, rec.validity.reasons
+    assert acc.passed is True and acc.max_abs_error == 0.0 and acc.max_rel_error == 0.0
+    assert acc.reference.startswith("onnxruntime ") and "CPUExecutionProvider" in acc.reference
+    assert acc.samples == 4 and acc.seed == 5 and acc.precision == "fp32"
+    assert acc.reference_model_sha256 == rec.workload.model_sha256
+    cached = list((tmp_path / "cache" / "reference").glob("*.npz"))
+    assert len(cached) == 1 and cached[0].name.startswith(rec.workload.model_sha256[:16])
+    mtime = cached[0].stat().st_mtime_ns
+    (again,) = run_inline(tmp_path, GEMM, "{name: onnxruntime}")
+    assert again.accuracy.reference == acc.reference
+    assert list((tmp_path / "cache" / "reference").glob("*.npz")) == cached
+    assert cached[0].stat().st_mtime_ns == mtime  # read, not recomputed
+
+
+def test_silently_lowered_precision_is_invalid_with_figures(tmp_path, fakes_on_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: cheat-precision}")
+    assert rec.backend.precision == "fp32"  # the lie: the precision check alone cannot see it
+    assert rec.accuracy.passed is False and rec.accuracy.max_rel_error > 1e-3
+    assert not rec.validity.valid
+    (reason,) = [r for r in rec.validity.reasons if r.startswith("accuracy gate failed")]
+    assert "at fp32 tolerances" in reason and "max rel error" in reason and "exceeds" in reason
+
+
+def test_variant_is_judged_against_the_fp32_model_of_its_entry(tmp_path):
+    wl = "{name: gemm, params: {m: 16, n: 64, k: 64}, variant: fp16}"
+    (rec,) = run_inline(tmp_path, wl, "{name: onnxruntime, precision: fp16}")
+    acc = rec.accuracy
+    assert rec.workload.graph_precision == "fp16"
+    assert acc.reference_model_sha256 != rec.workload.model_sha256 and "fp32 model gemm-fp32" in acc.reference
+    assert acc.passed and acc.precision == "fp16" and 0 < acc.max_rel_error < accuracy.TOLERANCES["fp16"].rel
+
+
+def test_onnx_reference_as_the_reference_backend(tmp_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: onnxruntime}", run="accuracy_reference: onnx-reference")
+    assert rec.accuracy.reference.startswith("onnx-reference ") and rec.accuracy.passed
+    assert 0 < rec.accuracy.max_rel_error < 1e-5  # another implementation: reduction-order noise only
+
+
+def test_null_backend_is_exempt_but_never_certifiable(tmp_path):
+    (rec,) = run_inline(tmp_path, "{name: tiny-add}", "{name: 'null'}")
+    assert rec.accuracy.passed is None and "computes no outputs" in rec.accuracy.skipped
+    assert rec.validity.valid and any(w.startswith("accuracy not checked") for w in rec.validity.warnings)
+    (audited,) = run_inline(tmp_path, "{name: tiny-add}", "{name: 'null'}", audit=True)
+    assert not audited.validity.valid
+    assert any("accuracy not checked" in r and "certify" in r for r in audited.validity.reasons)
+
+
+def test_task_metric_on_the_accuracy_workload(tmp_path):
+    pytest.importorskip("sklearn", reason="digits-mlp builds from scikit-learn's bundled digits")
+    (rec,) = run_inline(tmp_path, "{name: digits-mlp}", "{name: onnxruntime}")
+    tm = rec.accuracy.task_metric
+    assert tm is not None and tm.name == "top1" and tm.samples == 539
+    assert tm.value == tm.reference_value >= 0.95 and tm.passed
+    assert tm.min_value == pytest.approx(0.99 * tm.reference_value)
+    assert rec.accuracy.top1_agreement == 1.0

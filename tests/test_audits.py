@@ -1,0 +1,109 @@
+"""Compliance audits (--audit, certify profile): each cheating adapter is caught by its audit.
+
+Timing-based verdicts on an honest adapter depend on machine noise, so they are
+asserted only where the effect is large (a cache answering in microseconds a
+call that computes for hundreds of them); the honest run checks the audit that
+does not depend on timing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchkit import audits
+from benchkit.runner import expand
+from benchkit.spec import parse_spec
+
+from test_accuracy_gate import run_inline
+
+# Big enough that computing (~0.3 ms) dwarfs a cache lookup (~1 µs), small enough to stay quick.
+HEAVY = "{name: gemm, params: {m: 64, n: 256, k: 256}}"
+
+
+def test_zeros_when_timed_is_caught_by_timed_outputs(tmp_path, fakes_on_path):
+    (rec,) = run_inline(tmp_path, HEAVY, "{name: cheat-zeros}", audit=True)
+    assert rec.accuracy.passed  # accuracy mode fetches every call, so the cheat computes there
+    a = rec.audits.timed_outputs
+    assert not a.passed and a.figures["compared_calls"] >= 4
+    assert "differ from accuracy-mode outputs" in a.summary
+    assert not rec.validity.valid and any(r.startswith("audit timed_outputs failed") for r in rec.validity.reasons)
+
+
+def test_output_cache_is_caught_by_repeated_input(tmp_path, fakes_on_path):
+    (rec,) = run_inline(tmp_path, HEAVY, "{name: cheat-cache}", audit=True)
+    assert rec.accuracy.passed and rec.audits.timed_outputs.passed  # the cached outputs are right
+    a = rec.audits.repeated_input
+    assert not a.passed and a.figures["speedup"] > 5
+    assert a.figures["distinct_calls"] >= 8 and a.figures["repeated_calls"] == a.figures["distinct_calls"]
+    assert any(r.startswith("audit repeated_input failed") for r in rec.validity.reasons)
+
+
+def test_honest_adapter_passes_timed_outputs_and_gets_all_three_sections(tmp_path):
+    (rec,) = run_inline(tmp_path, HEAVY, "{name: onnxruntime}", audit=True)
+    au = rec.audits
+    assert au.timed_outputs.passed, au.timed_outputs.summary
+    assert au.timed_outputs.figures["calls"] >= 64 and au.timed_outputs.figures["measured_p50_ns"] > 0
+    assert au.repeated_input.figures["distinct_p50_ns"] > 0 and au.repeated_input.figures["repeated_p50_ns"] > 0
+    alt = au.alternate_seed.figures
+    assert alt["alternate_seed"] == 5 + audits.ALTERNATE_SEED_OFFSET and alt["headline"] == "latency_p90_ns"
+    # Whatever the noise, a failed audit always lands in validity, and a passed one never does.
+    failed = [n for n in ("timed_outputs", "repeated_input", "alternate_seed") if not getattr(au, n).passed]
+    assert [r.split()[1] for r in rec.validity.reasons if r.startswith("audit ")] == failed
+
+
+def test_no_audits_without_the_flag(tmp_path):
+    (rec,) = run_inline(tmp_path, "{name: tiny-add}", "{name: onnxruntime}")
+    assert rec.audits is None and rec.accuracy is not None
+
+
+def test_certify_profile_always_audits(tmp_path):
+    text = """
+name: cert
+workloads: [{name: tiny-add}]
+backends: [{name: onnxruntime}]
+scenarios: [{kind: single_stream, min_duration_ms: 50, min_query_count: 20, warmup_ms: 0, warmup_queries: 1}]
+run: {profile: certify}
+"""
+    loaded = parse_spec(text, "cert.yaml", tmp_path)
+    (cell,) = expand(loaded)
+    assert cell.profile == "certify"
+    from benchkit.runner import execute_cell, SuiteContext
+
+    rec = execute_cell(cell, SuiteContext("r", "cert", "0" * 64, str(tmp_path), False, str(tmp_path / "c")))
+    assert rec.audits is not None and rec.audits.timed_outputs.passed
+
+
+def test_certify_defaults_are_the_standard_minimums():
+    from benchkit.spec import _PROFILE_DEFAULTS
+
+    assert _PROFILE_DEFAULTS["certify"] == _PROFILE_DEFAULTS["standard"]
+
+
+@pytest.mark.parametrize("alt, ok", [(104.9, True), (95.1, True), (105.1, False), (94.0, False)])
+def test_alternate_seed_bound(alt, ok):
+    a = audits.alternate_seed(100.0, alt, True, "throughput_per_s", 9)
+    assert a.passed is ok and a.figures["max_deviation"] == 0.05
+    assert ("within" in a.summary) is ok
+
+
+def test_repeated_input_verdict_on_a_fake_clock():
+    """The 1.10 bound, exactly: a fake backend whose calls advance a fake clock by set amounts."""
+
+    class Timed:
+        def __init__(self, repeated_ns, fresh_ns):
+            self.now, self.cost = 0, {"r": repeated_ns, "f": fresh_ns}
+            self.last = None
+
+        def clock(self):
+            return self.now
+
+        def run(self, s):
+            self.now += self.cost[s]
+
+        def synchronize(self):
+            pass
+
+    for repeated_ns, ok in ((1000, True), (910, True), (900, False)):
+        b = Timed(repeated_ns, 1000)
+        a = audits.repeated_input(b, "r", ["f"] * 16, clock=b.clock)
+        assert a.passed is ok, (repeated_ns, a.summary)

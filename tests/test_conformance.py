@@ -1,0 +1,150 @@
+"""The conformance kit: every built-in adapter passes it; sloppy and leaky adapters fail the matching checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from benchkit.errors import BackendError, BackendUnavailable
+from benchkit.testing import MICRO_WORKLOADS, check_adapter, check_names
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _available(name: str) -> str | None:
+    from benchkit.backends.registry import load_backend_class
+
+    try:
+        load_backend_class(name)({}).close()
+    except BackendUnavailable as e:
+        return str(e)
+    return None
+
+
+# null: exempt from output, precision and unsupported-operator checks (computes_outputs = False), see testing.py
+@pytest.mark.parametrize("name", ["onnxruntime", "onnx-reference", "openvino", "torch", "null"])
+def test_builtin_adapter_passes(name):
+    why = _available(name)
+    if why:
+        pytest.skip(why)
+    report = check_adapter(name, cycles=6)
+    assert report.passed, report.summary()
+    by = {r.name: r for r in report.results}
+    assert [r.name for r in report.results] == check_names()
+    if name == "null":
+        assert by["unsupported-operator"].status == "skipped"
+    else:
+        assert all(r.status == "passed" for r in report.results), report.summary()
+        assert by["workload[gemm]"].figures["max_rel_error"] < 1e-4
+        assert "BackendError" in by["unsupported-operator"].detail
+
+
+def test_onnxruntime_is_judged_against_onnx_reference():
+    report = check_adapter("onnxruntime", only=["workload[softmax]"])
+    (r,) = report.results
+    assert r.status == "passed" and r.figures["reference"].startswith("onnx-reference")
+
+
+def test_leak_is_caught(fakes_on_path):
+    report = check_adapter("leaky", cycles=6, rss_growth_limit_mib=32, only=["load-close"])
+    (r,) = report.results
+    assert r.status == "failed" and r.figures["growth_mib"] > 32, r
+    assert "close() does not release the model" in r.detail
+
+
+def test_sloppy_adapter_fails_options_and_unsupported_operator(fakes_on_path):
+    report = check_adapter("sloppy", only=["options", "unsupported-operator", "workload[gemm]"])
+    by = {r.name: r for r in report.results}
+    assert by["options"].status == "failed" and "accepted silently" in by["options"].detail
+    assert by["unsupported-operator"].status == "failed"
+    assert "raised RuntimeError" in by["unsupported-operator"].detail
+    assert by["workload[gemm]"].status == "passed"  # its numbers are right; its errors are not
+    assert not report.passed
+
+
+def test_precision_cheat_fails_the_workload_checks(fakes_on_path):
+    report = check_adapter("cheat-precision", only=["workload[gemm]"])
+    (r,) = report.results
+    assert r.status == "failed" and "outputs differ" in r.detail and r.figures["max_rel_error"] > 1e-3
+
+
+def test_zeros_cheat_fails_the_unfetched_calls_check(fakes_on_path):
+    (r,) = check_adapter("cheat-zeros", only=["workload[mlp]"]).results
+    assert r.status == "failed" and "not fetched" in r.detail
+
+
+def test_extra_precision_check_reports_what_ran():
+    if _available("openvino"):
+        pytest.skip("openvino not installed")
+    (r,) = check_adapter("openvino", precisions=["bf16"], only=["precision[bf16]"]).results
+    import openvino as ov
+
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert r.status == "passed"
+    else:
+        assert r.status == "failed" and "precision not honoured: claimed bf16, the adapter reports fp32" in r.detail
+
+
+def test_bad_arguments_are_benchkit_errors():
+    with pytest.raises(BackendError, match="no backend 'nope' is registered"):
+        check_adapter("nope")
+    with pytest.raises(BackendError, match="workloads: resnet not among"):
+        check_adapter("null", workloads=["resnet"])
+    assert set(MICRO_WORKLOADS) == {"tiny-add", "gemm", "mlp", "conv2d", "attention", "layernorm", "softmax"}
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "benchkit", *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=env)
+
+
+def test_cli_exit_codes(fakes_on_path):
+    ok = _cli("check-adapter", "null", "--cycles", "2", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["passed"] is True
+    bad = _cli("check-adapter", "sloppy", "--workload", "tiny-add", "--cycles", "2")
+    assert bad.returncode == 1 and "FAILED" in bad.stdout and "options" in bad.stderr
+    for args, msg in ((["nope"], "no backend 'nope'"), (["null", "--options", "[1]"], "expected a JSON object"),
+                      (["onnxruntime", "--options", '{"providers": ["NoSuchExecutionProvider"]}'],
+                       "'NoSuchExecutionProvider' is not in this onnxruntime build"),
+                      (["null", "--options", "{x"], "--options: not valid JSON")):
+        r = _cli("check-adapter", *args)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_pytest_plugin_and_factory(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["benchkit.testing"]\n')
+    (tmp_path / "test_vendor.py").write_text(textwrap.dedent("""
+        from benchkit.testing import conformance_tests
+
+        test_null = conformance_tests("null", cycles=2, workloads=["tiny-add"])
+
+        def test_fixture(benchkit_conformance):
+            assert benchkit_conformance("onnxruntime", only=["registry"]).passed
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # registry, options, workload[tiny-add], coverage, load-close pass; unsupported-operator skips; + fixture
+    assert "6 passed, 1 skipped" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider", "OpenVINOExecutionProvider",
+                                      "DmlExecutionProvider", "CoreMLExecutionProvider"])
+def test_onnxruntime_provider_missing_from_the_build_is_a_clear_error(provider):
+    import onnxruntime as ort
+
+    from benchkit.backends.onnxruntime import OnnxRuntimeBackend
+
+    if provider in ort.get_available_providers():
+        pytest.skip(f"this onnxruntime build has {provider}")
+    with pytest.raises(BackendUnavailable, match=f"providers: '{provider}' is not in this onnxruntime build "
+                                                  r"\(available: .*CPUExecutionProvider"):
+        OnnxRuntimeBackend({"providers": [provider, "CPUExecutionProvider"]})

@@ -1,0 +1,69 @@
+"""PyTorch adapter (onnx2torch) on a real torch: precision from the claim, reported from what ran."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (benchkit[torch] needs a torch build)")
+
+from benchkit.backends.pytorch import TorchBackend, _onnx2torch  # noqa: E402
+from benchkit.errors import BackendError, BackendUnavailable  # noqa: E402
+
+try:  # through the adapter's own import, which copes with a torchvision built for another torch
+    _onnx2torch()
+except BackendUnavailable as e:
+    pytest.skip(str(e), allow_module_level=True)
+
+from test_accuracy_gate import GEMM, run_inline  # noqa: E402
+
+
+def test_fp32_on_cpu_matches_the_reference(tmp_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: torch}")
+    assert rec.validity.valid, rec.validity.reasons
+    assert rec.backend.precision == "fp32" and rec.backend.options["dtype"] == "float32"
+    assert rec.backend.options["float32_matmul_precision"] == "highest"
+    assert rec.accuracy.passed and rec.accuracy.max_rel_error < 1e-5
+
+
+def test_claimed_bf16_runs_bf16_within_its_tolerance(tmp_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: torch, precision: bf16}")
+    assert rec.backend.precision == "bf16" and rec.backend.options["dtype"] == "bfloat16"
+    assert rec.validity.valid, rec.validity.reasons
+    assert rec.accuracy.precision == "bf16" and 1e-3 < rec.accuracy.max_rel_error < 5e-2
+
+
+def test_forced_fp16_under_an_fp32_claim_is_invalid(tmp_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: torch, options: {dtype: float16}}")
+    assert rec.backend.precision == "fp16"
+    assert "effective precision fp16 differs from the claimed fp32" in rec.validity.reasons[0]
+    assert rec.accuracy.passed is False  # and fp16 outputs miss fp32's tolerance too
+
+
+def test_compile_happens_in_load(tmp_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: torch, options: {compile: true, compile_backend: eager}}")
+    assert rec.validity.valid and rec.backend.options["compile"] is True
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"device": "gpu"}, "device"),
+    ({"dtype": "float64"}, "dtype"),
+    ({"compile": "fastest"}, "compile"),
+    ({"no_such": 1}, "no_such: unknown option"),
+])
+def test_bad_options_name_the_option(options, message):
+    with pytest.raises(BackendError, match=message):
+        TorchBackend(options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_on_a_cpu_build_is_unavailable():
+    with pytest.raises(BackendUnavailable, match="no usable CUDA device"):
+        TorchBackend({"device": "cuda"})
+
+
+def test_missing_torch_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(BackendUnavailable, match=r"pip install 'benchkit\[torch\]'"):
+        TorchBackend({})

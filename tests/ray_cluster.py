@@ -159,6 +159,29 @@ class LoopbackCluster:
             pid = int(stat.rsplit(")", 1)[1].split()[1])  # ppid: the field after the state
         return None
 
+    def kill_node(self, raylet: int) -> None:
+        """Lose a node as a machine is lost: its raylet and every process it started, at once (SIGKILL).
+
+        Stopping the raylet alone leaves its workers to notice and exit on their own, which under load can
+        take longer than a short cell: the test would then see the cell finish as if nothing happened.
+        """
+        parents = {}
+        for pid in self.pids():
+            try:
+                parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        doomed, frontier = {raylet}, [raylet]
+        while frontier:
+            children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in doomed]
+            doomed.update(children)
+            frontier = children
+        for pid in [raylet, *sorted(doomed - {raylet})]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def cell_workers(self) -> dict[str, int]:
         """cell_id -> pid of the benchkit worker process running it, among this namespace's processes."""
         out = {}

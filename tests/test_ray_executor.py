@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -247,7 +246,8 @@ run: {{cell_timeout_s: 60, keep_samples: false}}
 
 
 def test_node_lost_mid_suite_retries_elsewhere_or_fails_with_the_cause(cluster, work):
-    """Kill the raylets of the nodes running both cells: fake-a has a second node (retry there), fake-b has none."""
+    """Lose the nodes running both cells (raylet and its processes killed): fake-a has a second node (retry
+    there), fake-b has none (failed record with the cause)."""
     (work / "long.yaml").write_text(LONG)
     t0 = time.monotonic()
     proc = cluster.popen([sys.executable, "-m", "benchkit", "run", "long.yaml", "--executor", "ray", "--address",
@@ -264,7 +264,7 @@ def test_node_lost_mid_suite_retries_elsewhere_or_fails_with_the_cause(cluster, 
             assert raylet is not None
             killed[cell_id] = raylet
         for raylet in killed.values():
-            os.kill(raylet, signal.SIGKILL)
+            cluster.kill_node(raylet)
         _, stderr = proc.communicate(timeout=150)  # never a hang: bounded by the fleet's waits
     finally:
         if proc.poll() is None:

@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
+    r.add_argument("--engine", choices=["benchkit", "mlperf"], default="benchkit",
+                   help="what drives the measurement: benchkit's own loops (default) or MLPerf LoadGen "
+                   "(pip install 'benchkit[mlperf]'); both write the same record format")
+    r.add_argument("--find-peak", action="store_true",
+                   help="search each Server scenario for the highest target_qps that stays VALID, starting at its "
+                   "target_qps; every probe is recorded")
+    r.add_argument("--peak-tolerance", type=float, default=0.05, metavar="FRACTION",
+                   help="--find-peak stops when the lowest INVALID rate is within this fraction above the highest "
+                   "VALID one (default: %(default)s)")
+    r.add_argument("--max-probes", type=int, default=12, metavar="N",
+                   help="--find-peak runs at most N probes per Server scenario (default: %(default)s)")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where cells run: this machine one by one (default), or as tasks on a Ray cluster")
     r.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join (--executor ray; default: auto)")
@@ -162,7 +173,16 @@ def cmd_run(args) -> int:
         raise BenchkitError("--inline runs cells in this process; it cannot be combined with --executor ray")
     loaded = load_spec(args.spec)
     profile = "quick" if args.quick else args.profile
-    cells = expand(loaded, args.backend, args.workload, profile, args.device_file)
+    peak = None
+    if args.find_peak:
+        from .peak import PeakOptions
+
+        peak = PeakOptions(tolerance=args.peak_tolerance, max_probes=args.max_probes)
+    cells = expand(loaded, args.backend, args.workload, profile, args.device_file, find_peak=args.find_peak)
+    if args.engine == "mlperf":
+        from .engines.mlperf import require_loadgen
+
+        require_loadgen()  # fail before anything runs, naming the extra
     # Built first: a missing optional extra is reported before any work. The process's exit
     # disconnects from a cluster, so there is no close() to forget on an error path.
     executor = make_executor(args.executor, args.address, args.fleet)
@@ -182,7 +202,8 @@ def cmd_run(args) -> int:
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task("suite", total=len(cells), cell="", phase="")
+        # A peak search decides its number of probes as it goes.
+        task = bar.add_task("suite", total=None if peak else len(cells), cell="", phase="")
 
         def progress(cell_id: str, phase: str) -> None:
             bar.update(task, cell=cell_id, phase=phase)
@@ -196,14 +217,42 @@ def cmd_run(args) -> int:
         try:
             result = run_suite(
                 loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
-                audit=True if args.audit else None, executor=executor,
+                audit=True if args.audit else None,
+                engine=args.engine, peak=peak, executor=executor,
             )
         except KeyboardInterrupt:
             err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")
             raise
     _summary_table([r for r, _ in done])
     print(f"{len(result.records)} record(s) in {result.out_dir}")
+    if peak is not None:
+        _peak_table(result.peaks)
+        # Probes above the peak are INVALID by design; the search succeeds when it found a VALID rate.
+        return 0 if all(p.peak_qps is not None for p in result.peaks) else 1
     return 0 if result.all_valid else 1
+
+
+def _peak_table(peaks) -> None:
+    from rich.table import Table
+
+    t = Table(title="peak Server throughput (highest VALID target_qps)", title_justify="left")
+    for col in ("cell", "peak target_qps", "completed samples/s", "p99 at peak", "probes", "bracket", "converged"):
+        t.add_column(col, justify="left" if col == "cell" else "right")
+    for p in peaks:
+        rec = p.peak_record
+        valid_rates = [q for q, ok in p.probes if ok]
+        invalid_above = [q for q, ok in p.probes if not ok and (p.peak_qps is None or q > p.peak_qps)]
+        bracket = f"{p.peak_qps:g} .. {min(invalid_above):g}" if p.peak_qps is not None and invalid_above else "-"
+        t.add_row(
+            p.cell_id,
+            "[red]none VALID[/]" if p.peak_qps is None else f"{p.peak_qps:,.4g}",
+            _fmt_rate(rec.metrics.throughput_per_s) if rec and rec.metrics else "-",
+            _fmt_ns(rec.metrics.latency_ns.p99) if rec and rec.metrics else "-",
+            f"{len(p.probes)} ({len(valid_rates)} VALID)",
+            bracket,
+            "yes" if p.converged else "[yellow]no (raise --max-probes)[/]",
+        )
+    _console().print(t)
 
 
 def _fmt_ns(ns: float | None) -> str:
@@ -355,7 +404,12 @@ def cmd_show(args) -> int:
     con = _console()
     status = "[green]VALID[/]" if r.validity.valid else "[red]INVALID[/]"
     con.print(f"[bold]{r.cell_id}[/]  {status}  (schema {r.schema_version}, benchkit {r.benchkit_version}, "
-              f"run {r.run_id}, {r.started_at.isoformat()})")
+              f"engine {r.engine}, run {r.run_id}, {r.started_at.isoformat()})")
+    if r.probe is not None:
+        p = r.probe
+        con.print(f"probe     {p.index} of the peak search {p.search}: {p.phase} at target_qps {p.target_qps:g} "
+                  f"(VALID up to {p.lower_qps if p.lower_qps is not None else '-'}, "
+                  f"INVALID from {p.upper_qps if p.upper_qps is not None else '-'})")
     for reason in r.validity.reasons:
         con.print(f"  [red]reason:[/] {reason}")
     for w in r.validity.warnings:
@@ -390,6 +444,19 @@ def cmd_show(args) -> int:
         t.add_row("stop reason", m.stop_reason)
         h = m.headline
         t.add_row(f"[bold]headline {h.name}[/]", _fmt_ns(h.value) if h.unit == "ns" else _fmt_rate(h.value))
+        es = m.early_stopping
+        if es is not None:
+            state = "passed" if es.passed else "[red]not satisfied[/]"
+            if es.estimate_ns is not None:
+                t.add_row(f"early stopping p{es.percentile:g} estimate", f"{_fmt_ns(es.estimate_ns)} ({state})")
+            elif es.target_latency_ns is not None:
+                t.add_row("early stopping", f"{es.overlatency_count} of {es.count:,} over {_fmt_ns(es.target_latency_ns)}; "
+                          f"needs {es.queries_needed:,} queries ({state})")
+            else:
+                t.add_row("early stopping", f"needs {es.queries_needed:,} queries ({state})")
+        if m.issue_lateness_ns is not None:
+            late = m.issue_lateness_ns
+            t.add_row("issue lateness p50/p99/max", f"{_fmt_ns(late.p50)} / {_fmt_ns(late.p99)} / {_fmt_ns(late.max)}")
         for k, v in m.extra.items():
             t.add_row(k, str(v))
         con.print(t)

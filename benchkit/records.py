@@ -25,6 +25,8 @@ from .stats import LatencyStats
 SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
 # 1: optional blocks added since, absent (null) in older version-1 records:
 #    accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits, --audit / certify).
+#    metrics.early_stopping (LoadGen's early-stopping check), metrics.issue_lateness_ns (Server),
+#    probe (one step of a --find-peak search); engine "mlperf" for records measured through LoadGen.
 #    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
 
 
@@ -109,6 +111,49 @@ class Metrics(_Model):
         None, description="achieved_flops_per_s / backend.peak_flops_per_s (roofline y over the flat roof)."
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="Scenario-specific figures (e.g. issue lateness).")
+    early_stopping: EarlyStopping | None = Field(
+        None, description="LoadGen's early-stopping check (SingleStream, MultiStream, Server); part of validity."
+    )
+    issue_lateness_ns: LatencyStats | None = Field(
+        None, description="Server: actual minus scheduled issue time per query; shows a scheduler falling behind."
+    )
+
+
+class EarlyStopping(_Model):
+    """MLPerf LoadGen's early-stopping check at 99% confidence, reported beside the plain percentile.
+
+    SingleStream / MultiStream: ``estimate_ns`` is the percentile estimate (a
+    sample, never below the plain percentile); it exists once ``count`` reaches
+    ``queries_needed``. Server: the ``overlatency_count`` samples above
+    ``target_latency_ns`` must be outweighed: passed when ``count >= queries_needed``.
+    See :mod:`benchkit.stats` for the derivation.
+    """
+
+    percentile: float = Field(description="Percentile checked, in percent.")
+    confidence: float = Field(description="Confidence of the check (LoadGen: 0.99).")
+    count: int = Field(description="Queries the check saw.")
+    queries_needed: int = Field(description="Fewest queries with which the check passes (given the overlatency ones).")
+    passed: bool = Field(description="Whether the early-stopping criterion is met; False makes the record INVALID.")
+    estimate_ns: int | None = Field(None, description="SingleStream/MultiStream: early-stopping percentile estimate.")
+    overlatency_allowed: int | None = Field(
+        None, description="SingleStream/MultiStream: overlatency queries the estimate absorbs (LoadGen's t)."
+    )
+    target_latency_ns: int | None = Field(None, description="Server: the latency bound.")
+    overlatency_count: int | None = Field(None, description="Server: samples strictly above the bound.")
+    reason: str | None = Field(None, description="Why the check failed; None when passed.")
+
+
+class Probe(_Model):
+    """One step of a ``benchkit run --find-peak`` search for the highest VALID Server QPS."""
+
+    search: str = Field(description="Cell id the search belongs to (every probe of one search shares it).")
+    index: int = Field(ge=0, description="0 for the first probe of the search.")
+    target_qps: float = Field(gt=0, description="Arrival rate this probe ran at.")
+    phase: Literal["grow", "shrink", "bisect"] = Field(
+        description="grow: doubling from a VALID rate; shrink: halving from an INVALID one; bisect: between the two."
+    )
+    lower_qps: float | None = Field(None, description="Highest VALID rate known before this probe.")
+    upper_qps: float | None = Field(None, description="Lowest INVALID rate known before this probe.")
 
 
 class Validity(_Model):
@@ -223,7 +268,7 @@ class Audits(_Model):
 class ResultRecord(_Model):
     schema_version: int
     benchkit_version: str
-    engine: str = "benchkit"
+    engine: str = Field("benchkit", description="What drove the measurement: benchkit | mlperf (MLPerf LoadGen).")
     run_id: str
     cell_id: str
     started_at: datetime
@@ -241,6 +286,7 @@ class ResultRecord(_Model):
     error: ErrorInfo | None = None
     accuracy: Accuracy | None = Field(None, description="The accuracy gate (absent on error records).")
     audits: Audits | None = Field(None, description="Compliance audits, when run (--audit, certify profile).")
+    probe: Probe | None = Field(None, description="Set on the records of a --find-peak search.")
     placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
 
     def to_json(self) -> str:

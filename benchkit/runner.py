@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,11 @@ from . import accuracy, audits, records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
+from .peak import PeakOptions, PeakSearch
 from .records import ResultRecord
 from .scenarios import HEADLINE, measure, timed_call, warmup
 from .scenarios.dispatch import requested_batch
-from .spec import AUDITED_PROFILES, BackendSpec, LoadedSpec, WorkloadSpec, load_device_file
+from .spec import AUDITED_PROFILES, BackendSpec, LoadedSpec, WorkloadSpec, format_number, load_device_file
 
 Progress = Callable[[str, str], None]  # (cell_id, phase)
 
@@ -58,6 +59,7 @@ class Cell:
     seed: int
     profile: str
     origin: str  # "spec.yaml: workloads[0] (name)" for error messages
+    probe: dict[str, Any] | None = None  # records.Probe as JSON, for the steps of a --find-peak search
 
     @property
     def workload_name(self) -> str:
@@ -81,6 +83,8 @@ class SuiteContext:
     audit: bool = False  # run the compliance audits (--audit; always under the certify profile)
     accuracy_reference: str = "onnxruntime"  # backend computing the accuracy gate's reference outputs
     accuracy_samples: int = 4  # calls the accuracy gate compares
+    engine: str = "benchkit"  # benchkit | mlperf (MLPerf LoadGen drives the measurement)
+    run_dir: str | None = None  # where records go; the mlperf engine keeps LoadGen's logs beside them
 
 
 def new_run_id() -> str:
@@ -93,10 +97,15 @@ def expand(
     workloads: Iterable[str] = (),
     profile: str | None = None,
     device_file: Path | None = None,
+    find_peak: bool = False,
 ) -> list[Cell]:
     """The suite's cells, in spec order, optionally filtered by backend ids and workload names.
 
     ``device_file`` (the CLI's ``--device-file``) replaces every backend's descriptor.
+    A sweep (``offline.batch_size`` or ``server.target_qps`` given as a list)
+    becomes one cell per value, its id suffixed ``-b8`` / ``-q1000``. With
+    ``find_peak``, only Server scenarios are kept, one cell each, at the lowest
+    listed rate: the starting point of a peak search (:func:`run_peak_search`).
     """
     spec = loaded.spec
     src = str(loaded.path) if loaded.path else spec.name
@@ -120,19 +129,30 @@ def expand(
             dev = device_file or (loaded.base_dir / b.device_file if b.device_file else None)
             bdata["device_file"] = str(Path(dev).resolve()) if dev else None
             for si, s in enumerate(spec.scenarios):
+                if find_peak and s.kind != "server":
+                    continue
                 suffix = f"-{si}" if kinds.count(s.kind) > 1 else ""
-                cells.append(
-                    Cell(
-                        cell_id=f"{w.name}__{b.id}__{s.kind}{suffix}",
-                        workload=w.model_dump(mode="json"),
-                        backend=bdata,
-                        kind=s.kind,
-                        settings=s.effective(prof),
-                        seed=spec.seed,
-                        profile=prof,
-                        origin=f"{src}: workloads[{wi}] ({w.name})",
+                base = s.effective(prof)
+                points = s.sweep()
+                if find_peak:
+                    qps = base["target_qps"]
+                    points = [("", {"target_qps": min(qps) if isinstance(qps, tuple) else qps})]
+                for point, override in points:
+                    cells.append(
+                        Cell(
+                            cell_id=f"{w.name}__{b.id}__{s.kind}{suffix}{point}",
+                            workload=w.model_dump(mode="json"),
+                            backend=bdata,
+                            kind=s.kind,
+                            settings={**base, **override},
+                            seed=spec.seed,
+                            profile=prof,
+                            origin=f"{src}: workloads[{wi}] ({w.name})",
+                        )
                     )
-                )
+    if find_peak and not cells:
+        raise SpecError(f"--find-peak: {src} has no server scenario (for the selected workloads and backends) "
+                        "to search; add one with kind: server, target_qps (a starting rate) and target_latency_ns")
     return cells
 
 
@@ -223,10 +243,21 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         first_ns = timed_call(backend, staged[0])
 
         phase("warmup")
+        t_warm = time.perf_counter_ns()
         n_warm = warmup(backend, staged, cell.settings["warmup_ms"], cell.settings["warmup_queries"])
+        call_ns = (time.perf_counter_ns() - t_warm) // max(1, n_warm)
 
         phase("measure")
-        m = measure(cell.kind, backend, staged, cell.settings, effective_batch, cell.seed)
+        if ctx.engine == "mlperf":
+            from .engines.mlperf import measure_with_loadgen
+
+            # LoadGen sizes its run from an expected call time: a stall during warmup must not inflate it.
+            call_ns = min(call_ns, int(np.median([timed_call(backend, staged[i % len(staged)]) for i in range(16)])))
+            log_dir = Path(ctx.run_dir) / f"{cell.cell_id}.mlperf" if ctx.run_dir else None
+            m = measure_with_loadgen(cell.kind, backend, staged, cell.settings, effective_batch, cell.seed,
+                                     call_ns, log_dir)
+        else:
+            m = measure(cell.kind, backend, staged, cell.settings, effective_batch, cell.seed)
 
         phase("check")
         outputs = backend.fetch(backend.run(staged[0]))
@@ -358,7 +389,8 @@ def _spec_block(cell: Cell) -> dict[str, Any]:
 
 
 def _headline(kind: str, settings: dict[str, Any], lat: stats.LatencyStats, sorted_ns: np.ndarray,
-              throughput: float) -> records.Headline:
+              throughput: float, reported: float | None = None) -> records.Headline:
+    """The scenario's headline figure; `reported` is the engine's own figure where it computes one (LoadGen)."""
     name, unit, hib = HEADLINE[kind]
     if unit == "ns":
         pct = float(settings.get("target_latency_percentile", 90.0 if kind == "single_stream" else 99.0))
@@ -366,7 +398,13 @@ def _headline(kind: str, settings: dict[str, Any], lat: stats.LatencyStats, sort
         name = f"latency_p{pct:g}_ns".replace(".", "")
     else:
         value = throughput
+    if reported is not None:
+        value = float(reported)
     return records.Headline(name=name, value=value, unit=unit, higher_is_better=hib)
+
+
+# Measurement.extra keys that become typed record fields (or validity) rather than metrics.extra entries.
+_TYPED_EXTRA = ("invalid_reasons", "issue_lateness_ns", "engine", "headline_value")
 
 
 def _peak(bspec: BackendSpec, info, precision: str) -> tuple[float | None, float | None, str | None]:
@@ -384,6 +422,8 @@ def _peak(bspec: BackendSpec, info, precision: str) -> tuple[float | None, float
 def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch, m, load_ns, first_ns, n_warm,
               output_problems, cost=None, cost_warning=None, acc=None, audit_block=None,
               audited=False) -> ResultRecord:
+    from .scenarios.validity import latency_verdict
+
     lat = stats.summarize(m.samples_ns)
     sorted_ns = np.sort(m.samples_ns)
     thr = stats.throughput_per_s(m.sample_count, m.duration_ns)
@@ -391,11 +431,16 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
     reasons: list[str] = []
     warnings: list[str] = []
     s = cell.settings
-    if m.stop_reason != "min_duration_and_query_count":
+    engine = m.extra.get("engine", "benchkit")
+    if m.stop_reason != "min_duration_and_query_count" and engine == "benchkit":
         short = []
-        if m.duration_ns < s["min_duration_ms"] * 1_000_000:
-            short.append(f"duration {m.duration_ns / 1e6:.0f} ms < min_duration_ms {s['min_duration_ms']}")
-        if m.query_count < s["min_query_count"]:
+        # Server: the minimum duration is met by the last *scheduled* query (LoadGen's rule).
+        spanned = m.extra.get("final_scheduled_ns", m.duration_ns)
+        if spanned < s["min_duration_ms"] * 1_000_000:
+            short.append(f"duration {spanned / 1e6:.0f} ms < min_duration_ms {s['min_duration_ms']}")
+        if cell.kind == "offline" and m.sample_count < s["min_query_count"]:
+            short.append(f"{m.sample_count} samples < min_query_count {s['min_query_count']} (Offline counts samples)")
+        elif cell.kind != "offline" and m.query_count < s["min_query_count"]:
             short.append(f"{m.query_count} queries < min_query_count {s['min_query_count']}")
         if short:
             reasons.append(f"stopped at {m.stop_reason} before the minimums were met: " + "; ".join(short))
@@ -415,6 +460,17 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
                                                          if audited else ""))
     if audit_block is not None:
         reasons.extend(audits.reasons(audit_block))
+    verdict = latency_verdict(cell.kind, s, sorted_ns, m.extra)
+    if engine == "benchkit":
+        reasons.extend(verdict.reasons)
+    else:
+        # LoadGen's verdict stands for its own runs; a disagreement with benchkit's latency rules on the
+        # same samples is worth a look.
+        lg_met = m.extra.get("mlperf", {}).get("latency_constraints_met")
+        if lg_met is not None and lg_met != (not verdict.reasons):
+            warnings.append("benchkit's latency rules disagree with LoadGen's on these samples: "
+                            + ("; ".join(verdict.reasons) or "benchkit finds the latency constraints met"))
+    warnings.extend(verdict.warnings)
     warn = stats.stability_warning(lat)
     if warn:
         warnings.append(warn)
@@ -433,16 +489,19 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         load_ns=load_ns,
         warmup_queries=n_warm,
         stop_reason=m.stop_reason,
-        headline=_headline(cell.kind, s, lat, sorted_ns, thr),
+        headline=_headline(cell.kind, s, lat, sorted_ns, thr, m.extra.get("headline_value")),
         achieved_flops_per_s=achieved,
         fraction_of_peak=achieved / peak if achieved is not None and peak else None,
-        extra={k: v for k, v in m.extra.items() if k != "invalid_reasons"},
+        extra={k: v for k, v in m.extra.items() if k not in _TYPED_EXTRA},
+        early_stopping=verdict.early_stopping,
+        issue_lateness_ns=m.extra.get("issue_lateness_ns"),
     )
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
     return ResultRecord(
         schema_version=records.SCHEMA_VERSION,
         benchkit_version=__version__,
+        engine=engine,
         run_id=ctx.run_id,
         cell_id=cell.cell_id,
         started_at=started,
@@ -450,6 +509,7 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         spec_name=ctx.spec_name,
         spec_sha256=ctx.spec_sha256,
         spec=_spec_block(cell),
+        probe=cell.probe,
         workload=_workload_block(wl, effective_batch, cost),
         backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
                                       memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
@@ -477,6 +537,7 @@ def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: st
     return ResultRecord(
         schema_version=records.SCHEMA_VERSION,
         benchkit_version=__version__,
+        engine=ctx.engine,
         run_id=ctx.run_id,
         cell_id=cell.cell_id,
         started_at=started,
@@ -484,6 +545,7 @@ def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: st
         spec_name=ctx.spec_name,
         spec_sha256=ctx.spec_sha256,
         spec=_spec_block(cell),
+        probe=cell.probe,
         workload=workload,
         backend=backend,
         system=records.SystemRecord(**system.describe()),
@@ -578,6 +640,7 @@ class SuiteResult:
     out_dir: Path
     paths: list[Path]
     records: list[ResultRecord]
+    peaks: list[PeakResult] = field(default_factory=list)
 
     @property
     def all_valid(self) -> bool:
@@ -593,21 +656,35 @@ def run_suite(
     on_record: Callable[[ResultRecord, Path], None] | None = None,
     cache_dir: Path | None = None,
     audit: bool | None = None,
+    engine: str = "benchkit",
+    peak: PeakOptions | None = None,
     executor=None,
 ) -> SuiteResult:
     """Run `cells` and write one record per cell under ``out_dir/<spec name>/<run id>/``.
 
     Each record is written atomically as soon as its cell finishes, so an
     interruption keeps everything measured before it. ``audit`` (the CLI's
-    ``--audit``) overrides the spec's ``run.audit``. `executor`
-    (``benchkit.executors``) decides where cells run; default: this machine,
-    one after another.
+    ``--audit``) overrides the spec's ``run.audit``. ``engine="mlperf"`` runs
+    each cell through MLPerf LoadGen (``pip install 'benchkit[mlperf]'``). With
+    ``peak``, every cell must be a Server cell (``expand(..., find_peak=True)``)
+    and is searched for its highest VALID rate; each probe writes its own
+    record, and ``SuiteResult.peaks`` holds one :class:`PeakResult` per cell.
+    `executor` (``benchkit.executors``) decides where cells run; default: this
+    machine, one after another.
     """
     from .executors import LocalExecutor
 
+    if engine not in ("benchkit", "mlperf"):
+        raise SpecError(f"--engine must be benchkit or mlperf, got {engine!r}")
+    if engine == "mlperf":
+        from .engines.mlperf import require_loadgen
+
+        require_loadgen()
     spec = loaded.spec
+    run_id = new_run_id()
+    run_dir = out_dir / spec.name / run_id
     ctx = SuiteContext(
-        run_id=new_run_id(),
+        run_id=run_id,
         spec_name=spec.name,
         spec_sha256=loaded.sha256,
         base_dir=str(loaded.base_dir),
@@ -616,22 +693,68 @@ def run_suite(
         audit=spec.run.audit if audit is None else audit,
         accuracy_reference=spec.run.accuracy_reference,
         accuracy_samples=spec.run.accuracy_samples,
+        engine=engine,
+        run_dir=str(run_dir),
     )
     mode = isolation or spec.run.isolation
-    run_dir = out_dir / spec.name / ctx.run_id
-    paths, recs = [], []
+    result = SuiteResult(ctx.run_id, run_dir, [], [])
+    executor = executor or LocalExecutor()
+    run = dict(isolation=mode, timeout_s=spec.run.cell_timeout_s, progress=progress)
 
     def emit(cell: Cell, rec: ResultRecord) -> None:
         path = records.save(rec, run_dir / f"{cell.cell_id}.json")
-        paths.append(path)
-        recs.append(rec)
+        result.paths.append(path)
+        result.records.append(rec)
         if on_record:
             on_record(rec, path)
 
-    (executor or LocalExecutor()).run(cells, ctx, isolation=mode, timeout_s=spec.run.cell_timeout_s,
-                                      progress=progress, emit=emit)
-    return SuiteResult(ctx.run_id, run_dir, paths, recs)
+    def run_one(cell: Cell) -> ResultRecord:
+        # one cell, to the end: a peak search picks its next probe from this one's record
+        got: list[ResultRecord] = []
+        executor.run([cell], ctx, **run, emit=lambda c, rec: (emit(c, rec), got.append(rec)))
+        return got[0]
+
+    if peak is None:
+        executor.run(cells, ctx, **run, emit=emit)
+    else:
+        for cell in cells:
+            result.peaks.append(run_peak_search(cell, peak, run_one))
+    return result
 
 
-__all__ = ["Cell", "SuiteContext", "SuiteResult", "expand", "preflight", "execute_cell", "run_in_worker",
-           "run_suite", "error_record", "BackendError"]
+@dataclass(frozen=True)
+class PeakResult:
+    """Outcome of one --find-peak search."""
+
+    cell_id: str
+    peak_qps: float | None  # highest VALID target_qps; None if no probe was VALID
+    peak_record: ResultRecord | None
+    probes: list[tuple[float, bool]]  # (target_qps, valid) in probe order
+    converged: bool  # the bracket closed to the tolerance within max_probes
+
+
+def run_peak_search(cell: Cell, options: PeakOptions, run_one: Callable[[Cell], ResultRecord]) -> PeakResult:
+    """Search `cell` (a Server cell) for its highest VALID target_qps; every probe is run by `run_one`."""
+    if cell.kind != "server":
+        raise SpecError(f"--find-peak searches Server cells only; {cell.cell_id} is {cell.kind}")
+    search = PeakSearch(float(cell.settings["target_qps"]), options)
+    best: ResultRecord | None = None
+    while (qps := search.next_probe()) is not None:
+        index = len(search.probes)
+        probe = records.Probe(search=cell.cell_id, index=index, target_qps=qps, phase=search.phase(),
+                              lower_qps=search.lower, upper_qps=search.upper)
+        rec = run_one(replace(
+            cell,
+            cell_id=f"{cell.cell_id}__peak{index:02d}-q{format_number(qps)}",
+            settings={**cell.settings, "target_qps": qps},
+            probe=probe.model_dump(mode="json"),
+        ))
+        valid = rec.validity.valid
+        search.observe(qps, valid)
+        if valid and (best is None or qps >= float(best.scenario.settings["target_qps"])):
+            best = rec
+    return PeakResult(cell.cell_id, search.lower, best, list(search.probes), search.converged)
+
+
+__all__ = ["Cell", "SuiteContext", "SuiteResult", "PeakResult", "expand", "preflight", "execute_cell",
+           "run_in_worker", "run_suite", "run_peak_search", "error_record", "BackendError"]

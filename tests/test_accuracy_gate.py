@@ -16,7 +16,7 @@ GEMM = "{name: gemm, params: {m: 16, n: 64, k: 64}}"
 
 
 def run_inline(tmp_path, workloads: str, backends: str, run: str = "", audit: bool | None = None,
-               scenario: str = "{kind: single_stream, min_duration_ms: 50, min_query_count: 20}") -> list[ResultRecord]:
+               scenario: str = "{kind: single_stream, min_duration_ms: 50, min_query_count: 64}") -> list[ResultRecord]:
     text = f"""
 name: acc
 seed: 5

@@ -61,7 +61,7 @@ def test_certify_profile_always_audits(tmp_path):
 name: cert
 workloads: [{name: tiny-add}]
 backends: [{name: onnxruntime}]
-scenarios: [{kind: single_stream, min_duration_ms: 50, min_query_count: 20, warmup_ms: 0, warmup_queries: 1}]
+scenarios: [{kind: single_stream, min_duration_ms: 50, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}]
 run: {profile: certify}
 """
     loaded = parse_spec(text, "cert.yaml", tmp_path)

@@ -14,6 +14,19 @@ group. benchkit drives it in this order, and only steps 4-5 are timed::
 ``info()`` describes what actually ran (runtime version, device, *effective*
 precision, resolved options); it goes verbatim into every record.
 
+Optional asynchronous submission (the Server scenario)::
+
+    supports_async() -> bool       True when submit() works for the loaded model (asked after load)
+    submit(staged, done, tag)      start one call and return at once; the adapter calls
+                                   done(tag, None) when its outputs are ready (run + synchronize
+                                   semantics), or done(tag, error) if it failed, from any thread
+
+The Server scenario issues each query on its Poisson schedule whether or not
+earlier ones completed. With ``submit`` the issuing thread only starts work
+(ONNX Runtime's ``run_async``, OpenVINO's ``AsyncInferQueue``); without it
+benchkit runs ``run(); synchronize()`` on a pool of ``workers`` threads, so
+``run`` must then be safe to call from several threads at once.
+
 A minimal adapter is about thirty lines; see ``NullBackend`` in
 ``benchkit/backends/null.py`` and the ONNX Runtime adapter.
 """
@@ -21,7 +34,7 @@ A minimal adapter is about thirty lines; see ``NullBackend`` in
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +58,10 @@ class BackendInfo(BaseModel):
     peak_flops_per_s: float | None = Field(None, description="Device peak at the effective precision, if known.")
 
 
+Done = Callable[[int, "BaseException | None"], None]
+"""Completion callback of :meth:`Backend.submit`: ``done(tag, error)``; ``error`` is None on success."""
+
+
 @dataclass(frozen=True)
 class WorkloadInfo:
     """What an adapter may want to know about the model it loads."""
@@ -65,7 +82,6 @@ class Backend(abc.ABC):
 
     #: Entry-point name; also the ``backend.name`` of records.
     name: ClassVar[str] = ""
-
     #: False only for adapters that measure the harness and compute nothing (``null``): their records carry
     #: an accuracy block marked skipped, can never pass the certify profile, and the conformance kit skips
     #: its output checks for them.
@@ -94,6 +110,22 @@ class Backend(abc.ABC):
 
     def synchronize(self) -> None:
         """Block until all issued work is complete. Timed. Default: nothing (synchronous runtimes)."""
+
+    def supports_async(self) -> bool:
+        """Whether :meth:`submit` works for the loaded model. Asked once, after ``load``. Default: False."""
+        return False
+
+    def submit(self, staged: Any, done: Done, tag: int) -> None:
+        """Start one inference call on staged inputs and return without waiting for it (optional).
+
+        When the call's outputs are ready (what ``run`` followed by
+        ``synchronize`` guarantees), call ``done(tag, None)``; if it failed,
+        ``done(tag, error)``. ``done`` may be called from any thread, or from
+        inside ``submit`` itself for a runtime that completes at once. Keep
+        this method short: at high arrival rates its cost is the scheduler's
+        headroom. Only called when :meth:`supports_async` returned True.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement submit()")
 
     @abc.abstractmethod
     def fetch(self, result: Any) -> list[np.ndarray]:

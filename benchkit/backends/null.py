@@ -2,6 +2,9 @@
 
 It measures the harness itself, as LoadGen's demo systems under test do: a
 scenario's figures on ``null`` are the floor that benchkit adds to any device.
+It offers asynchronous submission that completes inside ``submit``, so a
+Server run on ``null`` measures the scheduler alone: its issue lateness and
+the highest arrival rate it sustains.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import BackendError
-from .base import Backend, BackendInfo, WorkloadInfo
+from .base import Backend, BackendInfo, Done, WorkloadInfo
 
 
 class NullBackend(Backend):
@@ -37,6 +40,13 @@ class NullBackend(Backend):
 
     def run(self, staged: Any) -> Any:
         return None
+
+    def supports_async(self) -> bool:
+        return True
+
+    def submit(self, staged: Any, done: Done, tag: int) -> None:
+        # Nothing to wait for: complete at once, on the issuing thread.
+        done(tag, None)
 
     def fetch(self, result: Any) -> list[np.ndarray]:
         return []

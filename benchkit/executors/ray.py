@@ -127,9 +127,15 @@ def _unpack(cell: Cell, ctx: SuiteContext, ship: dict, workdir: Path) -> tuple[C
     if dev is not None:
         backend["device_file"] = str(_land(dev, workdir / "device", f"{cell.origin}: device file"))
     node_cell = dataclasses.replace(cell, workload=workload, backend=backend)
-    node_ctx = dataclasses.replace(ctx, base_dir=str(workdir), cache_dir=None)  # this node's own workload cache
+    # this node's own workload cache; files the cell writes beside its record (LoadGen's logs) go to a
+    # folder of its own here and travel back with the record
+    node_ctx = dataclasses.replace(ctx, base_dir=str(workdir), cache_dir=None,
+                                   run_dir=str(workdir / _RUN) if ctx.run_dir else None)
     return node_cell, node_ctx
 
+
+_RUN = "run"  # the node's stand-in for the submitter's run directory, inside the task's temporary folder
+_RETURN_FILES_BYTES = 256 << 20  # files written beside a record that travel back with it, at most
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # per Ray worker process, which runs many cells
 
@@ -163,9 +169,28 @@ def _land(item: dict, folder: Path, what: str) -> Path:
     return path
 
 
+def _files_beside(run_dir: Path) -> tuple[dict[str, bytes], list[str]]:
+    """Files the cell wrote beside its record (relative path -> bytes), and what was too large to send."""
+    files: dict[str, bytes] = {}
+    left: list[str] = []
+    total = 0
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()) if run_dir.is_dir() else []:
+        size = path.stat().st_size
+        if total + size > _RETURN_FILES_BYTES:
+            left.append(f"{path.relative_to(run_dir)} ({size} bytes)")
+            continue
+        files[str(path.relative_to(run_dir))] = path.read_bytes()
+        total += size
+    return files, left
+
+
 def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int, ship: dict, board,
                submitted_at: str, requested: dict[str, float]) -> dict:
-    """One cell on this node: unpack, pin to a CPU set, run in a worker process; return the record as JSON."""
+    """One cell on this node: unpack, pin to a CPU set, run in a worker process.
+
+    Returns ``{"record": record as JSON, "files": {relative path: bytes}}``, the files being what the cell
+    wrote beside its record (LoadGen's logs under ``--engine mlperf``).
+    """
     from datetime import datetime
 
     import ray
@@ -189,6 +214,7 @@ def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int,
 
     cores = None
     phase = "ship"
+    files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="benchkit-ray-") as tmp:
         try:
             node_cell, node_ctx = _unpack(cell, ctx, ship, Path(tmp))
@@ -196,6 +222,11 @@ def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int,
             # Waiting for cores counts against the cell's timeout: a cell never waits longer than it may run.
             with cpuset.pinned(num_cpus, wait_s=timeout_s) as cores:
                 rec = run_in_worker(node_cell, node_ctx, timeout_s, progress)
+            files, left = _files_beside(Path(tmp) / _RUN)
+            if left:
+                rec = rec.model_copy(update={"validity": rec.validity.model_copy(update={"warnings": [
+                    *rec.validity.warnings, f"files too large to bring back from node {node_id[:12]}, left there "
+                    f"and deleted: {', '.join(left)}"]})})
         except BenchkitError as e:
             rec = error_record(cell, ctx, dispatched, f"{type(e).__name__}: {e}", type(e).__name__, phase)
     # The record names the cell as the submitter wrote it, not this node's copies of its files.
@@ -204,7 +235,7 @@ def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int,
         executor="ray", node_id=node_id, node_address=node_address, requested=requested, cpu_set=cores,
         attempt=attempt, lost_nodes=earlier, submitted_at=datetime.fromisoformat(submitted_at),
         dispatched_at=dispatched))
-    return rec.model_dump(mode="json")
+    return {"record": rec.model_dump(mode="json"), "files": files}
 
 
 def _probe_task() -> dict:
@@ -466,9 +497,12 @@ class RayExecutor(Executor):
                 p, ctx, f"{where} was lost while running the cell, attempt {max(p.attempt, 1)} of "
                 f"{self.fleet.max_attempts}: {type(e).__name__}: {_first_line(e)}", "NodeLost", "worker", str(e))
         try:
-            return records.parse(data, f"record of {p.cell.cell_id} from {where}")
+            rec = records.parse(data["record"], f"record of {p.cell.cell_id} from {where}")
         except BenchkitError as e:
             return self._failed(p, ctx, str(e), "RecordError", "collect")
+        if ctx.run_dir:
+            _write_beside(Path(ctx.run_dir), data["files"])
+        return rec
 
     def _failed(self, p: _Pending, ctx: SuiteContext, message: str, etype: str, phase: str,
                 detail: str = "") -> ResultRecord:
@@ -478,6 +512,19 @@ class RayExecutor(Executor):
         return with_placement(rec, PlacementRecord(
             executor=self.name, node_id=p.node_id, node_address=p.node_address, requested=p.requested,
             attempt=max(p.attempt, 1), lost_nodes=p.nodes[:-1], submitted_at=p.submitted_at))
+
+
+def _write_beside(run_dir: Path, files: dict[str, bytes]) -> None:
+    """Put the files a cell wrote beside its record on its node into the submitter's run directory."""
+    root = run_dir.resolve()
+    for rel, data in files.items():
+        path = (root / rel).resolve()
+        if root not in path.parents:  # only ever a path under the run directory
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: a reader never sees half a log
+        tmp.write_bytes(data)
+        tmp.replace(path)
 
 
 def _reachable(host: str, port: int, address: str, timeout_s: float = 5.0) -> None:

@@ -31,6 +31,21 @@ class StopRule:
             max_query_count=s.get("max_query_count"),
         )
 
+    def in_calls(self, samples_per_call: int) -> StopRule:
+        """The same rule with query counts given in samples, converted to calls of ``samples_per_call``.
+
+        LoadGen's Offline scenario counts ``min_query_count`` in samples (its one
+        query holds them all); benchkit issues Offline work in calls of
+        ``batch_size`` samples, so the counts are divided, rounding up.
+        """
+        per = max(1, int(samples_per_call))
+        return StopRule(
+            min_duration_ns=self.min_duration_ns,
+            min_query_count=-(-self.min_query_count // per),
+            max_duration_ns=self.max_duration_ns,
+            max_query_count=None if self.max_query_count is None else -(-self.max_query_count // per),
+        )
+
     def reason(self, elapsed_ns: int, count: int) -> str | None:
         """Why the run should stop now, or None to go on."""
         if self.max_query_count is not None and count >= self.max_query_count:
@@ -53,6 +68,7 @@ class Measurement:
     samples_per_query: int
     stop_reason: str
     extra: dict[str, Any] = field(default_factory=dict)
+    samples_total: int | None = None  # set when not every query held samples_per_query samples (LoadGen Offline)
 
     @property
     def duration_ns(self) -> int:
@@ -60,6 +76,8 @@ class Measurement:
 
     @property
     def sample_count(self) -> int:
+        if self.samples_total is not None:
+            return self.samples_total
         return self.query_count * self.samples_per_query
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Clock, Measurement, StopRule, closed_loop
 from time import perf_counter_ns
+
+from .base import Clock, Measurement, StopRule, closed_loop
 
 # (metric name, unit, higher is better) of each scenario's headline figure.
 HEADLINE: dict[str, tuple[str, str, bool]] = {
@@ -37,6 +38,9 @@ def measure(
 ) -> Measurement:
     """Run the timed part of one scenario on already staged inputs."""
     rule = StopRule.from_settings(settings)
+    if kind == "offline":
+        # Offline's min/max_query_count count samples, as in LoadGen.
+        rule = rule.in_calls(samples_per_query)
     if kind in ("single_stream", "multi_stream", "offline"):
         return closed_loop(backend, staged, rule, samples_per_query, clock)
     if kind == "server":

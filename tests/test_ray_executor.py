@@ -234,6 +234,44 @@ def test_a_cell_no_node_can_run_is_refused_before_the_suite(cluster, work):
     assert "none" in fleet.stdout  # the cell table shows the cells without a node
 
 
+SERVER = """
+name: fleet-server
+workloads: [{name: tiny-add}]
+backends:
+  - {name: onnxruntime, label: acc-b, options: {providers: [CPUExecutionProvider]}}
+  - {name: "null", label: acc-a}
+scenarios: [{kind: server, target_qps: 200, target_latency_ns: 2000000000, min_duration_ms: 300}]
+run: {profile: quick, keep_samples: false}
+"""
+
+
+def test_loadgen_engine_on_a_node_brings_its_logs_back(cluster, work):
+    pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed (pip install 'benchkit[mlperf]')")
+    (work / "server.yaml").write_text(SERVER)
+    proc = cluster.benchkit("run", "server.yaml", "--backend", "acc-b", "--engine", "mlperf", "--executor", "ray",
+                            "--address", cluster.address, "--fleet", "fleet.yaml", "--out", "out-lg", cwd=work,
+                            timeout=180)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (run_dir,) = (work / "out-lg" / "fleet-server").iterdir()
+    rec = records.load(run_dir / "tiny-add__acc-b__server.json")
+    assert rec.engine == "mlperf" and rec.error is None, rec.validity.reasons
+    assert rec.placement.executor == "ray" and FAKE_B in rec.placement.requested
+    logs = run_dir / "tiny-add__acc-b__server.mlperf"  # written on the node, now beside the record here
+    assert (logs / "mlperf_log_summary.txt").is_file() and (logs / "mlperf_log_detail.txt").is_file()
+
+
+def test_peak_search_probes_run_on_the_cluster(cluster, work):
+    (work / "server.yaml").write_text(SERVER)
+    proc = cluster.benchkit("run", "server.yaml", "--backend", "acc-a", "--find-peak", "--max-probes", "2",
+                            "--executor", "ray", "--address", cluster.address, "--fleet", "fleet.yaml",
+                            "--out", "out-peak", cwd=work, timeout=180)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    recs = _records(work / "out-peak")
+    assert len(recs) == 2 and all(r["probe"]["search"] == "tiny-add__acc-a__server" for r in recs)
+    assert {r["placement"]["executor"] for r in recs} == {"ray"}
+    assert [r["probe"]["index"] for r in sorted(recs, key=lambda r: r["started_at"])] == [0, 1]
+
+
 LONG = f"""
 name: fleet-loss
 workloads: [{{name: tiny-add}}]

@@ -3,7 +3,10 @@
 Runs exactly one cell and writes its record to RESULT.json. Phases are
 reported on stdout as ``phase NAME`` lines for the parent's progress display.
 The parent turns a crash, a kill or a hang of this process into an error
-record, so nothing here needs to survive a vendor runtime's failure.
+record, so nothing here needs to survive a vendor runtime's failure. Before
+anything heavy is imported the worker limits its own memory
+(``run.max_memory_bytes``) and asks to die with its parent
+(:mod:`benchkit.limits`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,17 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    from . import limits  # stdlib only: the limits are in force before numpy or any runtime is imported
+
+    payload = json.loads(Path(argv[0]).read_text())
+    limits.die_with_parent(payload.get("parent_pid"))
+    problem = limits.apply_memory_limit(payload["ctx"].get("max_memory_bytes"))
+    if problem:
+        print(f"benchkit worker: {problem}", file=sys.stderr, flush=True)
+
     from .records import write_atomic
     from .runner import Cell, SuiteContext, execute_cell
 
-    payload = json.loads(Path(argv[0]).read_text())
     cell = Cell(**payload["cell"])
     ctx = SuiteContext(**payload["ctx"])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")
     g.add_argument("--profile", choices=["quick", "standard", "mlperf", "certify"],
-                   help="override the spec's run profile (certify: standard minimums plus the compliance audits)")
+                   help="override the spec's run profile (certify: standard minimums, the compliance audits, "
+                        "and stability flags make a record INVALID)")
     r.add_argument("--audit", action="store_true",
                    help="run the compliance audits after each cell (timed outputs, repeated input, alternate seed)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
@@ -58,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                    "VALID one (default: %(default)s)")
     r.add_argument("--max-probes", type=int, default=12, metavar="N",
                    help="--find-peak runs at most N probes per Server scenario (default: %(default)s)")
+    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                   help="complete an interrupted run: only cells without a readable record run "
+                        "(default RUN_DIR: the newest run of this spec under --out)")
+    r.add_argument("--system-file", type=Path, metavar="YAML",
+                   help="system description (submitter, system_name, status, cooling, notes) stored in every record")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where cells run: this machine one by one (default), or as tasks on a Ray cluster")
     r.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join (--executor ray; default: auto)")
@@ -106,9 +113,90 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a result record readably")
     sh.add_argument("record", type=Path)
 
-    c = sub.add_parser("compare", help="ratio table of matching records: candidate / base")
-    c.add_argument("base", type=Path, help="record file or directory")
-    c.add_argument("cand", type=Path, help="record file or directory")
+    c = sub.add_parser(
+        "compare", help="candidate vs base: ratios with bootstrap confidence intervals, verdicts, a CI gate",
+        description="Match records by workload, scenario, precision and batch; for p50, p99, throughput and the "
+        "headline metric print cand/base with a bootstrap confidence interval from the raw samples and a verdict. "
+        "Exit 1 only when --fail-on is given and a regression is both significant and beyond its threshold.",
+    )
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="BASE CAND, or BASE... vs CAND... (record files or directories)")
+    c.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                   help="terminal table (default), Markdown for a pull-request comment, or JSON")
+    c.add_argument("-o", "--output", type=Path, help="write the output to this file instead of stdout")
+    c.add_argument("--fail-on", metavar="GATE",
+                   help='exit 1 on a significant regression beyond the threshold, e.g. "p99:5%%,throughput:3%%"')
+    c.add_argument("--threshold", default="5%",
+                   help="practical threshold for the verdict of metrics not named in --fail-on (default: %(default)s)")
+    c.add_argument("--confidence", type=float, default=0.95, help="confidence level (default: %(default)s)")
+    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+
+    res = sub.add_parser("results", help="list and query a results directory (SQLite index, rebuilt on demand)")
+    rsub = res.add_subparsers(dest="results_command", required=True, metavar="ACTION")
+    for name, what in (("list", "one line per run"), ("query", "records matching every filter, newest first")):
+        q = rsub.add_parser(name, help=what)
+        q.add_argument("root", nargs="?", default=DEFAULT_OUT, type=Path,
+                       help="results directory (default: %(default)s)")
+        q.add_argument("--format", choices=["table", "json"], default="table")
+        q.add_argument("--rebuild", action="store_true", help="re-read every file instead of updating the index")
+        if name == "query":
+            q.add_argument("--workload")
+            q.add_argument("--scenario", choices=["single_stream", "multi_stream", "server", "offline"])
+            q.add_argument("--precision")
+            q.add_argument("--backend", help="backend id (spec label) or adapter name")
+            q.add_argument("--spec", help="spec name")
+            q.add_argument("--run", dest="run_id", help="run id")
+            q.add_argument("--since", help="started at or after: 2026-01-01 or an ISO date-time (UTC)")
+            q.add_argument("--until", help="started before: 2026-02-01 or an ISO date-time (UTC)")
+            g = q.add_mutually_exclusive_group()
+            g.add_argument("--valid", action="store_true", help="only VALID records")
+            g.add_argument("--invalid", action="store_true", help="only INVALID records")
+            q.add_argument("--limit", type=int, help="at most this many records")
+            q.add_argument("--paths", action="store_true", help="print only the record paths (for xargs)")
+
+    ex = sub.add_parser("export", help="write records in another tool's format")
+    exsub = ex.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
+    pb = exsub.add_parser("pytest-benchmark", help="pytest-benchmark's JSON (for `pytest-benchmark compare`)")
+    pb.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    pb.add_argument("-o", "--output", type=Path, help="write the JSON file here")
+    pb.add_argument("--storage", type=Path, help="also save into this pytest-benchmark storage folder "
+                    "(<storage>/<machine id>/NNNN_<name>.json), e.g. .benchmarks")
+    pb.add_argument("--name", default="benchkit", help="file name suffix in --storage (default: %(default)s)")
+    pb.add_argument("--include-data", action="store_true", help="add every per-query latency (stats.data)")
+    pb.add_argument("--include-invalid", action="store_true", help="export INVALID records too")
+
+    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs benchkit[sign])")
+    kg.add_argument("--out", type=Path, required=True, help="private key file (mode 0600); public key: OUT.pub")
+    kg.add_argument("--force", action="store_true", help="replace existing key files")
+
+    sg = sub.add_parser("sign", help="write a detached Ed25519 signature RECORD.sig over each record")
+    sg.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    sg.add_argument("--key", type=Path, required=True, help="private key from benchkit keygen")
+
+    vf = sub.add_parser("verify", help="check records against their signatures (exit 1 if any was altered)")
+    vf.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
+    vf.add_argument("--pubkey", type=Path, help="the public key you trust (default: only check integrity "
+                    "against the key embedded in the signature)")
+
+    bd = sub.add_parser("bundle", help="pack records, spec, system, models, adapters and accuracy into a "
+                        "certification bundle with a SHA-256 manifest")
+    bd.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories (one spec)")
+    bd.add_argument("-o", "--output", type=Path, required=True, help="bundle file, e.g. bundle.tar.gz")
+    bd.add_argument("--spec", type=Path, help="the spec file the records were run from (default: the standard "
+                    "spec of that name, if its SHA-256 matches)")
+    bd.add_argument("--key", type=Path, help="sign the manifest with this private key (benchkit keygen)")
+
+    cb = sub.add_parser("check-bundle", help="validate a bundle rule by rule (PASS/FAIL each; exit 1 if any failed)")
+    cb.add_argument("bundle", type=Path)
+    cb.add_argument("--pubkey", type=Path, help="require every signature to be by this public key")
+    cb.add_argument("--require-accuracy", action="store_true",
+                    help="fail records that carry no accuracy figures")
+
+    rp = sub.add_parser("report", help="one self-contained HTML report (leaderboards, CDFs, roofline, ...)")
+    rp.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories")
+    rp.add_argument("-o", "--output", type=Path, required=True, help="HTML file to write, e.g. report.html")
+    rp.add_argument("--title", help="page title (default: the spec names)")
     return p
 
 
@@ -203,7 +291,14 @@ def cmd_run(args) -> int:
         transient=True,
     ) as bar:
         # A peak search decides its number of probes as it goes.
-        task = bar.add_task("suite", total=None if peak else len(cells), cell="", phase="")
+        total = len(cells) * loaded.spec.run.repeats
+        task = bar.add_task("suite", total=None if peak else total, cell="", phase="")
+
+        def on_start(run_dir, pending: int) -> None:
+            if not peak:
+                bar.update(task, completed=total - pending)
+            if args.resume:
+                bar.console.print(f"resuming {run_dir}: {total - pending} of {total} cells done, {pending} to run")
 
         def progress(cell_id: str, phase: str) -> None:
             bar.update(task, cell=cell_id, phase=phase)
@@ -218,12 +313,16 @@ def cmd_run(args) -> int:
             result = run_suite(
                 loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
                 audit=True if args.audit else None,
-                engine=args.engine, peak=peak, executor=executor,
+                engine=args.engine, peak=peak, resume=args.resume, system_file=args.system_file, on_start=on_start,
+                executor=executor,
             )
         except KeyboardInterrupt:
-            err.print(f"interrupted after {len(done)} of {len(cells)} cells; their records are kept")
+            err.print(f"interrupted after {len(done)} more cell(s); every record written is kept "
+                      f"(benchkit run {args.spec} --resume completes the run)")
             raise
-    _summary_table([r for r, _ in done])
+    _summary_table(result.records)
+    _power_table(result.records)
+    _repeats_table(result.records)
     print(f"{len(result.records)} record(s) in {result.out_dir}")
     if peak is not None:
         _peak_table(result.peaks)
@@ -299,6 +398,29 @@ def _summary_table(recs) -> None:
             con.print(f"[red]INVALID[/] {r.cell_id}: {reason}")
         for w in r.validity.warnings:
             con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
+
+
+def _repeats_table(recs) -> None:
+    """Between-session spread beside the within-run spread, one row per repeated cell."""
+    from rich.table import Table
+
+    rows = {}
+    for r in recs:
+        if r.repeat is not None and r.repeat.between is not None:
+            rows.setdefault(r.cell_id, r.repeat.between)
+    if not rows:
+        return
+    t = Table(title="repetitions: spread between sessions (fresh processes) vs within each run", title_justify="left")
+    for col in ("cell", "sessions", "headline", "mean", "min", "max", "between-session CV", "within-run CV (median)"):
+        t.add_column(col, justify="left" if col in ("cell", "headline") else "right")
+    for cell_id, b in rows.items():
+        fmt = _fmt_ns if b.unit == "ns" else _fmt_rate
+        within = sorted(c for c in b.within_run_cv if c is not None)
+        median = (within[(len(within) - 1) // 2] + within[len(within) // 2]) / 2 if within else None
+        t.add_row(cell_id, f"{sum(v is not None for v in b.values)}/{len(b.values)}", b.metric, fmt(b.mean),
+                  fmt(b.min), fmt(b.max), "-" if b.cv is None else f"{b.cv:.2%}",
+                  "-" if median is None else f"{median:.2%}")
+    _console().print(t)
 
 
 def cmd_backends(args) -> int:
@@ -460,6 +582,7 @@ def cmd_show(args) -> int:
         for k, v in m.extra.items():
             t.add_row(k, str(v))
         con.print(t)
+    _show_hardening(con, r)
     if r.error:
         con.print(f"[red]error[/] in {r.error.phase}: {r.error.type}: {r.error.message}")
     return 0
@@ -516,27 +639,288 @@ def cmd_fleet(args) -> int:
         executor.close()
 
 
-def cmd_compare(args) -> int:
+def _show_hardening(con, r) -> None:
+    """System description extras, power, stability and repetition lines of `benchkit show`."""
+    from rich.markup import escape
+
+    s = r.system
+    who = ", ".join(f"{k} {v}" for k, v in (("submitter", s.submitter), ("system", s.system_name),
+                                             ("status", s.status), ("cooling", s.cooling)) if v)
+    if who:
+        con.print(f"          {escape(who)}")
+    for a in s.accelerators:
+        mem = f", {_fmt_bytes(a.memory_bytes)}" if a.memory_bytes else ""
+        con.print(escape(f"accel     {a.model}{mem}{', driver ' + a.driver if a.driver else ''} ({a.source})"))
+    if r.power is not None:
+        p = r.power
+        if p.available:
+            idle = f", idle {p.idle_power_w:.1f} W" if p.idle_power_w is not None else ""
+            ppw = f", {p.samples_per_s_per_w:,.2f} samples/s/W" if p.samples_per_s_per_w else ""
+            con.print(escape(f"power     {p.avg_power_w:.1f} W{idle}, {p.energy_per_inference_j:.3g} J/inference"
+                             f"{ppw} ({', '.join(f'{d.meter}/{d.domain}' for d in p.domains)})"))
+        else:
+            con.print(escape(f"power     unavailable: {p.reason}"))
+    if r.stability is not None and r.stability.flags:
+        for f in r.stability.flags:
+            con.print(f"  [yellow]stability:[/] {escape(f)}")
+    if r.repeat is not None:
+        b = r.repeat.between
+        spread = f"; between sessions CV {b.cv:.2%}" if b is not None and b.cv is not None else ""
+        con.print(f"repeat    session {r.repeat.index} of {r.repeat.count}{spread}")
+
+
+def _power_table(recs) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from .compare import compare_paths
-
-    rows, warnings = compare_paths([args.base], [args.cand])
-    con = _console()
-    for w in warnings:
-        con.print(f"[yellow]warning:[/] {w}")
-    t = Table(title=f"compare: {args.cand} / {args.base}", title_justify="left")
-    for col in ("workload", "scenario", "batch", "precision", "metric", "base", "cand", "ratio", "change"):
-        t.add_column(col, justify="right" if col in ("base", "cand", "ratio", "change", "batch") else "left")
-    for row in rows:
-        fmt = _fmt_ns if row.unit == "ns" else _fmt_rate
-        color = "green" if row.better else ("red" if row.better is False else "white")
-        t.add_row(row.workload, row.scenario, str(row.batch), row.precision, row.metric, fmt(row.base), fmt(row.cand),
-                  f"{row.ratio:.3f}", f"[{color}]{row.change_pct:+.1f}%[/]")
-    con.print(t)
+    rows = [r for r in recs if r.power is not None and r.power.available]
     if not rows:
-        con.print("no matching records (matched by workload, scenario, batch and precision)")
+        reasons = {r.power.reason for r in recs if r.power is not None and r.power.reason}
+        for why in sorted(reasons):
+            _console().print(escape(f"power: unavailable ({why})"))
+        return
+    t = Table(title="power (mean over the measured run; idle baseline before the suite)", title_justify="left")
+    for col in ("cell", "power", "idle", "J/inference", "samples/s/W", "meters"):
+        t.add_column(col, justify="left" if col in ("cell", "meters") else "right")
+    for r in rows:
+        p = r.power
+        t.add_row(r.cell_id, f"{p.avg_power_w:.1f} W", "-" if p.idle_power_w is None else f"{p.idle_power_w:.1f} W",
+                  f"{p.energy_per_inference_j:.3g}", "-" if p.samples_per_s_per_w is None else
+                  f"{p.samples_per_s_per_w:,.2f}", escape(", ".join(f"{d.meter}/{d.domain}" for d in p.domains)))
+    _console().print(t)
+
+
+def cmd_compare(args) -> int:
+    from .compare import CompareSettings, compare_paths, parse_fail_on, parse_percent, split_paths
+
+    base, cand = split_paths(args.paths)
+    settings = CompareSettings(
+        confidence=args.confidence,
+        resamples=args.resamples,
+        seed=args.seed,
+        threshold=parse_percent(args.threshold, "--threshold"),
+        fail_on=parse_fail_on(args.fail_on) if args.fail_on is not None else {},
+    )
+    result = compare_paths(base, cand, settings)
+    if args.format == "table":
+        text = _compare_table(result, " ".join(cand), " ".join(base), args.output is None)
+    elif args.format == "markdown":
+        text = result.to_markdown()
+    else:
+        text = result.to_json() + "\n"
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    elif text:
+        sys.stdout.write(text)
+    failures = result.failures()
+    if failures:
+        for p, m in failures:
+            print(f"benchkit: regression: {p.key.label()} {m.metric} {m.change * 100:+.1f}% "
+                  f"(CI {m.ci_low:.3f}-{m.ci_high:.3f}) beyond {m.threshold:.0%}", file=sys.stderr)
+        return 1
     return 0
+
+
+def cmd_results(args) -> int:
+    from .store import open_store, parse_when
+
+    with open_store(args.root, rebuild=args.rebuild) as store:
+        if args.results_command == "list":
+            runs = store.runs()
+            if args.format == "json":
+                print(json.dumps(runs, indent=1))
+                return 0
+            from rich.table import Table
+
+            t = Table(title=f"runs in {args.root}", title_justify="left")
+            for col in ("started (UTC)", "run", "spec", "records", "valid", "invalid", "backends", "workloads"):
+                t.add_column(col, justify="right" if col in ("records", "valid", "invalid") else "left")
+            for r in runs:
+                t.add_row(r["started_at"][:19].replace("T", " "), r["run_id"], r["spec_name"], str(r["records"]),
+                          str(r["valid"]), f"[red]{r['invalid']}[/]" if r["invalid"] else "0",
+                          ", ".join(r["backends"]), ", ".join(r["workloads"]))
+            con = _console()
+            con.print(t)
+            _print_problems(con, store)
+            return 0
+        rows = store.query(
+            workload=args.workload, scenario=args.scenario, precision=args.precision, backend=args.backend,
+            spec=args.spec, run_id=args.run_id,
+            since=parse_when(args.since, "--since") if args.since else None,
+            until=parse_when(args.until, "--until") if args.until else None,
+            valid=True if args.valid else (False if args.invalid else None), limit=args.limit,
+        )
+        if args.paths:
+            sys.stdout.write("".join(f"{r.path}\n" for r in rows))
+            return 0
+        if args.format == "json":
+            print(json.dumps([r.to_dict() for r in rows], indent=1))
+            return 0
+        from rich.table import Table
+
+        from ._format import fmt_ns, fmt_value
+
+        t = Table(title=f"{len(rows)} record(s) in {args.root}", title_justify="left")
+        for col in ("started (UTC)", "workload", "backend", "scenario", "precision", "batch", "headline", "p50",
+                    "p99", "validity", "path"):
+            t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99") else "left",
+                         overflow="fold")
+        for r in rows:
+            head = "-" if r.headline_value is None else fmt_value(r.headline_value, r.headline_unit or "")
+            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else "")
+            valid = "[green]VALID[/]" if r.valid else (f"[red]FAILED[/] ({r.error_phase})" if r.error_phase
+                                                        else "[red]INVALID[/]")
+            t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.workload or "-", r.backend or "-", scen,
+                      r.precision or "-", str(r.batch or "-"), head, fmt_ns(r.p50_ns), fmt_ns(r.p99_ns), valid,
+                      os.path.relpath(r.path))
+        con = _console()
+        con.print(t)
+        _print_problems(con, store)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import ExportError, export_pytest_benchmark, save_to_storage
+
+    if args.output is None and args.storage is None:
+        raise ExportError("export pytest-benchmark: give -o FILE and/or --storage DIR")
+    result = export_pytest_benchmark(args.records, args.include_data, args.include_invalid)
+    for w in result.warnings:
+        print(f"benchkit: warning: {w}", file=sys.stderr)
+    n = len(result.document["benchmarks"])
+    if args.output is not None:
+        from .records import write_atomic
+
+        write_atomic(args.output, json.dumps(result.document, indent=4) + "\n")
+        print(f"{n} benchmark(s) -> {args.output}")
+    if args.storage is not None:
+        print(f"{n} benchmark(s) -> {save_to_storage(result.document, args.storage, args.name)}")
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    from .trust import key_id, keygen, load_public_key
+
+    priv, pub = keygen(args.out, args.force)
+    from cryptography.hazmat.primitives import serialization
+
+    raw = load_public_key(pub).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    print(f"private key {priv} (keep it secret), public key {pub}, key id {key_id(raw)}")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from . import records
+    from .trust import load_private_key, sign_record
+
+    load_private_key(args.key)  # a bad key fails before anything is written
+    for p in records.find(args.records):
+        print(f"signed {p} -> {sign_record(p, args.key)}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from . import records
+    from .trust import verify_record
+
+    files = [p for p in records.find(args.records) if not p.name.endswith(".sig")]
+    failed = 0
+    for p in files:
+        v = verify_record(p, args.pubkey)
+        for c in v.checks:
+            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+        who = f"key {v.key_id}" + ("" if v.trusted_key else " (embedded in the signature; pass --pubkey to check "
+                                                            "it is a key you trust)")
+        print(f"{'VERIFIED' if v.ok else 'ALTERED'} {p} ({who})")
+        failed += not v.ok
+    if failed:
+        print(f"benchkit: {failed} of {len(files)} record(s) failed verification", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_bundle(args) -> int:
+    from .bundle import make_bundle
+
+    out = make_bundle(args.results, args.output, args.spec, args.key)
+    print(f"bundle {out} ({out.stat().st_size:,} bytes); check it with: benchkit check-bundle {out}")
+    return 0
+
+
+def cmd_check_bundle(args) -> int:
+    from .bundle import RULES, check_bundle
+
+    results = check_bundle(args.bundle, args.pubkey, args.require_accuracy)
+    width = max(len(name) for name, _, _ in RULES)
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.rule:<{width}}  {r.detail}")
+    failed = [r.rule for r in results if not r.passed]
+    if failed:
+        print(f"FAILED: {len(failed)} of {len(results)} rules ({', '.join(failed)}) in {args.bundle}")
+        return 1
+    print(f"all {len(results)} rules PASS for {args.bundle}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    out = write_report(args.results, args.output, args.title)
+    print(f"report {out} ({out.stat().st_size:,} bytes; self-contained, opens offline)")
+    return 0
+
+
+def _print_problems(con, store) -> None:
+    probs = store.problems()
+    for path, why in probs[:5]:
+        con.print(f"[yellow]skipped[/] {why}")
+    if len(probs) > 5:
+        con.print(f"[yellow]skipped[/] {len(probs) - 5} more file(s) that are not readable records")
+
+
+_VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small change": "yellow", "no change": "dim",
+                  "no samples": "dim"}
+
+
+def _compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
+    """The rich table; printed directly when going to the terminal, else rendered to text."""
+    from rich.table import Table
+
+    from ._format import fmt_value
+
+    conf = f"{result.settings.confidence:.0%}"
+    t = Table(title=f"compare: {cand} / {base}", title_justify="left")
+    for col in ("workload", "scenario", "precision", "batch", "backend", "metric", "base", "cand",
+                f"ratio ({conf} CI)", "change", "verdict"):
+        t.add_column(col, justify="right" if col in ("batch", "base", "cand", "change") or col.startswith("ratio")
+                     else "left")
+    for p in result.pairs:
+        k = p.key
+        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else "")
+        be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
+        for m in p.metrics:
+            ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
+            style = _VERDICT_STYLE[m.verdict]
+            t.add_row(k.workload, scen, k.precision, str(k.batch), be, m.metric + (" *" if m.headline else ""),
+                      fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
+                      f"[{style}]{m.verdict}[/]")
+    con = _console() if to_terminal else None
+    if con is None:
+        import io
+
+        from rich.console import Console
+
+        con = Console(record=True, width=160, file=io.StringIO(), highlight=False)
+    for w in result.warnings:
+        con.print(f"[yellow]warning:[/] {w}")
+    con.print(t)
+    if not result.pairs:
+        con.print("no matching records (matched by workload, scenario, precision and batch)")
+    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
+    con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric. A verdict needs the "
+              f"interval to exclude 1; regression/improvement also need the change beyond "
+              f"{result.settings.threshold:.0%} (or the --fail-on threshold).")
+    return "" if to_terminal else con.export_text()
 
 
 def cmd_check_adapter(args) -> int:
@@ -582,5 +966,13 @@ _COMMANDS = {
     "fleet": cmd_fleet,
     "show": cmd_show,
     "compare": cmd_compare,
+    "results": cmd_results,
+    "export": cmd_export,
+    "keygen": cmd_keygen,
+    "sign": cmd_sign,
+    "verify": cmd_verify,
+    "bundle": cmd_bundle,
+    "check-bundle": cmd_check_bundle,
+    "report": cmd_report,
     "check-adapter": cmd_check_adapter,
 }

@@ -31,5 +31,13 @@ class RecordError(BenchkitError):
     """A result record is unreadable, invalid, or from an unsupported schema version."""
 
 
+class RunError(BenchkitError):
+    """A run directory cannot be created, resumed or locked (e.g. --resume of a changed spec)."""
+
+
+class PowerMeterError(BenchkitError):
+    """A power meter is unknown, misconfigured, or cannot be read here; the message says which and why."""
+
+
 class FleetError(BenchkitError):
     """The fleet file, the Ray cluster, or a cell's placement on it is unusable (cell no node can run, no cluster)."""

@@ -23,10 +23,14 @@ from .errors import RecordError
 from .stats import LatencyStats
 
 SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
-# 1: optional blocks added since, absent (null) in older version-1 records:
-#    accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits, --audit / certify).
+# 1: optional blocks and fields added since, absent (null/empty) in older version-1 records:
+#    accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits, --audit / certify);
 #    metrics.early_stopping (LoadGen's early-stopping check), metrics.issue_lateness_ns (Server),
-#    probe (one step of a --find-peak search); engine "mlperf" for records measured through LoadGen.
+#    probe (one step of a --find-peak search); engine "mlperf" for records measured through LoadGen;
+#    system: MLPerf-style description (cpu_sockets, cpu_cores, cpu_frequency_mhz, cpu_caches, kernel, os_release,
+#    accelerators, submitter, system_name, status, cooling, notes); power (meters, idle baseline, energy per
+#    inference, performance per watt); stability (machine state before/after the measurement, flags);
+#    repeat (index of this session among run.repeats, spread between sessions).
 #    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
 
 
@@ -69,6 +73,21 @@ class BackendRecord(BackendInfo):
     peak_source: str | None = Field(None, description="Where the peak figures came from: adapter | device file path.")
 
 
+class CacheInfo(_Model):
+    level: int
+    type: str = Field(description="Data | Instruction | Unified.")
+    size_bytes: int = Field(description="Size of one instance.")
+    instances: int | None = Field(None, description="How many of this cache the host has (from shared_cpu_list).")
+
+
+class AcceleratorInfo(_Model):
+    model: str
+    memory_bytes: int | None = None
+    driver: str | None = None
+    index: int | None = Field(None, description="Device index as the source numbers it.")
+    source: str = Field(description="Where the description came from: nvml | adapter <name>.")
+
+
 class SystemRecord(_Model):
     hostname: str
     cpu_model: str
@@ -80,6 +99,21 @@ class SystemRecord(_Model):
     machine: str
     python: str
     packages: dict[str, str]
+    # MLPerf-style system description; fields absent in older records, null where unreadable.
+    cpu_sockets: int | None = Field(None, description="Physical processor packages.")
+    cpu_cores: int | None = Field(None, description="Physical cores over all sockets (cpu_count counts threads).")
+    cpu_frequency_mhz: float | None = Field(None, description="Maximum frequency (cpufreq cpuinfo_max_freq), else nominal.")
+    cpu_caches: list[CacheInfo] = Field(default_factory=list)
+    kernel: str | None = Field(None, description="Kernel release and build (uname -r -v).")
+    os_release: str | None = Field(None, description="Distribution, from /etc/os-release PRETTY_NAME.")
+    accelerators: list[AcceleratorInfo] = Field(default_factory=list)
+    submitter: str | None = Field(None, description="From the system file: who submits the result.")
+    system_name: str | None = Field(None, description="From the system file: the system's marketed name.")
+    status: Literal["available", "preview", "rdi"] | None = Field(
+        None, description="From the system file: available | preview | rdi (research, development, internal)."
+    )
+    cooling: str | None = Field(None, description="From the system file, e.g. air, liquid.")
+    notes: str | None = Field(None, description="From the system file: anything else a reader must know.")
 
 
 class ScenarioRecord(_Model):
@@ -187,6 +221,63 @@ class PlacementRecord(_Model):
     )
 
 
+class PowerDomain(_Model):
+    """One meter domain's figures (a RAPL package, an NVIDIA GPU, an external meter)."""
+
+    meter: str
+    domain: str
+    read_as: Literal["energy_j", "power_w"] = Field(description="Cumulative energy counter, or sampled power.")
+    avg_power_w: float = Field(description="Mean power over the measured window.")
+    idle_power_w: float | None = Field(None, description="Mean power over the idle baseline before the run.")
+    readings: int = Field(description="Readings taken within the measured window.")
+
+
+class Power(_Model):
+    """Power and energy over the measured window, or why there are none: figures are measured, never invented."""
+
+    available: bool
+    reason: str | None = Field(None, description="Why no figure could be given (available: false).")
+    window_ns: int | None = Field(None, description="Length of the sampled window (the measured run).")
+    avg_power_w: float | None = Field(None, description="Sum over the domains of their mean power while measuring.")
+    idle_power_w: float | None = Field(None, description="Same sum over the idle baseline measured before the run.")
+    energy_j: float | None = Field(None, description="avg_power_w x metrics.duration_ns.")
+    energy_per_inference_j: float | None = Field(None, description="energy_j / metrics.sample_count.")
+    samples_per_s_per_w: float | None = Field(
+        None, description="Performance per watt: metrics.throughput_per_s / avg_power_w (= inferences per joule)."
+    )
+    domains: list[PowerDomain] = Field(default_factory=list)
+    unavailable: list[str] = Field(default_factory=list, description="Configured meters that could not be read, why.")
+
+
+class Stability(_Model):
+    """Machine state read just before and just after the measured run, and what changed."""
+
+    before: dict[str, Any] = Field(default_factory=dict, description="benchkit.stability.read_state() as JSON.")
+    after: dict[str, Any] = Field(default_factory=dict)
+    flags: list[str] = Field(default_factory=list, description="Throttling or drift seen (warnings; INVALID under certify).")
+    unreadable: list[str] = Field(default_factory=list, description="What could not be read here, and why.")
+
+
+class SessionSpread(_Model):
+    """The headline over every repetition of a cell (each a fresh process): the between-session spread."""
+
+    metric: str
+    unit: str
+    values: list[float | None] = Field(description="Headline of each session in repetition order; null: it failed.")
+    mean: float | None = None
+    stdev: float | None = None
+    cv: float | None = Field(None, description="stdev / mean between sessions.")
+    min: float | None = None
+    max: float | None = None
+    within_run_cv: list[float | None] = Field(
+        default_factory=list, description="Each session's own latency CV (the within-run spread), for comparison."
+    )
+
+
+class RepeatInfo(_Model):
+    index: int = Field(description="1-based session number of this record.")
+    count: int = Field(description="run.repeats: sessions of this cell in the run.")
+    between: SessionSpread | None = Field(None, description="Filled in once every session of the cell has a record.")
 class OutputAccuracy(_Model):
     """How one graph output compared with the reference, over every sample of the accuracy set."""
 
@@ -281,6 +372,9 @@ class ResultRecord(_Model):
     system: SystemRecord
     scenario: ScenarioRecord
     metrics: Metrics | None
+    power: Power | None = Field(None, description="Power and energy (absent on error records and older records).")
+    stability: Stability | None = Field(None, description="Machine state around the measurement.")
+    repeat: RepeatInfo | None = Field(None, description="Present when run.repeats > 1.")
     samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
     validity: Validity
     error: ErrorInfo | None = None

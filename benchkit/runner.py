@@ -33,6 +33,7 @@ from . import accuracy, audits, records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
+from .outputs import output_shape_problems
 from .peak import PeakOptions, PeakSearch
 from .records import ResultRecord
 from .scenarios import HEADLINE, measure, timed_call, warmup
@@ -85,6 +86,7 @@ class SuiteContext:
     accuracy_samples: int = 4  # calls the accuracy gate compares
     engine: str = "benchkit"  # benchkit | mlperf (MLPerf LoadGen drives the measurement)
     run_dir: str | None = None  # where records go; the mlperf engine keeps LoadGen's logs beside them
+    max_memory_bytes: int | None = None  # applied by each worker to itself (benchkit.limits), before any runtime loads
 
 
 def new_run_id() -> str:
@@ -177,11 +179,27 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
             except BenchkitError as e:
                 raise SpecError(f"{where}.name: {e}") from None
             try:
-                cls(b.options).close()
+                probe = cls(b.options)
             except BenchkitError as e:
                 raise SpecError(f"{where}.options: {e}") from None
+            except Exception as e:  # an adapter bug, reported without a benchkit traceback
+                raise SpecError(f"{where}: adapter {b.name!r} failed to start: {type(e).__name__}: {e}") from None
+            try:
+                probe.close()
+            except Exception:  # noqa: BLE001 - only the options are checked here; a cell's own close() is reported
+                pass
             if b.device_file is not None:
                 load_device_file(Path(b.device_file), f"{where}.device_file")
+    _check_power_meters(loaded, src)
+
+
+def _check_power_meters(loaded: LoadedSpec, src: str) -> None:
+    from . import power
+
+    try:
+        power.check(loaded.spec.run.power.meters)
+    except BenchkitError as e:
+        raise SpecError(f"{src}: run.power.meters: {e}") from None
 
 
 # --------------------------------------------------------------------------- one cell
@@ -264,6 +282,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         backend.synchronize()
         # An adapter that computes nothing (null) returns no outputs; that is its contract, not a fault.
         output_problems = _check_outputs(outputs, wl.output_names, expect_all=getattr(cls, "computes_outputs", True))
+        output_problems += output_shape_problems(wl, effective_batch, outputs)
 
         phase("accuracy")
         cache = Path(ctx.cache_dir) if ctx.cache_dir else None
@@ -289,12 +308,29 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         record = error_record(cell, ctx, started, f"{type(e).__name__}: {e}", type(e).__name__, phase.name, detail,
                               wl=wl, info=info, effective_batch=effective_batch)
     finally:
+        close_error = None
         if backend is not None:
             try:
                 backend.close()
-            except Exception:  # noqa: BLE001 - a close failure must not hide the measurement
-                pass
+            except Exception as e:  # noqa: BLE001 - a close failure must not hide the measurement, nor go unseen
+                close_error = (e, traceback.format_exc(limit=8))
+    if close_error is not None:
+        record = _close_failed(record, *close_error)
     return record
+
+
+def _close_failed(record: ResultRecord, e: Exception, detail: str) -> ResultRecord:
+    """A record whose adapter failed to release its resources: the measurement is kept, marked INVALID."""
+    message = f"{type(e).__name__}: {e}"
+    if record.error is not None:  # the first failure stays the cause; the close failure is noted
+        return record.model_copy(update={"validity": record.validity.model_copy(
+            update={"warnings": [*record.validity.warnings, f"close() also failed: {message}"]})})
+    return record.model_copy(update={
+        "validity": records.Validity(valid=False, reasons=[*record.validity.reasons, f"close failed: {message}"],
+                                     warnings=record.validity.warnings),
+        "error": records.ErrorInfo(type=type(e).__name__, message=message, phase="close",
+                                   detail="" if isinstance(e, BenchkitError) else detail[-4000:]),
+    })
 
 
 def _workload_cost(wl, effective_batch: int):
@@ -574,7 +610,7 @@ def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Pro
         payload = Path(tmp) / "cell.json"
         result = Path(tmp) / "record.json"
         errlog = Path(tmp) / "stderr.txt"
-        payload.write_text(json.dumps({"cell": cell.__dict__, "ctx": ctx.__dict__}))
+        payload.write_text(json.dumps({"cell": cell.__dict__, "ctx": ctx.__dict__, "parent_pid": os.getpid()}))
         with open(errlog, "wb") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "benchkit._worker", str(payload), str(result)],
@@ -658,9 +694,13 @@ def run_suite(
     audit: bool | None = None,
     engine: str = "benchkit",
     peak: PeakOptions | None = None,
+    *,
+    resume: bool | str | Path = False,
+    system_file: Path | None = None,
+    on_start: Callable[[Path, int], None] | None = None,
     executor=None,
 ) -> SuiteResult:
-    """Run `cells` and write one record per cell under ``out_dir/<spec name>/<run id>/``.
+    """Run `cells` (``run.repeats`` times each) and write one record per cell under ``out_dir/<spec name>/<run id>/``.
 
     Each record is written atomically as soon as its cell finishes, so an
     interruption keeps everything measured before it. ``audit`` (the CLI's
@@ -669,10 +709,17 @@ def run_suite(
     ``peak``, every cell must be a Server cell (``expand(..., find_peak=True)``)
     and is searched for its highest VALID rate; each probe writes its own
     record, and ``SuiteResult.peaks`` holds one :class:`PeakResult` per cell.
-    `executor` (``benchkit.executors``) decides where cells run; default: this
-    machine, one after another.
+    ``resume`` (True: the newest run of this spec under ``out_dir``; or a run
+    directory) completes an earlier run: only cells without a readable record
+    run; ``on_start(run_dir, cells to run)`` is called once the run directory
+    is known. The result lists every record of the run, resumed ones
+    included. Power, stability, the system description and repetitions are
+    handled by :class:`benchkit.session.SuiteSession`. `executor`
+    (``benchkit.executors``) decides where cells run; default: this machine,
+    one after another.
     """
-    from .executors import LocalExecutor
+    from .executors import Job, LocalExecutor
+    from .session import SuiteSession
 
     if engine not in ("benchkit", "mlperf"):
         raise SpecError(f"--engine must be benchkit or mlperf, got {engine!r}")
@@ -681,10 +728,15 @@ def run_suite(
 
         require_loadgen()
     spec = loaded.spec
-    run_id = new_run_id()
-    run_dir = out_dir / spec.name / run_id
+    if peak is not None and (resume or spec.run.repeats > 1):
+        # Each probe's rate depends on the verdicts before it: a search is neither resumable nor repeatable.
+        raise SpecError("--find-peak runs each probe once, in a new run: it cannot be combined with --resume or "
+                        f"run.repeats > 1 (the spec has repeats: {spec.run.repeats})")
+    session = SuiteSession.open(loaded, out_dir, cells, resume=resume, system_file=system_file,
+                                new_run_id=new_run_id)
+    run_dir = session.run_dir
     ctx = SuiteContext(
-        run_id=run_id,
+        run_id=session.run_id,
         spec_name=spec.name,
         spec_sha256=loaded.sha256,
         base_dir=str(loaded.base_dir),
@@ -695,30 +747,43 @@ def run_suite(
         accuracy_samples=spec.run.accuracy_samples,
         engine=engine,
         run_dir=str(run_dir),
+        max_memory_bytes=session.max_memory_bytes,
     )
     mode = isolation or spec.run.isolation
     result = SuiteResult(ctx.run_id, run_dir, [], [])
     executor = executor or LocalExecutor()
-    run = dict(isolation=mode, timeout_s=spec.run.cell_timeout_s, progress=progress)
+    watches: dict[str, Any] = {}  # job key -> its CellWatch
 
-    def emit(cell: Cell, rec: ResultRecord) -> None:
-        path = records.save(rec, run_dir / f"{cell.cell_id}.json")
-        result.paths.append(path)
-        result.records.append(rec)
+    def progress_for(job: Job) -> Progress:
+        # An executor running cells elsewhere gets a watch that meters nothing on this machine.
+        watch = watches[job.key] = session.watch(job.cell, job.repeat, progress, local=executor.local)
+        return watch.progress
+
+    def emit(job: Job, rec: ResultRecord) -> None:
+        watch = watches.pop(job.key, None) or session.watch(job.cell, job.repeat, progress, local=executor.local)
+        rec, path = session.save(watch.finish(rec), job.cell, job.repeat)
         if on_record:
             on_record(rec, path)
 
-    def run_one(cell: Cell) -> ResultRecord:
+    run = dict(isolation=mode, timeout_s=spec.run.cell_timeout_s, progress_for=progress_for)
+
+    def run_one(cell: Cell, repeat: int = 1) -> ResultRecord:
         # one cell, to the end: a peak search picks its next probe from this one's record
         got: list[ResultRecord] = []
-        executor.run([cell], ctx, **run, emit=lambda c, rec: (emit(c, rec), got.append(rec)))
+        executor.run([Job(cell, repeat)], ctx, **run, emit=lambda job, rec: (emit(job, rec), got.append(rec)))
         return got[0]
 
-    if peak is None:
-        executor.run(cells, ctx, **run, emit=emit)
-    else:
-        for cell in cells:
-            result.peaks.append(run_peak_search(cell, peak, run_one))
+    with session:
+        if on_start:
+            on_start(run_dir, len(session.pending))
+        session.measure_idle()
+        if peak is None:
+            executor.run([Job(cell, repeat) for cell, repeat in session.pending], ctx, **run, emit=emit)
+            session.finish()
+        else:
+            for cell in cells:
+                result.peaks.append(run_peak_search(cell, peak, run_one))
+    result.paths[:], result.records[:] = session.all_results()
     return result
 
 

@@ -162,7 +162,8 @@ class BackendSpec(_Frozen):
 _PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
     "quick": {"min_duration_ms": 500, "min_query_count": 50, "warmup_ms": 50, "warmup_queries": 5},
     "standard": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
-    # `certify`: the standard minimums, and the compliance audits always run (see benchkit.audits).
+    # `certify`: the standard minimums, the compliance audits always run (see benchkit.audits), and stability
+    # flags or a latency CV above the threshold make a record INVALID (see benchkit.stability).
     "certify": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
     "mlperf": {"min_duration_ms": 600_000, "min_query_count": 100, "warmup_ms": 2_000, "warmup_queries": 10},
 }
@@ -325,13 +326,45 @@ def _check_sweep(v: Any, name: str, what: str, kind: type) -> Any:
 Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline], Field(discriminator="kind")]
 
 
+class PowerMeterSpec(_Frozen):
+    """One power meter and its options; a plain name (``rapl``) stands for ``{name: rapl}``."""
+
+    name: str = Field(
+        description="Meter as registered in the `benchkit.power_meters` entry-point group: rapl, nvml, external, "
+        "or a vendor's."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Meter options, validated by the meter (rapl: root; external: url or file)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+class PowerRules(_Frozen):
+    """Power meters sampled in a background thread of the benchkit process, outside every timed path."""
+
+    meters: Literal["auto"] | tuple[PowerMeterSpec, ...] = Field(
+        "auto",
+        description="'auto': every installed meter that needs no options (rapl, nvml), each used where readable; "
+        "a list: exactly these (each unreadable one is reported with its reason); []: no power measurement.",
+    )
+    idle_ms: int = Field(
+        2000, ge=0, le=600_000,
+        description="Idle baseline measured before the first cell, reported beside the loaded figures.",
+    )
+    sample_interval_ms: int = Field(100, ge=10, le=10_000, description="Period of the background sampling.")
+
+
 class RunRules(_Frozen):
     """How cells are executed."""
 
     profile: Profile = Field(
         "standard",
         description="Defaults for unset scenario fields: quick | standard | mlperf | certify "
-        "(standard's minimums, and the compliance audits always run).",
+        "(standard's minimums; the compliance audits always run; throttling or a high CV is INVALID).",
     )
     isolation: Literal["process", "inline"] = Field(
         "process", description="Run each cell in a fresh worker process (default) or in the benchkit process."
@@ -339,6 +372,36 @@ class RunRules(_Frozen):
     cell_timeout_s: float = Field(
         900.0, gt=0, description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed."
     )
+    max_memory_bytes: int | Literal["auto"] | None = Field(
+        "auto",
+        description="Memory limit of each worker process (RLIMIT_DATA: heap and private writable mappings), "
+        "in bytes or as a size such as '8GiB'; 'auto': 3/4 of physical memory; null: none. A runtime going past "
+        "it fails inside its own worker (error record naming the limit) instead of waking the machine's "
+        "out-of-memory killer. Not applied with isolation: inline.",
+    )
+    repeats: int = Field(
+        1, ge=1, le=100,
+        description="Run every cell this many times, each in a fresh process (rounds over the whole suite); "
+        "records carry a `repeat` block and the spread between sessions beside the spread within each run.",
+    )
+    system_file: Path | None = Field(
+        None,
+        description="YAML system description (submitter, system_name, status, cooling, notes), relative to the "
+        "spec; stored in every record's system block. `benchkit run --system-file` overrides it.",
+    )
+    power: PowerRules = Field(default_factory=PowerRules, description="Power and energy measurement.")
+
+    @field_validator("max_memory_bytes", mode="before")
+    @classmethod
+    def _memory_size(cls, v: Any) -> Any:
+        from .limits import MIN_MEMORY_BYTES, parse_size
+
+        if v is None or v == "auto":
+            return v
+        n = parse_size(v)
+        if n < MIN_MEMORY_BYTES:
+            raise ValueError(f"must be at least {MIN_MEMORY_BYTES} bytes (64 MiB), 'auto' or null; got {v!r}")
+        return n
     keep_samples: bool = Field(True, description="Store raw per-query latencies (`samples_ns`) in each record.")
     audit: bool = Field(
         False,
@@ -439,11 +502,75 @@ def format_validation_error(source: str, err: ValidationError, data: Any) -> str
     return "\n".join(lines)
 
 
+MAX_SPEC_BYTES = 1 << 20
+"""Largest spec file read (1 MiB): a real spec is a few kilobytes; anything bigger is a mistake or an attack."""
+MAX_YAML_NODES = 100_000
+"""Most YAML nodes a spec may expand to, every alias counted at each use (defeats "billion laughs")."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and lists a spec may have."""
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_yaml_extent(root: yaml.Node, source: str) -> None:
+    """Refuse a composed YAML graph whose expansion is too big, too deep, or cyclic, before anything expands it.
+
+    Composing and constructing share aliased nodes, so both stay cheap even for an
+    alias bomb; the blow-up would come later, when validation walks the data. The
+    walk here visits each distinct node once (memoised), counting what it expands to.
+    """
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            kids = _yaml_children(node)
+            size[key] = min(1 + sum(size[id(k)] for k in kids), MAX_YAML_NODES + 1)
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise SpecError(f"{source}: YAML alias refers to itself (a recursive structure); a spec is a tree")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _yaml_children(node) if id(k) not in size)
+    if size[id(root)] > MAX_YAML_NODES:
+        raise SpecError(f"{source}: YAML expands to more than {MAX_YAML_NODES:,} nodes (aliases counted at each "
+                        "use); a spec is a few hundred nodes: refusing what looks like an alias bomb")
+    if height[id(root)] > MAX_YAML_DEPTH:
+        raise SpecError(f"{source}: YAML nesting is {height[id(root)]} levels deep; at most {MAX_YAML_DEPTH} allowed")
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """Like ``yaml.safe_load`` (SafeLoader: a spec is data, it never constructs Python objects), with bounds."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}: spec is {len(text):,} characters; at most {MAX_SPEC_BYTES:,} allowed")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_extent(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_spec(text: str, source: str, base_dir: Path, path: Path | None = None) -> LoadedSpec:
     """Validate spec text (YAML or JSON); `source` names it in errors."""
     try:
-        # SafeLoader: a spec is data; it never constructs Python objects.
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, source)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -451,6 +578,9 @@ def parse_spec(text: str, source: str, base_dir: Path, path: Path | None = None)
         raise SpecError(f"{source}: not valid YAML{where}: {problem}") from None
     except RecursionError:
         raise SpecError(f"{source}: YAML nesting too deep") from None
+    except (ValueError, OverflowError) as e:
+        # SafeLoader's scalar constructors: a 5000-digit integer, a timestamp such as 2024-13-45.
+        raise SpecError(f"{source}: not valid YAML: a value cannot be read: {e}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping with keys name, workloads, backends, scenarios; got {type(data).__name__}")
     try:
@@ -472,7 +602,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
             raise SpecError(f"{path}: spec file not found")
         p = bundled
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:  # bounded read: the path may be a device or a FIFO that never ends
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: spec file is larger than {MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{p}: cannot read spec: {e}") from None
     return parse_spec(text, str(path), p.resolve().parent, p)

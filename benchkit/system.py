@@ -56,9 +56,17 @@ def packages() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def describe() -> dict:
-    """The system block of a record. Cached: it cannot change within a process."""
+    """The system block of a record. Cached: it cannot change within a process.
+
+    The MLPerf-style host details (sockets, cores, caches, frequency, kernel,
+    distribution) come from :func:`benchkit.sysdesc.host_details`; the benchkit
+    process adds the user's system file and NVML's accelerators to each record.
+    """
+    from .sysdesc import host_details
+
     uname = platform.uname()
     return {
+        **host_details(cpu_model=cpu_model()),
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count() or 0,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="torch is not installed (benchkit[torch] needs a torch build)")
+torch = pytest.importorskip("torch", reason="torch is not installed (the torch adapter needs a torch build for the device)")
 
 from benchkit.backends.pytorch import TorchBackend, _onnx2torch  # noqa: E402
 from benchkit.errors import BackendError, BackendUnavailable  # noqa: E402

@@ -2,7 +2,8 @@
 
 Install a torch build for your device first (the CPU and CUDA builds are
 different wheels and several GB apart, so benchkit never picks one for you),
-then ``pip install 'benchkit[torch]'`` for onnx2torch.
+then onnx2torch without its dependencies: ``pip install --no-deps 'onnx2torch>=1.5'`` (its unpinned
+torch/torchvision requirements would otherwise let pip replace your torch with the newest CUDA build).
 
 Options (``backends[].options`` in a spec)::
 
@@ -42,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import BackendError, BackendUnavailable
 from .base import Backend, BackendInfo, WorkloadInfo
 
-_EXTRA = "pip install 'benchkit[torch]'"
+_EXTRA = "pip install --no-deps 'onnx2torch>=1.5'"
 _TORCH_HINT = ("torch is not installed: install the build for your device first "
                "(CPU: pip install torch --index-url https://download.pytorch.org/whl/cpu; CUDA: pip install torch), "
                f"then {_EXTRA}")

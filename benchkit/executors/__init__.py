@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,25 +27,42 @@ from .. import records
 from ..records import PlacementRecord, ResultRecord
 from ..runner import Cell, Progress, SuiteContext, execute_cell, run_in_worker
 
-Emit = Callable[[Cell, ResultRecord], None]  # called once per cell, as it finishes
+
+@dataclass(frozen=True)
+class Job:
+    """One run of one cell: the cell, and which of the suite's ``run.repeats`` sessions it is."""
+
+    cell: Cell
+    repeat: int = 1
+
+    @property
+    def key(self) -> str:
+        """Unique within a suite run."""
+        return self.cell.cell_id if self.repeat == 1 else f"{self.cell.cell_id}-r{self.repeat}"
+
+
+Emit = Callable[[Job, ResultRecord], None]  # called once per job, as it finishes
+ProgressFor = Callable[[Job], Progress]  # the phase callback of a job, asked for once, when it is handed over
 
 EXECUTORS = ("local", "ray")
 
 
 class Executor(ABC):
-    """Runs cells and hands back one record per cell."""
+    """Runs jobs (cells) and hands back one record per job."""
 
     name: ClassVar[str]
+    local: ClassVar[bool]  # cells run on this machine: the suite may meter them here (power, machine state)
 
     def check(self, cells: Sequence[Cell]) -> None:
         """Raise a BenchkitError before anything runs if some cell cannot run here (default: every cell can)."""
 
     @abstractmethod
-    def run(self, cells: Sequence[Cell], ctx: SuiteContext, *, isolation: str, timeout_s: float,
-            progress: Progress | None, emit: Emit) -> None:
-        """Run every cell and call ``emit(cell, record)`` once for each, as it finishes.
+    def run(self, jobs: Sequence[Job], ctx: SuiteContext, *, isolation: str, timeout_s: float,
+            progress_for: ProgressFor, emit: Emit) -> None:
+        """Run every job and call ``emit(job, record)`` once for each, as it finishes.
 
-        ``isolation`` is ``process`` or ``inline``; ``timeout_s`` is the per-cell limit.
+        ``isolation`` is ``process`` or ``inline``; ``timeout_s`` is the per-cell limit;
+        ``progress_for(job)`` gives the callback that receives the job's phases.
         A cell that fails still gets a record (an error record), never an exception.
         """
 
@@ -60,17 +78,19 @@ class LocalExecutor(Executor):
     """This machine, one cell at a time, in spec order."""
 
     name = "local"
+    local = True
 
-    def run(self, cells, ctx, *, isolation, timeout_s, progress, emit) -> None:
+    def run(self, jobs, ctx, *, isolation, timeout_s, progress_for, emit) -> None:
         submitted = records.utcnow()  # the whole suite is handed over at once, as with a cluster
-        for cell in cells:
+        for job in jobs:
+            progress = progress_for(job)
             dispatched = records.utcnow()
             if isolation == "inline":
-                rec = execute_cell(cell, ctx, progress)
+                rec = execute_cell(job.cell, ctx, progress)
             else:
-                rec = run_in_worker(cell, ctx, timeout_s, progress)
-            emit(cell, with_placement(rec, PlacementRecord(executor=self.name, submitted_at=submitted,
-                                                           dispatched_at=dispatched)))
+                rec = run_in_worker(job.cell, ctx, timeout_s, progress)
+            emit(job, with_placement(rec, PlacementRecord(executor=self.name, submitted_at=submitted,
+                                                          dispatched_at=dispatched)))
 
 
 def make_executor(name: str, address: str | None = None, fleet_file: Path | None = None) -> Executor:
@@ -88,4 +108,4 @@ def make_executor(name: str, address: str | None = None, fleet_file: Path | None
     raise BenchkitError(f"--executor: unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
 
 
-__all__ = ["Executor", "LocalExecutor", "Emit", "make_executor", "with_placement", "EXECUTORS"]
+__all__ = ["Executor", "LocalExecutor", "Job", "Emit", "ProgressFor", "make_executor", "with_placement", "EXECUTORS"]

@@ -184,8 +184,8 @@ def _files_beside(run_dir: Path) -> tuple[dict[str, bytes], list[str]]:
     return files, left
 
 
-def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int, ship: dict, board,
-               submitted_at: str, requested: dict[str, float]) -> dict:
+def _cell_task(job_key: str, cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int, ship: dict,
+               board, submitted_at: str, requested: dict[str, float]) -> dict:
     """One cell on this node: unpack, pin to a CPU set, run in a worker process.
 
     Returns ``{"record": record as JSON, "files": {relative path: bytes}}``, the files being what the cell
@@ -204,13 +204,13 @@ def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int,
     node_address = ray.util.get_node_ip_address()
     attempt, earlier = 1, []
     try:
-        attempt, earlier = ray.get(board.started.remote(cell.cell_id, node_id, node_address, system.describe()),
+        attempt, earlier = ray.get(board.started.remote(job_key, node_id, node_address, system.describe()),
                                    timeout=_BOARD_TIMEOUT_S)
     except Exception:  # noqa: BLE001 - progress only: the cell runs without it
         pass
 
-    def progress(cell_id: str, phase: str) -> None:
-        board.phase.remote(cell_id, phase)  # fire and forget: never slows the cell
+    def progress(_cell_id: str, phase: str) -> None:
+        board.phase.remote(job_key, phase)  # fire and forget: never slows the cell
 
     cores = None
     phase = "ship"
@@ -229,13 +229,29 @@ def _cell_task(cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int,
                     f"and deleted: {', '.join(left)}"]})})
         except BenchkitError as e:
             rec = error_record(cell, ctx, dispatched, f"{type(e).__name__}: {e}", type(e).__name__, phase)
-    # The record names the cell as the submitter wrote it, not this node's copies of its files.
-    rec = rec.model_copy(update={"spec": {**rec.spec, "workload": cell.workload, "backend": cell.backend}})
+    # The record names the cell as the submitter wrote it, not this node's copies of its files; its system
+    # block gets this node's accelerators, which the submitter cannot see.
+    updates: dict[str, Any] = {"spec": {**rec.spec, "workload": cell.workload, "backend": cell.backend}}
+    accelerators = _node_accelerators()
+    if accelerators and not rec.system.accelerators:
+        updates["system"] = rec.system.model_copy(update={"accelerators": accelerators})
+    rec = rec.model_copy(update=updates)
     rec = with_placement(rec, PlacementRecord(
         executor="ray", node_id=node_id, node_address=node_address, requested=requested, cpu_set=cores,
         attempt=attempt, lost_nodes=earlier, submitted_at=datetime.fromisoformat(submitted_at),
         dispatched_at=dispatched))
     return {"record": rec.model_dump(mode="json"), "files": files}
+
+
+def _node_accelerators() -> list:
+    """This node's accelerators as NVML reports them (empty where there is none or no NVML)."""
+    from ..records import AcceleratorInfo
+    from ..sysdesc import suite_fields
+
+    try:
+        return [AcceleratorInfo(**a) for a in suite_fields(None).get("accelerators", [])]
+    except Exception:  # noqa: BLE001 - a description, never a reason to lose the record
+        return []
 
 
 def _probe_task() -> dict:
@@ -251,9 +267,10 @@ def _probe_task() -> dict:
 
 @dataclasses.dataclass
 class _Pending:
-    cell: Cell
+    job: Any  # executors.Job
     requested: dict[str, float]
     submitted_at: Any  # datetime
+    progress: Any = None  # the job's phase callback
     node_id: str | None = None
     node_address: str | None = None
     attempt: int = 0
@@ -267,6 +284,7 @@ class RayExecutor(Executor):
     """Runs each cell as a Ray task on a cluster (``address``: ``HOST:PORT`` or ``auto``)."""
 
     name = "ray"
+    local = False
 
     def __init__(self, address: str | None = None, fleet_file: Path | None = None,
                  fleet: FleetSpec | None = None) -> None:
@@ -371,11 +389,14 @@ class RayExecutor(Executor):
             item["data"] = self._ray.put(data)  # once, shared by every task of this workload
         return item
 
-    def run(self, cells, ctx, *, isolation, timeout_s, progress, emit) -> None:
+    def run(self, jobs, ctx, *, isolation, timeout_s, progress_for, emit) -> None:
         # Cells always run in a worker process on their node: `inline` is for debugging on one machine.
         ray = self._ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+        if not jobs:  # e.g. --resume of a run that is complete
+            return
+        cells = [job.cell for job in jobs]
         self.check(cells)
         ships = self._ship(cells, ctx)
         board = ray.remote(_Board).options(
@@ -386,7 +407,8 @@ class RayExecutor(Executor):
         task = ray.remote(_cell_task)
         pending: dict[Any, _Pending] = {}
         try:
-            for cell in cells:
+            for job in jobs:
+                cell = job.cell
                 req = self.fleet.request_for(cell.backend)
                 requested = req.ray_resources()
                 opts: dict[str, Any] = {"num_cpus": req.num_cpus, "num_gpus": req.num_gpus,
@@ -396,10 +418,10 @@ class RayExecutor(Executor):
                     opts["memory"] = req.memory_bytes
                 submitted = records.utcnow()
                 ship = ships[cell.workload_name + "\0" + str(cell.backend.get("device_file"))]
-                ref = task.options(**opts).remote(dict(cell.__dict__), dict(ctx.__dict__), timeout_s, req.num_cpus,
-                                                  ship, board, submitted.isoformat(), requested)
-                pending[ref] = _Pending(cell, requested, submitted)
-            self._collect(pending, board, ctx, timeout_s, progress, emit)
+                ref = task.options(**opts).remote(job.key, dict(cell.__dict__), dict(ctx.__dict__), timeout_s,
+                                                  req.num_cpus, ship, board, submitted.isoformat(), requested)
+                pending[ref] = _Pending(job, requested, submitted, progress_for(job))
+            self._collect(pending, board, ctx, timeout_s, emit)
         except BaseException:
             for ref in pending:
                 _cancel(ray, ref)
@@ -410,41 +432,42 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001 - the cluster may be gone; nothing left to release then
                 pass
 
-    def _collect(self, pending: dict, board, ctx: SuiteContext, timeout_s: float, progress, emit) -> None:
+    def _collect(self, pending: dict, board, ctx: SuiteContext, timeout_s: float, emit) -> None:
         ray = self._ray
-        by_cell = {p.cell.cell_id: p for p in pending.values()}
+        by_key = {p.job.key: p for p in pending.values()}
         next_police = time.monotonic() + _POLICE_S
         while pending:
             refs = list(pending)
             ready, rest = ray.wait(refs, num_returns=1, timeout=_POLL_S)
             if ready and rest:
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-            self._drain(board, by_cell, progress)
+            self._drain(board, by_key)
             for ref in ready:
                 p = pending.pop(ref)
-                emit(p.cell, self._record(ref, p, ctx))
+                emit(p.job, self._record(ref, p, ctx))
             if time.monotonic() >= next_police:
                 self._police(pending, ctx, timeout_s, emit)
                 next_police = time.monotonic() + _POLICE_S
 
-    def _drain(self, board, by_cell: dict[str, _Pending], progress) -> None:
+    def _drain(self, board, by_key: dict[str, _Pending]) -> None:
         try:
             events = self._ray.get(board.drain.remote(), timeout=_BOARD_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - progress only; records and deadlines do not depend on it alone
             return
         for ev in events:
-            p = by_cell.get(ev[1])
+            p = by_key.get(ev[1])
             if p is None:
                 continue
             if ev[0] == "started":
-                _, cell_id, node_id, address, attempt, system_block = ev
+                _, _, node_id, address, attempt, system_block = ev
                 p.node_id, p.node_address, p.attempt, p.system_block = node_id, address, attempt, system_block
                 p.nodes.append(node_id)
                 p.started_mono = time.monotonic()
-                if progress:
-                    progress(cell_id, f"started on node {node_id[:8]}" + (f" (attempt {attempt})" if attempt > 1 else ""))
-            elif progress:
-                progress(ev[1], ev[2])
+                if p.progress:
+                    p.progress(p.job.cell.cell_id, f"started on node {node_id[:8]}"
+                               + (f" (attempt {attempt})" if attempt > 1 else ""))
+            elif p.progress:
+                p.progress(p.job.cell.cell_id, ev[2])
 
     def _police(self, pending: dict, ctx: SuiteContext, timeout_s: float, emit) -> None:
         """Fail, with the cause, cells that no alive node can run any more and started cells past their deadline."""
@@ -464,7 +487,7 @@ class RayExecutor(Executor):
                     del pending[ref]
                     lost = f"; it was running on node {p.node_id[:12]} ({p.node_address}), which was lost" \
                         if p.node_id else ""
-                    emit(p.cell, self._failed(
+                    emit(p.job, self._failed(
                         p, ctx, f"no alive node of the cluster can run the cell any more: it needs "
                         f"{format_resources(p.requested)}{lost}; waited {self.fleet.reschedule_wait_s:g} s for one "
                         "to join", "NodeLost", "schedule"))
@@ -472,7 +495,7 @@ class RayExecutor(Executor):
             if p.started_mono is not None and now - p.started_mono > timeout_s + _grace_s(timeout_s):
                 _cancel(ray, ref)
                 del pending[ref]
-                emit(p.cell, self._failed(
+                emit(p.job, self._failed(
                     p, ctx, f"no record from node {p.node_id[:12]} ({p.node_address}) within cell_timeout_s="
                     f"{timeout_s:g} plus {_grace_s(timeout_s):g} s after the cell started there; cancelled",
                     "Timeout", "worker"))
@@ -497,7 +520,7 @@ class RayExecutor(Executor):
                 p, ctx, f"{where} was lost while running the cell, attempt {max(p.attempt, 1)} of "
                 f"{self.fleet.max_attempts}: {type(e).__name__}: {_first_line(e)}", "NodeLost", "worker", str(e))
         try:
-            rec = records.parse(data["record"], f"record of {p.cell.cell_id} from {where}")
+            rec = records.parse(data["record"], f"record of {p.job.cell.cell_id} from {where}")
         except BenchkitError as e:
             return self._failed(p, ctx, str(e), "RecordError", "collect")
         if ctx.run_dir:
@@ -506,7 +529,7 @@ class RayExecutor(Executor):
 
     def _failed(self, p: _Pending, ctx: SuiteContext, message: str, etype: str, phase: str,
                 detail: str = "") -> ResultRecord:
-        rec = error_record(p.cell, ctx, p.submitted_at, message, etype, phase, detail)
+        rec = error_record(p.job.cell, ctx, p.submitted_at, message, etype, phase, detail)
         if p.system_block:  # the node that had the cell last, not this machine
             rec = rec.model_copy(update={"system": SystemRecord(**p.system_block)})
         return with_placement(rec, PlacementRecord(

@@ -13,12 +13,18 @@ Option ``fault`` picks the failure:
   raise_run   run() raises after `after` calls
   nan         outputs are NaN
   exit        the worker process calls os._exit(3) in load()
+  oom         load() allocates (and touches) 64 MiB chunks up to `alloc_bytes` (default 2 GiB), as a runaway
+              runtime would; it refuses to start unless a memory limit below 1 GiB is in force, so a test can
+              never push the machine itself out of memory
+  raise_close close() raises after a complete measurement
+  wrong_shape outputs lose their last column: [batch, n] becomes [batch, n - 1]
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import time
 
 import numpy as np
@@ -47,6 +53,8 @@ class FaultInjectionBackend(Backend):
             raise RuntimeError("injected failure in load()")
         if self.fault == "exit":
             os._exit(3)
+        if self.fault == "oom":
+            self._runaway(int(self.options.get("alloc_bytes", 2 << 30)))
         self._names = list(workload.output_names)
 
     def run(self, staged):
@@ -60,11 +68,28 @@ class FaultInjectionBackend(Backend):
             if self.fault == "raise_run":
                 raise RuntimeError("injected failure in run()")
         first = next(iter(staged.values()))
+        if self.fault == "wrong_shape":
+            return [first[..., :-1] for _ in self._names]
         return [np.full_like(first, np.nan) if self.fault == "nan" else first for _ in self._names]
+
+    def _runaway(self, total: int) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        if soft == resource.RLIM_INFINITY or soft > 1 << 30:
+            raise RuntimeError("fault 'oom' needs a worker memory limit below 1 GiB (run.max_memory_bytes); "
+                               f"RLIMIT_DATA is {soft}: refusing to allocate without one")
+        self._hoard = []
+        for _ in range(total // (64 << 20)):
+            self._hoard.append(np.ones(64 << 20, np.uint8))  # np.ones touches every page
+
+    def close(self):
+        self._hoard = None
+        if self.fault == "raise_close":
+            raise RuntimeError("injected failure in close()")
 
     def fetch(self, result):
         return list(result)
 
     def info(self):
+        # the process id tells tests which worker measured (repetitions must each get a fresh one)
         return BackendInfo(name=self.name, version="0.0.0", device="fake", precision="fp32",
-                           adapter=f"{__name__}:FaultInjectionBackend")
+                           options={**self.options, "pid": os.getpid()}, adapter=f"{__name__}:FaultInjectionBackend")

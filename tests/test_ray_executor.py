@@ -234,6 +234,47 @@ def test_a_cell_no_node_can_run_is_refused_before_the_suite(cluster, work):
     assert "none" in fleet.stdout  # the cell table shows the cells without a node
 
 
+def test_resume_on_the_cluster_runs_only_the_missing_cells(cluster, ray_run, work):
+    """--resume works as it does locally: the same run directory, only cells without a record run."""
+    (run_dir,) = (work / "out-ray" / "fleet-e2e").iterdir()
+    gone = ["tiny-add__acc-b__single_stream.json", "tiny-file__cpu__single_stream.json"]
+    kept = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.json") if p.name not in gone}
+    for name in gone:
+        (run_dir / name).unlink()
+    proc = cluster.benchkit("run", "spec.yaml", "--executor", "ray", "--address", cluster.address, "--fleet",
+                            "fleet.yaml", "--out", "out-ray", "--resume", cwd=work, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stderr and "4 of 6 cells done, 2 to run" in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.json") if p.name not in gone} == kept
+    run_id = json.loads((run_dir / next(iter(kept))).read_text())["run_id"]
+    for name in gone:
+        rec = json.loads((run_dir / name).read_text())
+        assert rec["run_id"] == run_id and rec["placement"]["executor"] == "ray" and rec["validity"]["valid"]
+
+
+REPEATS = f"""
+name: fleet-repeats
+workloads: [{{name: tiny-add}}]
+backends: [{{name: onnxruntime, label: acc-a, options: {ORT}}}]
+scenarios: [{{kind: single_stream, min_duration_ms: 100, min_query_count: 20, warmup_ms: 0, warmup_queries: 1}}]
+run: {{repeats: 2, keep_samples: false}}
+"""
+
+
+def test_repeated_cells_are_separate_tasks_with_their_own_records(cluster, work):
+    (work / "repeats.yaml").write_text(REPEATS)
+    proc = cluster.benchkit("run", "repeats.yaml", "--executor", "ray", "--address", cluster.address, "--fleet",
+                            "fleet.yaml", "--out", "out-rep", cwd=work, timeout=180)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: a between-session spread may flag; not a crash
+    (run_dir,) = (work / "out-rep" / "fleet-repeats").iterdir()
+    recs = {p.name: json.loads(p.read_text()) for p in run_dir.glob("*.json")}
+    assert sorted(recs) == ["tiny-add__acc-a__single_stream-r1.json", "tiny-add__acc-a__single_stream-r2.json"]
+    assert sorted(r["repeat"]["index"] for r in recs.values()) == [1, 2]
+    for r in recs.values():
+        assert r["placement"]["executor"] == "ray" and r["repeat"]["between"] is not None
+        assert r["power"]["available"] is False and "Ray node" in r["power"]["reason"]
+
+
 SERVER = """
 name: fleet-server
 workloads: [{name: tiny-add}]

@@ -355,7 +355,7 @@ def test_node_lost_mid_suite_retries_elsewhere_or_fails_with_the_cause(cluster, 
 
     a = recs["tiny-add__acc-a__single_stream"]
     assert a["validity"]["valid"], a["validity"]
-    assert a["placement"]["attempt"] == 2 and len(a["placement"]["lost_nodes"]) == 1
+    assert a["placement"]["attempt"] == 2 and len(a["placement"]["lost_nodes"]) == 1, (a["placement"], killed)
     assert a["placement"]["node_id"] != a["placement"]["lost_nodes"][0]
     assert a["metrics"]["duration_ns"] >= 8_000_000_000  # a whole run on the second node
 

@@ -47,6 +47,7 @@ from . import Executor, with_placement
 MIN_RAY = (2, 9)
 _INSTALL = "pip install 'benchkit[ray]'"
 _INLINE_BYTES = 1 << 20  # files up to this size travel inside the task's arguments, larger through the object store
+_HEAD = "node:__internal_head__"  # a resource Ray gives the head node only
 _POLL_S = 0.25  # how often the submitting loop looks at progress events when no record arrives
 _POLICE_S = 1.0  # how often it checks node liveness and deadlines
 _BOARD_TIMEOUT_S = 10.0
@@ -202,12 +203,14 @@ def _cell_task(job_key: str, cell_data: dict, ctx_data: dict, timeout_s: float, 
     cell, ctx = Cell(**cell_data), SuiteContext(**ctx_data)
     node_id = ray.get_runtime_context().get_node_id()
     node_address = ray.util.get_node_ip_address()
-    attempt, earlier = 1, []
+    attempt, earlier = _attempt(), []
     try:
-        attempt, earlier = ray.get(board.started.remote(job_key, node_id, node_address, system.describe()),
+        counted, earlier = ray.get(board.started.remote(job_key, node_id, node_address, system.describe()),
                                    timeout=_BOARD_TIMEOUT_S)
+        attempt = attempt or counted
     except Exception:  # noqa: BLE001 - progress only: the cell runs without it
         pass
+    attempt = attempt or 1
 
     def progress(_cell_id: str, phase: str) -> None:
         board.phase.remote(job_key, phase)  # fire and forget: never slows the cell
@@ -241,6 +244,16 @@ def _cell_task(job_key: str, cell_data: dict, ctx_data: dict, timeout_s: float, 
         attempt=attempt, lost_nodes=earlier, submitted_at=datetime.fromisoformat(submitted_at),
         dispatched_at=dispatched))
     return {"record": rec.model_dump(mode="json"), "files": files}
+
+
+def _attempt() -> int | None:
+    """Ray's own count of this task's tries (1 = first), where this Ray version says it (else None)."""
+    try:
+        from ray._private.worker import global_worker
+
+        return int(global_worker.core_worker.get_current_task_attempt_number()) + 1
+    except Exception:  # noqa: BLE001 - a private API: the board's count stands in for it
+        return None
 
 
 def _node_accelerators() -> list:
@@ -392,18 +405,13 @@ class RayExecutor(Executor):
     def run(self, jobs, ctx, *, isolation, timeout_s, progress_for, emit) -> None:
         # Cells always run in a worker process on their node: `inline` is for debugging on one machine.
         ray = self._ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         if not jobs:  # e.g. --resume of a run that is complete
             return
         cells = [job.cell for job in jobs]
         self.check(cells)
         ships = self._ship(cells, ctx)
-        board = ray.remote(_Board).options(
-            num_cpus=0, max_restarts=0,
-            # next to the driver: the board lives as long as the suite's own node does
-            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
-        ).remote()
+        # On the head node: it lives as long as the cluster does, whichever worker nodes are lost.
+        board = ray.remote(_Board).options(num_cpus=0, max_restarts=0, resources={_HEAD: 0.001}).remote()
         task = ray.remote(_cell_task)
         pending: dict[Any, _Pending] = {}
         try:

@@ -74,8 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
     v.add_argument("spec")
 
-    s = sub.add_parser("schema", help="print a JSON Schema")
+    s = sub.add_parser("schema", help="print a JSON Schema, or with --markdown the reference page")
     s.add_argument("which", choices=["spec", "result"])
+    s.add_argument("--markdown", action="store_true",
+                   help="print the Markdown reference (every field: type, unit, default, description) instead")
 
     sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures")
 
@@ -238,6 +240,11 @@ def cmd_validate(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    if args.markdown:
+        from .refdocs import markdown
+
+        sys.stdout.write(markdown(args.which))
+        return 0
     if args.which == "spec":
         from .spec import spec_json_schema
 
@@ -372,14 +379,14 @@ def _summary_table(recs) -> None:
 
     t = Table(title="benchkit results", title_justify="left")
     for col in ("workload", "backend", "scenario", "precision", "batch", "headline", "p50", "p99", "samples/s", "CV",
-                "validity"):
+                "division", "validity"):
         t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99", "samples/s", "CV") else "left")
     for r in recs:
         wl = r.spec["workload"]["name"]
         be = r.spec["backend"].get("label") or r.spec["backend"]["name"]
         m = r.metrics
         if m is None:
-            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-",
+            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-", "-",
                       f"[red]FAILED[/] ({r.error.phase if r.error else '?'})")
             continue
         h = m.headline
@@ -390,7 +397,8 @@ def _summary_table(recs) -> None:
             valid += " [yellow](!)[/]"
         t.add_row(wl, be, r.scenario.kind, r.backend.precision if r.backend else "-",
                   str(r.workload.effective_batch_size) if r.workload else "-", head, _fmt_ns(m.latency_ns.p50),
-                  _fmt_ns(m.latency_ns.p99), _fmt_rate(m.throughput_per_s), f"{m.latency_ns.cv:.1%}", valid)
+                  _fmt_ns(m.latency_ns.p99), _fmt_rate(m.throughput_per_s), f"{m.latency_ns.cv:.1%}",
+                  r.division.name if r.division else "-", valid)
     con = _console()
     con.print(t)
     for r in recs:
@@ -398,6 +406,8 @@ def _summary_table(recs) -> None:
             con.print(f"[red]INVALID[/] {r.cell_id}: {reason}")
         for w in r.validity.warnings:
             con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
+        if r.division and r.division.name == "open" and r.division.requested != "closed":
+            con.print(f"open {r.cell_id}: " + "; ".join(r.division.reasons))
 
 
 def _repeats_table(recs) -> None:
@@ -544,6 +554,25 @@ def cmd_show(args) -> int:
         b = r.backend
         con.print(f"backend   {b.id}: {b.name} {b.version} on {b.device}, precision {b.precision} "
                   f"(claimed {b.claimed_precision})")
+    if r.division:
+        d = r.division
+        con.print(f"division  {d.name} (rules {d.rules_version}"
+                  + (f", requested {d.requested}" if d.requested != "auto" else "")
+                  + (f", compared with {d.standard_workload}" if d.standard_workload else "") + ")")
+        for reason in d.reasons:
+            con.print(f"  open: {reason}")
+    if r.accuracy:
+        a = r.accuracy
+        verdict = {True: "[green]passed[/]", False: "[red]FAILED[/]", None: "[yellow]not checked[/]"}[a.passed]
+        con.print(f"accuracy  {verdict} ({a.precision} tolerances, {a.samples} call(s) vs {a.reference})"
+                  + (f": {a.skipped}" if a.skipped else ""))
+        for failure in a.failures:
+            con.print(f"  [red]failure:[/] {failure}")
+    if r.audits:
+        for name in type(r.audits).model_fields:
+            audit = getattr(r.audits, name)
+            if audit is not None:
+                con.print(f"audit     {name}: {'[green]passed[/]' if audit.passed else '[red]FAILED[/]'}: {audit.summary}")
     s = r.system
     con.print(f"system    {s.cpu_model}, {s.cpu_count} CPUs, {_fmt_bytes(s.memory_bytes)}, {s.os}, Python {s.python}")
     con.print(f"scenario  {r.scenario.kind} " + ", ".join(f"{k}={v}" for k, v in r.scenario.settings.items()

@@ -10,8 +10,6 @@ reported percentile can be recomputed from ``samples_ns`` with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .backends.base import BackendInfo
+from ._fsutil import write_atomic  # noqa: F401  (re-exported: records.write_atomic)
 from .errors import RecordError
 from .stats import LatencyStats
 
@@ -30,7 +29,8 @@ SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples
 #    system: MLPerf-style description (cpu_sockets, cpu_cores, cpu_frequency_mhz, cpu_caches, kernel, os_release,
 #    accelerators, submitter, system_name, status, cooling, notes); power (meters, idle baseline, energy per
 #    inference, performance per watt); stability (machine state before/after the measurement, flags);
-#    repeat (index of this session among run.repeats, spread between sessions).
+#    repeat (index of this session among run.repeats, spread between sessions);
+#    division (closed | open and why, decided by benchkit.divisions under rules version 1.0).
 #    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
 
 
@@ -39,22 +39,26 @@ class _Model(BaseModel):
 
 
 class InputInfo(_Model):
-    name: str
-    dtype: str
+    """One generated graph input."""
+
+    name: str = Field(description="Graph input name.")
+    dtype: str = Field(description="numpy dtype name, e.g. float32, int64.")
     shape: list[int] = Field(description="Shape of one inference call's input.")
 
 
 class WorkloadRecord(_Model):
-    name: str
-    source: Literal["catalog", "file"]
-    catalog: str | None = None
-    variant: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    model_sha256: str
+    """The model that ran: where it came from, its exact bytes (SHA-256), its inputs and its cost per sample."""
+
+    name: str = Field(description="Workload name in the spec.")
+    source: Literal["catalog", "file"] = Field(description="catalog: built by benchkit; file: an ONNX file given by path.")
+    catalog: str | None = Field(None, description="Catalog entry built (source catalog).")
+    variant: str | None = Field(None, description="Catalog precision variant built: fp32 | fp16 | int8.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides given in the spec.")
+    model_sha256: str = Field(description="SHA-256 of the model file's bytes: the workload version.")
     model_file: str = Field(description="File name of the model (not its path: records travel between machines).")
-    graph_precision: str
-    dims: dict[str, int] = Field(default_factory=dict)
-    inputs: list[InputInfo] = Field(default_factory=list)
+    graph_precision: str = Field(description="Precision of the graph's weights and quantisation: fp32 | fp16 | int8 ...")
+    dims: dict[str, int] = Field(default_factory=dict, description="Values of the named dynamic dims (batch excluded).")
+    inputs: list[InputInfo] = Field(default_factory=list, description="Inputs fed, with one call's shapes.")
     effective_batch_size: int | None = Field(None, description="Samples per inference call actually used.")
     flops: int | None = Field(None, description="FLOPs per sample (benchkit.workloads.flops conventions), where known.")
     macs: int | None = Field(None, description="Multiply-accumulates per sample, where known.")
@@ -67,6 +71,8 @@ class WorkloadRecord(_Model):
 
 
 class BackendRecord(BackendInfo):
+    """What the adapter reported about the runtime and device that ran (effective precision, resolved options)."""
+
     id: str = Field(description="Backend label in the spec (defaults to name).")
     claimed_precision: str = Field(description="Precision the spec claims for this result.")
     memory_bandwidth_bytes_per_s: float | None = Field(None, description="Device memory bandwidth, if known.")
@@ -74,39 +80,49 @@ class BackendRecord(BackendInfo):
 
 
 class CacheInfo(_Model):
-    level: int
+    """One CPU cache level, as sysfs describes it."""
+
+    level: int = Field(description="Cache level: 1, 2, 3.")
     type: str = Field(description="Data | Instruction | Unified.")
     size_bytes: int = Field(description="Size of one instance.")
     instances: int | None = Field(None, description="How many of this cache the host has (from shared_cpu_list).")
 
 
 class AcceleratorInfo(_Model):
-    model: str
-    memory_bytes: int | None = None
-    driver: str | None = None
+    """One accelerator in the machine."""
+
+    model: str = Field(description="Device model name, e.g. NVIDIA H200.")
+    memory_bytes: int | None = Field(None, description="Device memory, where known.")
+    driver: str | None = Field(None, description="Driver version, where known.")
     index: int | None = Field(None, description="Device index as the source numbers it.")
     source: str = Field(description="Where the description came from: nvml | adapter <name>.")
 
 
 class SystemRecord(_Model):
-    hostname: str
-    cpu_model: str
-    cpu_count: int
-    cpu_affinity: int | None = None
-    cpu_flags: list[str] = Field(default_factory=list)
-    memory_bytes: int
-    os: str
-    machine: str
-    python: str
-    packages: dict[str, str]
+    """The machine the result was measured on (benchkit.system.describe)."""
+
+    hostname: str = Field(description="Host name.")
+    cpu_model: str = Field(description="Host CPU model name.")
+    cpu_count: int = Field(description="Logical CPUs of the machine.")
+    cpu_affinity: int | None = Field(None, description="Logical CPUs the process may run on, where the OS says.")
+    cpu_flags: list[str] = Field(
+        default_factory=list, description="ISA extensions that change kernel choice (avx512f, amx_bf16, sve ...)."
+    )
+    memory_bytes: int = Field(description="Physical memory.")
+    os: str = Field(description="Operating system and kernel release.")
+    machine: str = Field(description="Architecture, e.g. x86_64, aarch64.")
+    python: str = Field(description="Python version.")
+    packages: dict[str, str] = Field(description="Versions of the packages that shape results (runtimes, numpy, onnx).")
     # MLPerf-style system description; fields absent in older records, null where unreadable.
     cpu_sockets: int | None = Field(None, description="Physical processor packages.")
     cpu_cores: int | None = Field(None, description="Physical cores over all sockets (cpu_count counts threads).")
     cpu_frequency_mhz: float | None = Field(None, description="Maximum frequency (cpufreq cpuinfo_max_freq), else nominal.")
-    cpu_caches: list[CacheInfo] = Field(default_factory=list)
+    cpu_caches: list[CacheInfo] = Field(default_factory=list, description="CPU caches, one entry per level and type.")
     kernel: str | None = Field(None, description="Kernel release and build (uname -r -v).")
     os_release: str | None = Field(None, description="Distribution, from /etc/os-release PRETTY_NAME.")
-    accelerators: list[AcceleratorInfo] = Field(default_factory=list)
+    accelerators: list[AcceleratorInfo] = Field(
+        default_factory=list, description="Accelerators found (NVML), else as the adapter describes its device."
+    )
     submitter: str | None = Field(None, description="From the system file: who submits the result.")
     system_name: str | None = Field(None, description="From the system file: the system's marketed name.")
     status: Literal["available", "preview", "rdi"] | None = Field(
@@ -117,29 +133,37 @@ class SystemRecord(_Model):
 
 
 class ScenarioRecord(_Model):
-    kind: Literal["single_stream", "multi_stream", "server", "offline"]
+    """The scenario that ran, with every setting as it applied."""
+
+    kind: Literal["single_stream", "multi_stream", "server", "offline"] = Field(description="Scenario kind.")
     settings: dict[str, Any] = Field(description="Effective settings, profile defaults filled in.")
 
 
 class Headline(_Model):
-    name: str
-    value: float
-    unit: str
-    higher_is_better: bool
+    """The scenario's one headline figure (p90 latency for SingleStream, samples/s for Offline ...)."""
+
+    name: str = Field(description="Metric name, e.g. latency_p90_ns, throughput_per_s.")
+    value: float = Field(description="Its value, in `unit`.")
+    unit: str = Field(description="ns | samples/s.")
+    higher_is_better: bool = Field(description="True for throughputs, false for latencies.")
 
 
 class Metrics(_Model):
-    latency_ns: LatencyStats = Field(description="Per-query latency statistics (nearest-rank percentiles).")
+    """The measurement: latency statistics, throughput, and the untimed phases' durations."""
+
+    latency_ns: LatencyStats = Field(description="Per-query latency statistics (percentiles by LoadGen's index rule).")
     count: int = Field(description="Measured queries.")
     sample_count: int = Field(description="Measured samples (queries x samples per query).")
     duration_ns: int = Field(description="From the first issue to the last completion of the measured run.")
     throughput_per_s: float = Field(description="sample_count / duration.")
-    queries_per_s: float
+    queries_per_s: float = Field(description="count / duration.")
     first_inference_ns: int = Field(description="The very first call after load (cold), not in the statistics.")
     load_ns: int = Field(description="Adapter load/compile time.")
-    warmup_queries: int
-    stop_reason: str
-    headline: Headline
+    warmup_queries: int = Field(description="Untimed warmup calls made before the measurement.")
+    stop_reason: str = Field(
+        description="Why the measurement stopped: min_duration_and_query_count | max_query_count | max_duration."
+    )
+    headline: Headline = Field(description="The scenario's headline figure.")
     achieved_flops_per_s: float | None = Field(None, description="workload.flops x throughput_per_s.")
     fraction_of_peak: float | None = Field(
         None, description="achieved_flops_per_s / backend.peak_flops_per_s (roofline y over the flat roof)."
@@ -191,14 +215,18 @@ class Probe(_Model):
 
 
 class Validity(_Model):
-    valid: bool
+    """VALID or INVALID, with every reason, and warnings that do not invalidate."""
+
+    valid: bool = Field(description="True when no rule was broken (reasons is empty).")
     reasons: list[str] = Field(default_factory=list, description="Why the result is INVALID (empty when valid).")
     warnings: list[str] = Field(default_factory=list, description="Doubts that do not invalidate (e.g. high CV).")
 
 
 class ErrorInfo(_Model):
-    type: str
-    message: str
+    """Why a cell produced no measurement."""
+
+    type: str = Field(description="Exception type, or WorkerCrash | Timeout.")
+    message: str = Field(description="What went wrong, in one line.")
     phase: str = Field(description="load | stage | warmup | measure | worker | resolve ...")
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
@@ -224,8 +252,8 @@ class PlacementRecord(_Model):
 class PowerDomain(_Model):
     """One meter domain's figures (a RAPL package, an NVIDIA GPU, an external meter)."""
 
-    meter: str
-    domain: str
+    meter: str = Field(description="Power meter plugin that read it: rapl | nvml | external ...")
+    domain: str = Field(description="What it measures, as the meter names it (a CPU package, DRAM, a GPU).")
     read_as: Literal["energy_j", "power_w"] = Field(description="Cumulative energy counter, or sampled power.")
     avg_power_w: float = Field(description="Mean power over the measured window.")
     idle_power_w: float | None = Field(None, description="Mean power over the idle baseline before the run.")
@@ -235,7 +263,7 @@ class PowerDomain(_Model):
 class Power(_Model):
     """Power and energy over the measured window, or why there are none: figures are measured, never invented."""
 
-    available: bool
+    available: bool = Field(description="True when a meter measured the run; false: no power figure at all.")
     reason: str | None = Field(None, description="Why no figure could be given (available: false).")
     window_ns: int | None = Field(None, description="Length of the sampled window (the measured run).")
     avg_power_w: float | None = Field(None, description="Sum over the domains of their mean power while measuring.")
@@ -245,7 +273,7 @@ class Power(_Model):
     samples_per_s_per_w: float | None = Field(
         None, description="Performance per watt: metrics.throughput_per_s / avg_power_w (= inferences per joule)."
     )
-    domains: list[PowerDomain] = Field(default_factory=list)
+    domains: list[PowerDomain] = Field(default_factory=list, description="Each measured domain's figures.")
     unavailable: list[str] = Field(default_factory=list, description="Configured meters that could not be read, why.")
 
 
@@ -253,7 +281,7 @@ class Stability(_Model):
     """Machine state read just before and just after the measured run, and what changed."""
 
     before: dict[str, Any] = Field(default_factory=dict, description="benchkit.stability.read_state() as JSON.")
-    after: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict, description="The same, read just after the measurement.")
     flags: list[str] = Field(default_factory=list, description="Throttling or drift seen (warnings; INVALID under certify).")
     unreadable: list[str] = Field(default_factory=list, description="What could not be read here, and why.")
 
@@ -261,27 +289,31 @@ class Stability(_Model):
 class SessionSpread(_Model):
     """The headline over every repetition of a cell (each a fresh process): the between-session spread."""
 
-    metric: str
-    unit: str
+    metric: str = Field(description="Headline metric compared between sessions.")
+    unit: str = Field(description="Its unit.")
     values: list[float | None] = Field(description="Headline of each session in repetition order; null: it failed.")
-    mean: float | None = None
-    stdev: float | None = None
+    mean: float | None = Field(None, description="Mean of the sessions' headlines.")
+    stdev: float | None = Field(None, description="Sample standard deviation of the sessions' headlines.")
     cv: float | None = Field(None, description="stdev / mean between sessions.")
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, description="Lowest session headline.")
+    max: float | None = Field(None, description="Highest session headline.")
     within_run_cv: list[float | None] = Field(
         default_factory=list, description="Each session's own latency CV (the within-run spread), for comparison."
     )
 
 
 class RepeatInfo(_Model):
+    """This record's place among the run.repeats sessions of its cell, and their spread."""
+
     index: int = Field(description="1-based session number of this record.")
     count: int = Field(description="run.repeats: sessions of this cell in the run.")
     between: SessionSpread | None = Field(None, description="Filled in once every session of the cell has a record.")
+
+
 class OutputAccuracy(_Model):
     """How one graph output compared with the reference, over every sample of the accuracy set."""
 
-    name: str
+    name: str = Field(description="Graph output name.")
     max_abs_error: float | None = Field(description="max |out - ref| over all elements; null: not comparable.")
     max_rel_error: float | None = Field(
         description="max_abs_error / max |ref|: error relative to the output's scale (an all-zero reference: "
@@ -299,11 +331,11 @@ class OutputAccuracy(_Model):
 class TaskMetric(_Model):
     """The workload's own quality metric (e.g. top-1 on a labelled evaluation set), where it has one."""
 
-    name: str
+    name: str = Field(description="Metric name, e.g. top1.")
     value: float = Field(description="Measured backend's score.")
     reference_value: float = Field(description="The reference backend's score on the fp32 model.")
     min_value: float = Field(description="Lowest passing score (a fraction of reference_value).")
-    passed: bool
+    passed: bool = Field(description="value >= min_value.")
     samples: int = Field(description="Labelled samples scored.")
 
 
@@ -315,7 +347,7 @@ class Accuracy(_Model):
     why), which is a warning, and INVALID under the certify profile or --audit.
     """
 
-    passed: bool | None
+    passed: bool | None = Field(description="true: every output within tolerance; false: INVALID; null: nothing compared.")
     reference: str = Field(description="What produced the reference outputs: backend, version, device, precision.")
     reference_model_sha256: str | None = Field(
         None, description="Model the reference ran: the fp32 variant of a catalog entry for its fp16/int8 variants."
@@ -324,12 +356,12 @@ class Accuracy(_Model):
     tolerance: dict[str, float] = Field(default_factory=dict, description="abs, rel, min_cosine, min_top1_agreement.")
     samples: int = Field(0, description="Inference calls compared (distinct seeded inputs).")
     seed: int = Field(0, description="Seed of the sample inputs.")
-    max_abs_error: float | None = None
-    max_rel_error: float | None = None
-    min_cosine_similarity: float | None = None
-    top1_agreement: float | None = None
-    outputs: list[OutputAccuracy] = Field(default_factory=list)
-    task_metric: TaskMetric | None = None
+    max_abs_error: float | None = Field(None, description="Largest max_abs_error over the outputs; null: not comparable.")
+    max_rel_error: float | None = Field(None, description="Largest max_rel_error over the outputs; null: not comparable.")
+    min_cosine_similarity: float | None = Field(None, description="Lowest cosine similarity over the float outputs.")
+    top1_agreement: float | None = Field(None, description="Lowest top-1 agreement over the classifier outputs.")
+    outputs: list[OutputAccuracy] = Field(default_factory=list, description="Each graph output's figures.")
+    task_metric: TaskMetric | None = Field(None, description="The workload's own quality metric, where it has one.")
     failures: list[str] = Field(default_factory=list, description="Each tolerance exceeded, with its figures.")
     skipped: str | None = Field(None, description="Why nothing was compared (passed is null).")
 
@@ -337,7 +369,7 @@ class Accuracy(_Model):
 class Audit(_Model):
     """One compliance audit's verdict and the figures it was based on."""
 
-    passed: bool
+    passed: bool = Field(description="false makes the record INVALID.")
     summary: str = Field(description="One line: what was compared and the outcome.")
     figures: dict[str, Any] = Field(default_factory=dict, description="Measured values, units in the key names.")
 
@@ -356,31 +388,56 @@ class Audits(_Model):
     )
 
 
+class Division(_Model):
+    """Closed or open (docs/rules.md, "Divisions"): decided by benchkit from the record, never by the submitter.
+
+    ``closed``: the standard catalog graph, byte for byte as benchkit builds it,
+    with the catalog's inputs, at a permitted precision, accuracy gate passed
+    where one ran. ``open``: anything else, each departure listed in ``reasons``.
+    """
+
+    name: Literal["closed", "open"] = Field(description="The division the result belongs to.")
+    requested: Literal["auto", "closed", "open"] = Field(
+        "auto", description="What the spec asked for (run.division); a failed request for closed makes the record INVALID."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why the result is open (empty when closed).")
+    standard_workload: str | None = Field(
+        None, description="Catalog entry and variant the model was compared with, e.g. 'resnet50-v1.5 int8'."
+    )
+    standard_sha256: str | None = Field(
+        None, description="SHA-256 of benchkit's deterministic build of that entry at default params; null: not built."
+    )
+    rules_version: str = Field(description="Version of the evaluation rules (docs/rules.md) the decision follows.")
+
+
 class ResultRecord(_Model):
-    schema_version: int
-    benchkit_version: str
+    """One cell's result: workload x backend x scenario, with provenance, raw samples and validity."""
+
+    schema_version: int = Field(description="Version of this format (records.SCHEMA_VERSION).")
+    benchkit_version: str = Field(description="Version of benchkit that wrote the record.")
     engine: str = Field("benchkit", description="What drove the measurement: benchkit | mlperf (MLPerf LoadGen).")
-    run_id: str
-    cell_id: str
-    started_at: datetime
-    finished_at: datetime
-    spec_name: str
-    spec_sha256: str
+    run_id: str = Field(description="Suite run: UTC start time and a random suffix; shared by the run's records.")
+    cell_id: str = Field(description="workload__backend__scenario: the file name of the record.")
+    started_at: datetime = Field(description="Start of the cell (UTC).")
+    finished_at: datetime = Field(description="End of the cell (UTC).")
+    spec_name: str = Field(description="Name of the suite.")
+    spec_sha256: str = Field(description="SHA-256 of the spec file's text.")
     spec: dict[str, Any] = Field(description="The resolved cell: seed, profile, workload, backend, scenario entries.")
-    workload: WorkloadRecord | None
-    backend: BackendRecord | None
-    system: SystemRecord
-    scenario: ScenarioRecord
-    metrics: Metrics | None
+    workload: WorkloadRecord | None = Field(description="The model that ran; null if the cell failed before resolving it.")
+    backend: BackendRecord | None = Field(description="The runtime that ran; null if the cell failed before loading.")
+    system: SystemRecord = Field(description="The machine.")
+    scenario: ScenarioRecord = Field(description="The scenario and its effective settings.")
+    metrics: Metrics | None = Field(description="The measurement; null when the cell failed.")
     power: Power | None = Field(None, description="Power and energy (absent on error records and older records).")
     stability: Stability | None = Field(None, description="Machine state around the measurement.")
     repeat: RepeatInfo | None = Field(None, description="Present when run.repeats > 1.")
     samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
-    validity: Validity
-    error: ErrorInfo | None = None
+    validity: Validity = Field(description="VALID or INVALID, and why.")
+    error: ErrorInfo | None = Field(None, description="Why the cell failed (null when it ran).")
     accuracy: Accuracy | None = Field(None, description="The accuracy gate (absent on error records).")
     audits: Audits | None = Field(None, description="Compliance audits, when run (--audit, certify profile).")
     probe: Probe | None = Field(None, description="Set on the records of a --find-peak search.")
+    division: Division | None = Field(None, description="Closed or open division, and why (absent on error records).")
     placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
 
     def to_json(self) -> str:
@@ -395,32 +452,6 @@ def record_json_schema() -> dict[str, Any]:
     schema = ResultRecord.model_json_schema()
     schema["$comment"] = f"benchkit result record, schema_version {SCHEMA_VERSION}"
     return schema
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` so that a reader sees either nothing or the whole file, even after a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save(record: ResultRecord, path: Path) -> Path:

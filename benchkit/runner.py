@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import accuracy, audits, records, stats, system
+from . import accuracy, audits, divisions, records, stats, system
 from ._version import __version__
 from .backends import WorkloadInfo, load_backend_class
 from .errors import BackendError, BenchkitError, SpecError
@@ -87,6 +87,7 @@ class SuiteContext:
     engine: str = "benchkit"  # benchkit | mlperf (MLPerf LoadGen drives the measurement)
     run_dir: str | None = None  # where records go; the mlperf engine keeps LoadGen's logs beside them
     max_memory_bytes: int | None = None  # applied by each worker to itself (benchkit.limits), before any runtime loads
+    division: str = "auto"  # run.division: the division requested for every cell
 
 
 def new_run_id() -> str:
@@ -534,7 +535,23 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
     )
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
-    return ResultRecord(
+    record = ResultRecord(
+        **_provenance(cell, ctx, started, engine),
+        workload=_workload_block(wl, effective_batch, cost),
+        backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
+                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
+        metrics=metrics,
+        samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
+        validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
+        accuracy=acc,
+        audits=audit_block,
+    )
+    return divisions.apply(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
+
+
+def _provenance(cell: Cell, ctx: SuiteContext, started, engine: str) -> dict[str, Any]:
+    """The fields every record of a cell carries, measured or failed."""
+    return dict(
         schema_version=records.SCHEMA_VERSION,
         benchkit_version=__version__,
         engine=engine,
@@ -546,16 +563,8 @@ def _assemble(cell, ctx, started, wl, bspec: BackendSpec, info, effective_batch,
         spec_sha256=ctx.spec_sha256,
         spec=_spec_block(cell),
         probe=cell.probe,
-        workload=_workload_block(wl, effective_batch, cost),
-        backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
-                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
         system=records.SystemRecord(**system.describe()),
-        scenario=records.ScenarioRecord(kind=cell.kind, settings=s),
-        metrics=metrics,
-        samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
-        validity=records.Validity(valid=not reasons, reasons=reasons, warnings=warnings),
-        accuracy=acc,
-        audits=audit_block,
+        scenario=records.ScenarioRecord(kind=cell.kind, settings=cell.settings),
     )
 
 
@@ -571,21 +580,9 @@ def error_record(cell: Cell, ctx: SuiteContext, started, message: str, etype: st
     if info is not None:
         backend = records.BackendRecord(**info.model_dump(), id=bspec.id, claimed_precision=bspec.precision)
     return ResultRecord(
-        schema_version=records.SCHEMA_VERSION,
-        benchkit_version=__version__,
-        engine=ctx.engine,
-        run_id=ctx.run_id,
-        cell_id=cell.cell_id,
-        started_at=started,
-        finished_at=records.utcnow(),
-        spec_name=ctx.spec_name,
-        spec_sha256=ctx.spec_sha256,
-        spec=_spec_block(cell),
-        probe=cell.probe,
+        **_provenance(cell, ctx, started, ctx.engine),
         workload=workload,
         backend=backend,
-        system=records.SystemRecord(**system.describe()),
-        scenario=records.ScenarioRecord(kind=cell.kind, settings=cell.settings),
         metrics=None,
         samples_ns=None,
         validity=records.Validity(valid=False, reasons=[f"{phase} failed: {message}"]),
@@ -748,6 +745,7 @@ def run_suite(
         engine=engine,
         run_dir=str(run_dir),
         max_memory_bytes=session.max_memory_bytes,
+        division=spec.run.division,
     )
     mode = isolation or spec.run.isolation
     result = SuiteResult(ctx.run_id, run_dir, [], [])

@@ -416,6 +416,11 @@ class RunRules(_Frozen):
     accuracy_samples: int = Field(
         4, ge=1, le=16, description="Inference calls (distinct seeded inputs) the accuracy gate compares."
     )
+    division: Literal["auto", "closed", "open"] = Field(
+        "auto",
+        description="Division to file the results under (docs/rules.md): auto (benchkit decides), closed (a result "
+        "that breaks a closed rule is INVALID, with the reasons) or open (labelled open whatever it qualifies for).",
+    )
 
 
 class Spec(_Frozen):

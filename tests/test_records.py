@@ -109,7 +109,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(records.os, "replace", boom)
+    monkeypatch.setattr("benchkit._fsutil.os.replace", boom)
     with pytest.raises(OSError):
         records.write_atomic(target, "new")
     assert target.read_text() == "old"

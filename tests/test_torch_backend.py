@@ -65,5 +65,5 @@ def test_cuda_on_a_cpu_build_is_unavailable():
 
 def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(BackendUnavailable, match=r"pip install 'benchkit\[torch\]'"):
+    with pytest.raises(BackendUnavailable, match=r"pip install --no-deps 'onnx2torch>=1.5'"):
         TorchBackend({})

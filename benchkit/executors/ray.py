@@ -547,15 +547,14 @@ class RayExecutor(Executor):
 
 def _write_beside(run_dir: Path, files: dict[str, bytes]) -> None:
     """Put the files a cell wrote beside its record on its node into the submitter's run directory."""
+    from .._fsutil import write_atomic
+
     root = run_dir.resolve()
     for rel, data in files.items():
         path = (root / rel).resolve()
         if root not in path.parents:  # only ever a path under the run directory
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: a reader never sees half a log
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_atomic(path, data)  # a reader never sees half a log
 
 
 def _reachable(host: str, port: int, address: str, timeout_s: float = 5.0) -> None:

@@ -52,6 +52,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchkit._fsutil import write_atomic
 from benchkit._resources import data_dir
 from benchkit._version import __version__
 from benchkit.errors import WorkloadError
@@ -487,15 +488,7 @@ def materialize(
         return path
     data = serialize(build(name, params, variant))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data)
     except OSError as e:
         raise WorkloadError(f"cannot write workload {name!r} to cache {folder}: {e}") from e
     return path

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._fsutil import write_atomic
 from ..errors import WorkloadError
 from . import catalog
 
@@ -40,23 +41,8 @@ def export(name: str, out: Path, params: Mapping[str, Any] | None = None, varian
 
         model = onnx.load_from_string(data)
         data = catalog.serialize(fix_dims(model, dims))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic_bytes(out, data)
+    write_atomic(out, data)
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["export", "fix_dims"]

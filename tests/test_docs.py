@@ -1,0 +1,332 @@
+"""The documentation cannot rot: reference pages match the models, the site builds strictly, every example runs.
+
+Examples. Every fenced block of README.md and docs/**/*.md is handled by its
+language tag; the blocks of one page run in order, in one fresh working
+directory, so a later block can read what an earlier one wrote:
+
+* ``bash``/``sh``/``shell``: run with ``bash -e -o pipefail``; ``console``: the
+  lines starting with ``$ `` only. Two kinds of line are not run, because the
+  environment under test already is their result: ``pip install ... &&`` is
+  dropped from the front of a line (a line that only installs is dropped), and
+  a line running ``python -m pytest`` is dropped (it is this very suite).
+* ``benchkit`` on those lines is a wrapper around ``python -m benchkit``
+  that adds ``--inline`` to ``run`` (cells in this process tree without a
+  worker start-up each; isolation is tested elsewhere) and ``--quick``
+  unless a profile is given (unset durations become seconds; durations a
+  spec sets explicitly are kept).
+* ``python``: run as a script with the repository on ``PYTHONPATH``.
+* ``yaml``: must parse; a mapping with ``workloads`` is a spec and must pass
+  ``benchkit validate``, as if it were a file in ``specs/`` (so
+  ``model: models/...`` resolves as in the repository's own specs).
+* ``toml`` and ``json``: must parse. Blocks without a language (command
+  synopses, sample output) are prose.
+
+The working directory mirrors the repository (symbolic links to its top-level
+entries; ``specs/`` a real folder of links, ``results/`` empty), so commands
+written for a checkout work unchanged and write nothing into it.
+
+An HTML comment on the line before a fence changes how its block is treated:
+
+* ``<!-- docs-test: skip REASON -->``: not run; only for inherently long or
+  installing commands, with the reason stated;
+* ``<!-- docs-test: file NAME -->``: the block is saved as NAME in the working
+  directory (then a python file must import, a spec must validate) for later
+  blocks to use;
+* ``<!-- docs-test: exit 0,1 REASON -->``: the exit statuses accepted (default 0).
+
+A block always fails when its output holds a Python traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchkit import refdocs
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+BLOCK_TIMEOUT_S = 300
+
+# --------------------------------------------------------------------------- generated reference
+
+
+@pytest.mark.parametrize("which", ["spec", "result"])
+def test_reference_page_matches_the_models(which):
+    """`benchkit schema WHICH --markdown` (the real command) prints exactly the checked-in page."""
+    page = DOCS / "reference" / f"{which}.md"
+    out = subprocess.run([sys.executable, "-m", "benchkit", "schema", which, "--markdown"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == refdocs.markdown(which)
+    assert page.is_file() and page.read_text(encoding="utf-8") == out.stdout, (
+        f"docs/reference/{which}.md is out of date with the models; regenerate it with\n"
+        f"    python -m benchkit schema {which} --markdown > docs/reference/{which}.md"
+    )
+
+
+@pytest.mark.parametrize("which", ["spec", "result"])
+def test_every_field_is_documented(which):
+    """Each field is described where it is declared; the page is only as good as the descriptions."""
+    text = refdocs.markdown(which)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) > 20
+    # A tag field (type `"single_stream"`) says everything in its type column.
+    bare = [r.split("|")[1].strip() for r in rows if r.rstrip().endswith("|  |") and '| `"' not in r]
+    assert not bare, f"fields without a description in the {which} models: {', '.join(bare)}"
+
+
+def test_every_model_reachable_has_a_section_and_every_link_a_target():
+    for which in ("spec", "result"):
+        text = refdocs.markdown(which)
+        anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+        links = set(re.findall(r"\]\(#([^)]+)\)", text))
+        assert links and links <= anchors, links - anchors
+
+
+@pytest.mark.parametrize(
+    "name, unit",
+    [("min_duration_ms", "ms"), ("target_latency_ns", "ns"), ("cell_timeout_s", "s"), ("memory_bytes", "bytes"),
+     ("throughput_per_s", "1/s"), ("peak_flops_per_s", "FLOP/s"), ("memory_bandwidth_bytes_per_s", "bytes/s"),
+     ("target_qps", "queries/s"), ("samples_ns", "ns"), ("count", ""), ("warmup_queries", ""), ("ns", "")],
+)
+def test_units_come_from_name_suffixes(name, unit):
+    assert refdocs.unit_of(name) == unit
+
+
+def test_schema_markdown_rejects_unknown_pages():
+    with pytest.raises(ValueError, match="expected spec or result"):
+        refdocs.markdown("nope")
+
+
+# --------------------------------------------------------------------------- the site
+
+
+def _nav_pages(nav) -> list[str]:
+    out: list[str] = []
+    for item in nav:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        out += _nav_pages(value) if isinstance(value, list) else [value]
+    return out
+
+
+def _slug(heading: str) -> str:
+    """Python-Markdown's toc slug (what MkDocs uses for heading ids)."""
+    text = unicodedata.normalize("NFKD", re.sub(r"<[^>]+>", "", heading)).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_navigation_lists_every_page_and_every_link_resolves():
+    """What `mkdocs build --strict` checks, without MkDocs: pages in the nav, links to existing pages and headings."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    nav = _nav_pages(config["nav"])
+    on_disk = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
+    assert sorted(nav) == on_disk
+    headings = {p: {_slug(h) for h in re.findall(r"^#+ (.+?)\s*$", (DOCS / p).read_text(encoding="utf-8"), re.M)}
+                for p in on_disk}
+    for page in on_disk:
+        text = re.sub(r"^```.*?^```", "", (DOCS / page).read_text(encoding="utf-8"), flags=re.M | re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            assert resolved in headings, f"{page}: link to missing page {target}"
+            assert not anchor or anchor in headings[resolved], f"{page}: link to missing heading {target}"
+
+
+def test_site_builds_in_strict_mode(tmp_path):
+    """The site CI publishes: MkDocs + Material, --strict (a broken link, anchor or missing page fails)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
+        pytest.skip("mkdocs-material is not installed here: pip install -e '.[docs]' (CI installs it)")
+    out = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for page in ("index", "getting-started/index", "rules/index", "reference/spec/index", "reference/result/index"):
+        assert (tmp_path / "site" / f"{page}.html").is_file(), page
+
+
+# --------------------------------------------------------------------------- examples that run
+
+
+@dataclass(frozen=True)
+class Block:
+    page: Path
+    line: int
+    lang: str
+    body: str
+    directive: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+# A fence may be indented (a block inside a list item): its body is dedented by the fence's indent.
+_FENCE = re.compile(r"^([ \t]*)```([\w-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.M | re.S)
+_DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->$")
+
+
+def blocks(page: Path) -> list[Block]:
+    text = page.read_text(encoding="utf-8")
+    out = []
+    for m in _FENCE.finditer(text):
+        before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1].strip()
+        d = _DIRECTIVE.match(before)
+        indent = len(m.group(1))
+        body = "".join(line[indent:] if line[:indent].strip() == "" else line
+                       for line in m.group(3).splitlines(keepends=True))
+        out.append(Block(page, text.count("\n", 0, m.start()) + 1, m.group(2).lower(), body,
+                         d.group(1) if d else ""))
+    return out
+
+
+def _commands(block: Block) -> str:
+    lines = block.body.splitlines()
+    if block.lang == "console":
+        lines = [ln[2:] for ln in lines if ln.startswith("$ ")]
+    kept = []
+    for line in lines:
+        line = re.sub(r"^\s*pip install [^&#]*&&\s*", "", line)
+        if re.match(r"^\s*pip install\b", line) or re.search(r"\bpython -m pytest\b", line):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def _workdir(tmp: Path) -> tuple[Path, dict[str, str]]:
+    """A mirror of the repository to run a page's commands in, and the environment to run them with."""
+    work, bindir = tmp / "work", tmp / "bin"
+    work.mkdir()
+    bindir.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name in (".git", "results", "site", "specs") or entry.name.startswith("."):
+            continue
+        (work / entry.name).symlink_to(entry)
+    (work / "specs").mkdir()
+    for entry in (ROOT / "specs").iterdir():
+        (work / "specs" / entry.name).symlink_to(entry)
+    (work / "results").mkdir()
+    wrapper = bindir / "benchkit"
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "from benchkit.cli import main\n"
+        "args = sys.argv[1:]\n"
+        "if args[:1] == ['run']:\n"
+        "    extra = [] if '--inline' in args else ['--inline']\n"
+        "    if '--quick' not in args and '--profile' not in args:\n"
+        "        extra.append('--quick')\n"
+        "    args = ['run', *extra, *args[1:]]\n"
+        "sys.exit(main(args))\n"
+    )
+    wrapper.chmod(0o755)
+    (bindir / "python").symlink_to(sys.executable)
+    (tmp / "tmp").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "TMPDIR": str(tmp / "tmp"),  # mktemp in an example stays in the test's folder
+        "NO_MKDOCS_2_WARNING": "1",
+    }
+    return work, env
+
+
+def _run(args: list[str], block: Block, work: Path, env: dict[str, str], shown: str) -> None:
+    allowed = {0}
+    m = re.match(r"exit ([\d,]+)", block.directive)
+    if m:
+        allowed = {int(x) for x in m.group(1).split(",")}
+    try:
+        out = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{block.where}: example ran past {BLOCK_TIMEOUT_S} s:\n{shown}")
+    output = out.stdout + out.stderr
+    assert out.returncode in allowed and "Traceback (most recent call last)" not in output, (
+        f"{block.where}: example exited {out.returncode} (expected {sorted(allowed)}):\n{shown}\n"
+        f"--- output ---\n{output[-4000:]}"
+    )
+
+
+def _run_block(block: Block, index: int, work: Path, env: dict[str, str]) -> bool:
+    """Run one block; False when there was nothing to run in it."""
+    saved = None
+    if block.directive.startswith("file "):
+        saved = work / block.directive.split()[1]
+        saved.write_text(block.body, encoding="utf-8")
+    if block.lang in ("bash", "sh", "shell", "console"):
+        script = _commands(block)
+        if not script.strip():
+            return False
+        _run(["bash", "-e", "-o", "pipefail", "-c", script], block, work, env, script)
+    elif block.lang == "python":
+        if saved is not None:
+            _run([sys.executable, "-c", f"import {saved.stem}"], block, work, env, block.body)
+        else:
+            script = work / f"_docs_block_{index}.py"
+            script.write_text(block.body, encoding="utf-8")
+            _run([sys.executable, str(script)], block, work, env, block.body)
+    elif block.lang in ("yaml", "yml"):
+        data = yaml.safe_load(block.body)
+        if isinstance(data, dict) and "workloads" in data:
+            spec = saved or work / "specs" / f"_docs_{block.page.stem}_{index}.yaml"
+            if saved is None:
+                spec.write_text(block.body, encoding="utf-8")
+            _run([sys.executable, "-m", "benchkit", "validate", str(spec)], block, work, env, block.body)
+    elif block.lang == "toml":
+        tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
+        tomllib.loads(block.body)
+    elif block.lang == "json":
+        json.loads(block.body)
+    else:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_examples_run(page, tmp_path):
+    found = blocks(page)
+    work, env = _workdir(tmp_path)
+    ran = 0
+    for i, block in enumerate(found):
+        if block.directive.startswith("skip"):
+            assert len(block.directive.split()) > 2, f"{block.where}: a skipped example must state why"
+            continue
+        ran += _run_block(block, i, work, env)
+    runnable = [b for b in found if b.lang in ("bash", "console", "python", "yaml") and not b.directive.startswith("skip")]
+    assert ran or not runnable, f"{page.name}: no example ran"
+
+
+def test_the_block_parser_reads_directives_and_languages(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("text\n\n<!-- docs-test: exit 0,1 noisy -->\n```bash\nbenchkit --version\n```\n\n```\nplain\n```\n"
+                    "- item\n\n  ```yaml\n  run:\n    profile: quick\n  ```\n")
+    got = blocks(page)
+    assert [(b.lang, b.directive, b.body) for b in got] == [
+        ("bash", "exit 0,1 noisy", "benchkit --version\n"), ("", "", "plain\n"),
+        ("yaml", "", "run:\n  profile: quick\n")]
+    assert _commands(Block(page, 1, "bash", "pip install -e . && benchkit run x\npip install y\npython -m pytest\n", "")) \
+        == "benchkit run x"
+    assert _commands(Block(page, 1, "console", "$ benchkit show r.json\noutput line\n", "")) == "benchkit show r.json"
+
+
+def test_docstrings_are_rendered_as_markdown():
+    text = refdocs.markdown("result")
+    assert ":func:" not in text and "``" not in text
+    assert "follow `percentile_ns`" in text

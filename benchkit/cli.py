@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
                         "(default RUN_DIR: the newest run of this spec under --out)")
     r.add_argument("--system-file", type=Path, metavar="YAML",
                    help="system description (submitter, system_name, status, cooling, notes) stored in every record")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where cells run: this machine one by one (default), or as tasks on a Ray cluster")
+    r.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join (--executor ray; default: auto)")
+    r.add_argument("--fleet", type=Path, metavar="YAML",
+                   help="fleet file: Ray resources each backend's cells ask for (--executor ray; default: one core)")
 
     v = sub.add_parser("validate", help="check a spec (and the models it names) without running it")
     v.add_argument("spec")
@@ -100,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--batch", type=int, help="fix the batch dimension (default: left dynamic)")
     ex.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="fix a named dynamic dimension")
     ex.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="builder parameter override")
+
+    f = sub.add_parser("fleet", help="show a Ray cluster's nodes, what each advertises, and which cells of a spec "
+                       "each can run")
+    f.add_argument("spec", nargs="?", help="spec whose cells to place (optional)")
+    f.add_argument("--address", metavar="HOST:PORT|auto", help="Ray cluster to join (default: auto)")
+    f.add_argument("--fleet", type=Path, metavar="YAML", help="fleet file: Ray resources each backend's cells ask for")
 
     sh = sub.add_parser("show", help="print a result record readably")
     sh.add_argument("record", type=Path)
@@ -249,9 +260,12 @@ def cmd_schema(args) -> int:
 def cmd_run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .executors import make_executor
     from .runner import expand, preflight, run_suite
     from .spec import load_spec
 
+    if args.inline and args.executor != "local":
+        raise BenchkitError("--inline runs cells in this process; it cannot be combined with --executor ray")
     loaded = load_spec(args.spec)
     profile = "quick" if args.quick else args.profile
     peak = None
@@ -264,9 +278,14 @@ def cmd_run(args) -> int:
         from .engines.mlperf import require_loadgen
 
         require_loadgen()  # fail before anything runs, naming the extra
+    # Built first: a missing optional extra is reported before any work. The process's exit
+    # disconnects from a cluster, so there is no close() to forget on an error path.
+    executor = make_executor(args.executor, args.address, args.fleet)
     err = _console(stderr=True)
     with err.status("resolving workloads and backends..."):
         preflight(loaded, cells, args.cache_dir)
+    with err.status(f"checking that the {executor.name} executor can run every cell..."):
+        executor.check(cells)  # a cell no node can run fails here, not hours into the suite
     out = Path(args.out)
     done: list = []
     with Progress(
@@ -302,6 +321,7 @@ def cmd_run(args) -> int:
                 loaded, out, cells, "inline" if args.inline else None, progress, on_record, args.cache_dir,
                 audit=True if args.audit else None,
                 engine=args.engine, peak=peak, resume=args.resume, system_file=args.system_file, on_start=on_start,
+                executor=executor,
             )
         except KeyboardInterrupt:
             err.print(f"interrupted after {len(done)} more cell(s); every record written is kept "
@@ -595,6 +615,57 @@ def cmd_show(args) -> int:
     if r.error:
         con.print(f"[red]error[/] in {r.error.phase}: {r.error.type}: {r.error.message}")
     return 0
+
+
+def cmd_fleet(args) -> int:
+    from rich.table import Table
+
+    from .executors.ray import RayExecutor
+    from .fleet import check_feasible, format_resources, runnable_on
+
+    executor = RayExecutor(address=args.address, fleet_file=args.fleet)
+    try:
+        cells = []
+        if args.spec:
+            from .runner import expand
+            from .spec import load_spec
+
+            cells = expand(load_spec(args.spec))
+        nodes = executor.nodes()
+        alive = [n for n in nodes if n.alive]
+        about = executor.probe(alive)
+        requests = {c.cell_id: executor.fleet.request_for(c.backend).ray_resources() for c in cells}
+        runs = {c.cell_id: {n.node_id for n in runnable_on(requests[c.cell_id], alive)} for c in cells}
+        con = _console()
+        t = Table(title=f"Ray cluster at {executor.address}: {len(alive)} node(s) alive, {len(nodes) - len(alive)} lost",
+                  title_justify="left")
+        for col in ("node", "address", "state", "resources advertised", "benchkit", "host"):
+            t.add_column(col)
+        if cells:
+            t.add_column("cells it can run", justify="right")
+        for n in sorted(nodes, key=lambda n: (not n.alive, n.address, n.node_id)):
+            a = about.get(n.node_id) or {}
+            row = [n.node_id[:12], n.address, "[green]alive[/]" if n.alive else "[red]lost[/]",
+                   format_resources(n.advertised), a.get("benchkit") or a.get("error") or ("-" if not n.alive
+                                                                                          else "[red]no answer[/]"),
+                   f"{a['hostname']} ({a['cpu_count']} CPUs)" if "hostname" in a else "-"]
+            if cells:
+                row.append(f"{sum(n.node_id in r for r in runs.values())}/{len(cells)}")
+            t.add_row(*row)
+        con.print(t)
+        if cells:
+            ct = Table(title=f"cells of {args.spec}", title_justify="left")
+            for col in ("cell", "needs", "nodes that can run it"):
+                ct.add_column(col)
+            for c in cells:
+                can = sorted(x[:12] for x in runs[c.cell_id])
+                ct.add_row(c.cell_id, format_resources(requests[c.cell_id]), ", ".join(can) or "[red]none[/]")
+            con.print(ct)
+            check_feasible(cells, nodes, executor.fleet, executor.address)
+            print(f"every one of the {len(cells)} cell(s) has a node that can run it")
+        return 0
+    finally:
+        executor.close()
 
 
 def _show_hardening(con, r) -> None:
@@ -921,6 +992,7 @@ _COMMANDS = {
     "schema": cmd_schema,
     "backends": cmd_backends,
     "workloads": cmd_workloads,
+    "fleet": cmd_fleet,
     "show": cmd_show,
     "compare": cmd_compare,
     "results": cmd_results,

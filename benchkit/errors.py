@@ -37,3 +37,7 @@ class RunError(BenchkitError):
 
 class PowerMeterError(BenchkitError):
     """A power meter is unknown, misconfigured, or cannot be read here; the message says which and why."""
+
+
+class FleetError(BenchkitError):
+    """The fleet file, the Ray cluster, or a cell's placement on it is unusable (cell no node can run, no cluster)."""

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples
 #    inference, performance per watt); stability (machine state before/after the measurement, flags);
 #    repeat (index of this session among run.repeats, spread between sessions);
 #    division (closed | open and why, decided by benchkit.divisions under rules version 1.0).
+#    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
 
 
 class _Model(BaseModel):
@@ -230,6 +231,24 @@ class ErrorInfo(_Model):
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
 
+class PlacementRecord(_Model):
+    """Where and how the executor ran the cell: which node, with which resources, on which attempt."""
+
+    executor: str = Field(description="Executor that ran the cell: local | ray.")
+    node_id: str | None = Field(None, description="Ray node id of the node that ran the cell (null for local runs).")
+    node_address: str | None = Field(None, description="IP address of that node as the cluster knows it.")
+    requested: dict[str, float] = Field(
+        default_factory=dict, description="Resources the cell asked for (Ray names: CPU, GPU, memory, custom)."
+    )
+    cpu_set: list[int] | None = Field(None, description="Cores the worker process was pinned to (null: not pinned).")
+    attempt: int = Field(1, ge=1, description="1 for the first try; more when a lost node's cell was retried.")
+    lost_nodes: list[str] = Field(default_factory=list, description="Nodes of earlier attempts, lost while running it.")
+    submitted_at: datetime | None = Field(None, description="When the submitting machine handed the cell over (UTC).")
+    dispatched_at: datetime | None = Field(
+        None, description="When the executor began the cell on its node, before the worker process started (UTC)."
+    )
+
+
 class PowerDomain(_Model):
     """One meter domain's figures (a RAPL package, an NVIDIA GPU, an external meter)."""
 
@@ -419,6 +438,7 @@ class ResultRecord(_Model):
     audits: Audits | None = Field(None, description="Compliance audits, when run (--audit, certify profile).")
     probe: Probe | None = Field(None, description="Set on the records of a --find-peak search.")
     division: Division | None = Field(None, description="Closed or open division, and why (absent on error records).")
+    placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

@@ -695,6 +695,7 @@ def run_suite(
     resume: bool | str | Path = False,
     system_file: Path | None = None,
     on_start: Callable[[Path, int], None] | None = None,
+    executor=None,
 ) -> SuiteResult:
     """Run `cells` (``run.repeats`` times each) and write one record per cell under ``out_dir/<spec name>/<run id>/``.
 
@@ -710,8 +711,11 @@ def run_suite(
     run; ``on_start(run_dir, cells to run)`` is called once the run directory
     is known. The result lists every record of the run, resumed ones
     included. Power, stability, the system description and repetitions are
-    handled by :class:`benchkit.session.SuiteSession`.
+    handled by :class:`benchkit.session.SuiteSession`. `executor`
+    (``benchkit.executors``) decides where cells run; default: this machine,
+    one after another.
     """
+    from .executors import Job, LocalExecutor
     from .session import SuiteSession
 
     if engine not in ("benchkit", "mlperf"):
@@ -745,25 +749,34 @@ def run_suite(
     )
     mode = isolation or spec.run.isolation
     result = SuiteResult(ctx.run_id, run_dir, [], [])
+    executor = executor or LocalExecutor()
+    watches: dict[str, Any] = {}  # job key -> its CellWatch
 
-    def run_one(cell: Cell, repeat: int = 1) -> ResultRecord:
-        watch = session.watch(cell, repeat, progress)
-        if mode == "inline":
-            rec = execute_cell(cell, ctx, watch.progress)
-        else:
-            rec = run_in_worker(cell, ctx, spec.run.cell_timeout_s, watch.progress)
-        rec, path = session.save(watch.finish(rec), cell, repeat)
+    def progress_for(job: Job) -> Progress:
+        # An executor running cells elsewhere gets a watch that meters nothing on this machine.
+        watch = watches[job.key] = session.watch(job.cell, job.repeat, progress, local=executor.local)
+        return watch.progress
+
+    def emit(job: Job, rec: ResultRecord) -> None:
+        watch = watches.pop(job.key, None) or session.watch(job.cell, job.repeat, progress, local=executor.local)
+        rec, path = session.save(watch.finish(rec), job.cell, job.repeat)
         if on_record:
             on_record(rec, path)
-        return rec
+
+    run = dict(isolation=mode, timeout_s=spec.run.cell_timeout_s, progress_for=progress_for)
+
+    def run_one(cell: Cell, repeat: int = 1) -> ResultRecord:
+        # one cell, to the end: a peak search picks its next probe from this one's record
+        got: list[ResultRecord] = []
+        executor.run([Job(cell, repeat)], ctx, **run, emit=lambda job, rec: (emit(job, rec), got.append(rec)))
+        return got[0]
 
     with session:
         if on_start:
             on_start(run_dir, len(session.pending))
         session.measure_idle()
         if peak is None:
-            for cell, repeat in session.pending:
-                run_one(cell, repeat)
+            executor.run([Job(cell, repeat) for cell, repeat in session.pending], ctx, **run, emit=emit)
             session.finish()
         else:
             for cell in cells:

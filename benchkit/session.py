@@ -122,8 +122,10 @@ class SuiteSession:
 
     # ------------------------------------------------------------------ per cell
 
-    def watch(self, cell, repeat: int, progress: Progress | None = None) -> CellWatch:
-        return CellWatch(self, cell, repeat, progress)
+    def watch(self, cell, repeat: int, progress: Progress | None = None, local: bool = True) -> CellWatch:
+        """The cell's watch; ``local=False`` for a cell that runs on another machine (a Ray node), which
+        this machine's meters and state say nothing about."""
+        return CellWatch(self, cell, repeat, progress, local)
 
     def save(self, record: ResultRecord, cell, repeat: int) -> tuple[ResultRecord, Path]:
         path = records.save(record, self.run.path_for(cell.cell_id, repeat))
@@ -199,8 +201,9 @@ class SuiteSession:
 class CellWatch:
     """Brackets one cell's measured run: power window and machine state, opened and closed on phase changes."""
 
-    def __init__(self, session: SuiteSession, cell, repeat: int, progress: Progress | None) -> None:
-        self.session, self.cell, self.repeat, self._user = session, cell, repeat, progress
+    def __init__(self, session: SuiteSession, cell, repeat: int, progress: Progress | None,
+                 local: bool = True) -> None:
+        self.session, self.cell, self.repeat, self._user, self.local = session, cell, repeat, progress, local
         self._lock = threading.Lock()  # phases arrive on the worker-output reader thread
         self._state = "before"
         self.window: WindowFigures | None = None
@@ -210,7 +213,9 @@ class CellWatch:
 
     def progress(self, cell_id: str, phase: str) -> None:
         with self._lock:
-            if phase == "measure" and self._state == "before":
+            if not self.local:  # a cell on another machine: nothing here to open or close
+                pass
+            elif phase == "measure" and self._state == "before":
                 if self.session.probe is not None:
                     self.before, self.unreadable = self.session.probe.read()
                 if self.session.sampler is not None:
@@ -237,7 +242,8 @@ class CellWatch:
                 self._close()  # the cell died while measuring: close the window, its figures are not used
         s = self.session
         updates: dict[str, Any] = {}
-        system = {**rec.system.model_dump(), **s.system_fields}
+        fields = s.system_fields if self.local else {k: v for k, v in s.system_fields.items() if k != "accelerators"}
+        system = {**rec.system.model_dump(), **fields}  # a remote record keeps its node's own accelerators
         if not system.get("accelerators"):
             acc = sysdesc.adapter_accelerator(rec.backend)
             if acc:
@@ -251,7 +257,13 @@ class CellWatch:
             error = error.model_copy(update={"message": message})
             updates["error"] = error
 
-        if rec.metrics is not None:
+        if rec.metrics is not None and not self.local:
+            elsewhere = "the cell ran on another machine (a Ray node), "
+            updates["power"] = records.Power(available=False,
+                                             reason=elsewhere + "and power is metered on the submitting machine only")
+            updates["stability"] = records.Stability(
+                unreadable=[elsewhere + "and machine state is read on the submitting machine only"])
+        elif rec.metrics is not None:
             block, power_warnings = s.power_block(self.window if measured_whole else None, rec.metrics)
             updates["power"] = block
             warnings += power_warnings

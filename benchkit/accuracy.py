@@ -37,8 +37,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from ._fsutil import write_atomic
 from .errors import BenchkitError, WorkloadError
 from .records import Accuracy, OutputAccuracy, TaskMetric
 
@@ -192,18 +191,11 @@ def reference_outputs(
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)  # concurrent cells may race here: either complete file wins
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+    write_atomic(path, buf.getvalue())  # concurrent cells may race here: either complete file wins
 
 
 # --------------------------------------------------------------------------- comparison

@@ -21,21 +21,15 @@ def declared_output_shapes(path: Path, sha256: str) -> dict[str, tuple[Dim, ...]
     """Output name -> declared shape, for outputs that declare one (``sha256`` keys the cache)."""
     import onnx
 
+    from .workloads.model import declared_shape
+
     model = onnx.load(str(path), load_external_data=False)
     out: dict[str, tuple[Dim, ...]] = {}
     for o in model.graph.output:
         tt = o.type.tensor_type
         if not o.type.HasField("tensor_type") or not tt.HasField("shape"):
             continue
-        dims: list[Dim] = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(int(d.dim_value))
-            elif d.HasField("dim_param") and d.dim_param:
-                dims.append(d.dim_param)
-            else:
-                dims.append(None)
-        out[o.name] = tuple(dims)
+        out[o.name] = declared_shape(tt)
     return out
 
 

@@ -211,14 +211,7 @@ def signature(
             raise WorkloadError(f"{origin}: input {vi.name!r} is not a tensor; benchkit feeds tensors only")
         if tt.elem_type not in _ONNX_DTYPES:
             raise WorkloadError(f"{origin}: input {vi.name!r} has element type {tt.elem_type}, which benchkit cannot generate")
-        shape: list[int | str | None] = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                shape.append(int(d.dim_value))
-            elif d.HasField("dim_param") and d.dim_param:
-                shape.append(d.dim_param)
-            else:
-                shape.append(None)
+        shape = list(declared_shape(tt))
         ov = overrides.get(vi.name)
         override_shape = None
         if ov is not None and ov.shape is not None:
@@ -264,6 +257,15 @@ def signature(
         raise WorkloadError(f"{origin}: the graph has no inputs to feed")
     outputs = tuple(o.name for o in model.graph.output)
     return tuple(feeds), outputs, needed
+
+
+def declared_shape(tt) -> tuple[int | str | None, ...]:
+    """A tensor type's declared shape: ints are fixed, str named dynamic (dim_param), None unnamed dynamic."""
+    return tuple(
+        int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0
+        else (d.dim_param if d.HasField("dim_param") and d.dim_param else None)
+        for d in tt.shape.dim
+    )
 
 
 def _fmt(shape) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .errors import BenchkitError
+from benchkit._version import __version__
+from benchkit.errors import BenchkitError
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .records import ResultRecord
-    from .spec import Spec, load_spec
+    from benchkit.backends.base import Backend
+    from benchkit.results.records import ResultRecord
+    from benchkit.spec import Spec, load_spec
 
 __all__ = ["__version__", "BenchkitError", "load_spec", "run", "Spec", "ResultRecord", "Backend"]
 
@@ -41,11 +41,11 @@ def __getattr__(name: str) -> Any:
 
 def run(spec_path: str, out_dir: str = "results", *, profile: str | None = None, isolation: str | None = None,
         backends: tuple[str, ...] = (), workloads: tuple[str, ...] = ()):
-    """Run a spec file end to end and return the :class:`benchkit.runner.SuiteResult`."""
+    """Run a spec file end to end and return the :class:`benchkit.run.runner.SuiteResult`."""
     from pathlib import Path
 
-    from .runner import expand, preflight, run_suite
-    from .spec import load_spec
+    from benchkit.run.runner import expand, preflight, run_suite
+    from benchkit.spec import load_spec
 
     loaded = load_spec(spec_path)
     cells = expand(loaded, backends, workloads, profile)

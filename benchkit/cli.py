@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from ._version import __version__
-from .errors import BenchkitError
+from benchkit._version import __version__
+from benchkit.errors import BenchkitError
 
 DEFAULT_OUT = "results"
 
@@ -228,8 +228,8 @@ def _console(stderr: bool = False):
 
 
 def cmd_validate(args) -> int:
-    from .runner import expand, preflight
-    from .spec import load_spec
+    from benchkit.run.runner import expand, preflight
+    from benchkit.spec import load_spec
 
     loaded = load_spec(args.spec)
     cells = expand(loaded)
@@ -241,16 +241,16 @@ def cmd_validate(args) -> int:
 
 def cmd_schema(args) -> int:
     if args.markdown:
-        from .refdocs import markdown
+        from benchkit.refdocs import markdown
 
         sys.stdout.write(markdown(args.which))
         return 0
     if args.which == "spec":
-        from .spec import spec_json_schema
+        from benchkit.spec import spec_json_schema
 
         schema = spec_json_schema()
     else:
-        from .records import record_json_schema
+        from benchkit.results.records import record_json_schema
 
         schema = record_json_schema()
     print(json.dumps(schema, indent=2))
@@ -260,9 +260,9 @@ def cmd_schema(args) -> int:
 def cmd_run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .executors import make_executor
-    from .runner import expand, preflight, run_suite
-    from .spec import load_spec
+    from benchkit.run.executors import make_executor
+    from benchkit.run.runner import expand, preflight, run_suite
+    from benchkit.spec import load_spec
 
     if args.inline and args.executor != "local":
         raise BenchkitError("--inline runs cells in this process; it cannot be combined with --executor ray")
@@ -270,12 +270,12 @@ def cmd_run(args) -> int:
     profile = "quick" if args.quick else args.profile
     peak = None
     if args.find_peak:
-        from .peak import PeakOptions
+        from benchkit.run.peak import PeakOptions
 
         peak = PeakOptions(tolerance=args.peak_tolerance, max_probes=args.max_probes)
     cells = expand(loaded, args.backend, args.workload, profile, args.device_file, find_peak=args.find_peak)
     if args.engine == "mlperf":
-        from .engines.mlperf import require_loadgen
+        from benchkit.measure.loadgen import require_loadgen
 
         require_loadgen()  # fail before anything runs, naming the extra
     # Built first: a missing optional extra is reported before any work. The process's exit
@@ -438,7 +438,7 @@ def cmd_backends(args) -> int:
 
     from rich.markup import escape
 
-    from .backends import survey
+    from benchkit.backends import survey
 
     t = Table(title="benchkit backends (entry-point group benchkit.backends)", title_justify="left")
     for col in ("name", "status", "runtime", "devices / providers", "provided by"):
@@ -480,10 +480,10 @@ def cmd_workloads(args) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .workloads import catalog
+    from benchkit.workloads import catalog
 
     if args.workloads_command == "export":
-        from .workloads.export import export
+        from benchkit.workloads.export import export
 
         dims = _pairs(args.dim, "--dim", int)
         if args.batch is not None:
@@ -508,7 +508,7 @@ def cmd_workloads(args) -> int:
         inputs = escape("; ".join(shown))  # shapes look like rich markup: [batch,16]
         row = [name, e.family, e.task, inputs, ",".join(e.variants)]
         if args.details:
-            from .workloads.flops import analyze, per_sample
+            from benchkit.workloads.flops import analyze, per_sample
 
             path = catalog.materialize(name)
             dims = {**e.dims, "batch": 1}
@@ -530,7 +530,7 @@ def _fmt_bytes(n: int) -> str:
 def cmd_show(args) -> int:
     from rich.table import Table
 
-    from . import records
+    from benchkit.results import records
 
     r = records.load(args.record)
     con = _console()
@@ -620,15 +620,15 @@ def cmd_show(args) -> int:
 def cmd_fleet(args) -> int:
     from rich.table import Table
 
-    from .executors.ray import RayExecutor
-    from .fleet import check_feasible, format_resources, runnable_on
+    from benchkit.run.executors.ray import RayExecutor
+    from benchkit.run.fleet import check_feasible, format_resources, runnable_on
 
     executor = RayExecutor(address=args.address, fleet_file=args.fleet)
     try:
         cells = []
         if args.spec:
-            from .runner import expand
-            from .spec import load_spec
+            from benchkit.run.runner import expand
+            from benchkit.spec import load_spec
 
             cells = expand(load_spec(args.spec))
         nodes = executor.nodes()
@@ -720,7 +720,7 @@ def _power_table(recs) -> None:
 
 
 def cmd_compare(args) -> int:
-    from .compare import CompareSettings, compare_paths, parse_fail_on, parse_percent, split_paths
+    from benchkit.results.compare import CompareSettings, compare_paths, parse_fail_on, parse_percent, split_paths
 
     base, cand = split_paths(args.paths)
     settings = CompareSettings(
@@ -752,7 +752,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .store import open_store, parse_when
+    from benchkit.results.store import open_store, parse_when
 
     with open_store(args.root, rebuild=args.rebuild) as store:
         if args.results_command == "list":
@@ -788,7 +788,7 @@ def cmd_results(args) -> int:
             return 0
         from rich.table import Table
 
-        from ._format import fmt_ns, fmt_value
+        from benchkit._format import fmt_ns, fmt_value
 
         t = Table(title=f"{len(rows)} record(s) in {args.root}", title_justify="left")
         for col in ("started (UTC)", "workload", "backend", "scenario", "precision", "batch", "headline", "p50",
@@ -810,7 +810,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import ExportError, export_pytest_benchmark, save_to_storage
+    from benchkit.results.export import ExportError, export_pytest_benchmark, save_to_storage
 
     if args.output is None and args.storage is None:
         raise ExportError("export pytest-benchmark: give -o FILE and/or --storage DIR")
@@ -819,7 +819,7 @@ def cmd_export(args) -> int:
         print(f"benchkit: warning: {w}", file=sys.stderr)
     n = len(result.document["benchmarks"])
     if args.output is not None:
-        from .records import write_atomic
+        from benchkit.results.records import write_atomic
 
         write_atomic(args.output, json.dumps(result.document, indent=4) + "\n")
         print(f"{n} benchmark(s) -> {args.output}")
@@ -829,7 +829,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_keygen(args) -> int:
-    from .trust import key_id, keygen, load_public_key
+    from benchkit.results.trust import key_id, keygen, load_public_key
 
     priv, pub = keygen(args.out, args.force)
     from cryptography.hazmat.primitives import serialization
@@ -840,8 +840,8 @@ def cmd_keygen(args) -> int:
 
 
 def cmd_sign(args) -> int:
-    from . import records
-    from .trust import load_private_key, sign_record
+    from benchkit.results import records
+    from benchkit.results.trust import load_private_key, sign_record
 
     load_private_key(args.key)  # a bad key fails before anything is written
     for p in records.find(args.records):
@@ -850,8 +850,8 @@ def cmd_sign(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from . import records
-    from .trust import verify_record
+    from benchkit.results import records
+    from benchkit.results.trust import verify_record
 
     files = [p for p in records.find(args.records) if not p.name.endswith(".sig")]
     failed = 0
@@ -869,7 +869,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_bundle(args) -> int:
-    from .bundle import make_bundle
+    from benchkit.results.bundle import make_bundle
 
     out = make_bundle(args.results, args.output, args.spec, args.key)
     print(f"bundle {out} ({out.stat().st_size:,} bytes); check it with: benchkit check-bundle {out}")
@@ -877,7 +877,7 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_check_bundle(args) -> int:
-    from .bundle import RULES, check_bundle
+    from benchkit.results.bundle import RULES, check_bundle
 
     results = check_bundle(args.bundle, args.pubkey, args.require_accuracy)
     width = max(len(name) for name, _, _ in RULES)
@@ -892,7 +892,7 @@ def cmd_check_bundle(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from benchkit.results.report import write_report
 
     out = write_report(args.results, args.output, args.title)
     print(f"report {out} ({out.stat().st_size:,} bytes; self-contained, opens offline)")
@@ -915,7 +915,7 @@ def _compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     """The rich table; printed directly when going to the terminal, else rendered to text."""
     from rich.table import Table
 
-    from ._format import fmt_value
+    from benchkit._format import fmt_value
 
     conf = f"{result.settings.confidence:.0%}"
     t = Table(title=f"compare: {cand} / {base}", title_justify="left")
@@ -953,8 +953,8 @@ def _compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
 
 
 def cmd_check_adapter(args) -> int:
-    from .errors import BackendError
-    from .testing import check_adapter
+    from benchkit.errors import BackendError
+    from benchkit.conformance.kit import check_adapter
 
     try:
         options = json.loads(args.options)

@@ -46,7 +46,7 @@ def unit_of(field_name: str) -> str:
 def markdown(which: str) -> str:
     """The reference page for ``which`` ("spec" or "result") as Markdown."""
     if which == "spec":
-        from .spec import Spec, spec_json_schema
+        from benchkit.spec import Spec, spec_json_schema
 
         return _page(
             Spec,
@@ -58,8 +58,8 @@ def markdown(which: str) -> str:
             "benchkit schema spec --markdown",
         )
     if which == "result":
-        from .divisions import RULES_VERSION
-        from .records import SCHEMA_VERSION, ResultRecord, record_json_schema
+        from benchkit.checks.divisions import RULES_VERSION
+        from benchkit.results.records import SCHEMA_VERSION, ResultRecord, record_json_schema
 
         return _page(
             ResultRecord,

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import SpecError
+from benchkit.errors import SpecError
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "mixed"]
 Profile = Literal["quick", "standard", "mlperf", "certify"]
@@ -162,8 +162,8 @@ class BackendSpec(_Frozen):
 _PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
     "quick": {"min_duration_ms": 500, "min_query_count": 50, "warmup_ms": 50, "warmup_queries": 5},
     "standard": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
-    # `certify`: the standard minimums, the compliance audits always run (see benchkit.audits), and stability
-    # flags or a latency CV above the threshold make a record INVALID (see benchkit.stability).
+    # `certify`: the standard minimums, the compliance audits always run (see benchkit.checks.audits), and stability
+    # flags or a latency CV above the threshold make a record INVALID (see benchkit.machine.stability).
     "certify": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
     "mlperf": {"min_duration_ms": 600_000, "min_query_count": 100, "warmup_ms": 2_000, "warmup_queries": 10},
 }
@@ -394,7 +394,7 @@ class RunRules(_Frozen):
     @field_validator("max_memory_bytes", mode="before")
     @classmethod
     def _memory_size(cls, v: Any) -> Any:
-        from .limits import MIN_MEMORY_BYTES, parse_size
+        from benchkit.run.limits import MIN_MEMORY_BYTES, parse_size
 
         if v is None or v == "auto":
             return v
@@ -619,7 +619,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
 
 def find_bundled_spec(name: str) -> Path | None:
     """A standard spec shipped with benchkit, by name (`ci-smoke`) or path (`specs/ci-smoke.yaml`)."""
-    from ._resources import data_dir
+    from benchkit._resources import data_dir
 
     stem = re.sub(r"\.(ya?ml|json)$", "", Path(name).name)
     for ext in (".yaml", ".yml", ".json"):

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from benchkit import records, stats
-from benchkit.records import ResultRecord
+from benchkit.results import records
+from benchkit import stats
+from benchkit.results.records import ResultRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchkit import accuracy
-from benchkit.records import ResultRecord
-from benchkit.runner import expand, preflight, run_suite
+from benchkit.checks import accuracy
+from benchkit.results.records import ResultRecord
+from benchkit.run.runner import expand, preflight, run_suite
 from benchkit.spec import parse_spec
 
 from fakes.benchkit_cheating_adapters import _bf16

@@ -12,10 +12,20 @@ import pytest
 from real_records import real_run
 from record_factory import make_record
 
-from benchkit import cli, records
-from benchkit.bundle import MANIFEST, RULES, TOP, BundleError, check_bundle, make_bundle, manifest_text, read_bundle, \
-    write_tar
-from benchkit.trust import keygen, sign_record
+from benchkit import cli
+from benchkit.results import records
+from benchkit.results.bundle import (
+    MANIFEST,
+    RULES,
+    TOP,
+    BundleError,
+    check_bundle,
+    make_bundle,
+    manifest_text,
+    read_bundle,
+    write_tar,
+)
+from benchkit.results.trust import keygen, sign_record
 
 
 @pytest.fixture(scope="module")

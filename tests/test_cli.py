@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from benchkit import records
+from benchkit.results import records
 
 from conftest import ROOT
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from record_factory import SYSTEM, lognormal_ns, make_record
 
-from benchkit import cli, records
-from benchkit.compare import (
+from benchkit import cli
+from benchkit.results import records
+from benchkit.results.compare import (
     CompareError,
     CompareSettings,
     Comparison,
@@ -126,7 +127,7 @@ def test_order_statistic_bootstrap_equals_resampling():
     s = _Sample(make_record(x), x)
     rng = np.random.default_rng(0)
     b = 4000
-    from benchkit.compare import _MetricDef
+    from benchkit.results.compare import _MetricDef
 
     for pct in (50.0, 99.0):
         d = _MetricDef(f"p{pct:g}", "ns", False, pct)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchkit.errors import BackendError, BackendUnavailable
-from benchkit.testing import MICRO_WORKLOADS, check_adapter, check_names
+from benchkit.conformance.kit import MICRO_WORKLOADS, check_adapter, check_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,9 +119,9 @@ def test_cli_exit_codes(fakes_on_path):
 
 
 def test_pytest_plugin_and_factory(tmp_path):
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["benchkit.testing"]\n')
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["benchkit.conformance.kit"]\n')
     (tmp_path / "test_vendor.py").write_text(textwrap.dedent("""
-        from benchkit.testing import conformance_tests
+        from benchkit.conformance.kit import conformance_tests
 
         test_null = conformance_tests("null", cycles=2, workloads=["tiny-add"])
 

@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import onnx
 import pytest
 
-from benchkit import divisions, records
-from benchkit.divisions import StandardBuild, decide
-from benchkit.runner import expand, run_suite
+from benchkit.checks import divisions
+from benchkit.results import records
+from benchkit.checks.divisions import StandardBuild, decide
+from benchkit.run.runner import expand, run_suite
 from benchkit.spec import parse_spec
 from benchkit.workloads import catalog
 from benchkit.workloads.model import file_sha256

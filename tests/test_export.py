@@ -13,8 +13,9 @@ import pytest
 from real_records import env, real_run
 from record_factory import lognormal_ns, make_record
 
-from benchkit import cli, records
-from benchkit.export import ExportError, export_pytest_benchmark, machine_id, to_pytest_benchmark
+from benchkit import cli
+from benchkit.results import records
+from benchkit.results.export import ExportError, export_pytest_benchmark, machine_id, to_pytest_benchmark
 
 STATS_FIELDS = {"min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
                 "stddev_outliers", "outliers", "ld15iqr", "hd15iqr", "ops", "total", "iterations"}

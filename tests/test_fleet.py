@@ -12,11 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import records
+from benchkit.results import records
 from benchkit.errors import FleetError
-from benchkit.executors import LocalExecutor, cpuset
-from benchkit.fleet import FleetSpec, NodeInfo, ResourceRequest, check_feasible, load_fleet, runnable_on, shortfall
-from benchkit.runner import expand, run_suite
+from benchkit.run.executors import LocalExecutor, cpuset
+from benchkit.run.fleet import (
+    FleetSpec,
+    NodeInfo,
+    ResourceRequest,
+    check_feasible,
+    load_fleet,
+    runnable_on,
+    shortfall,
+)
+from benchkit.run.runner import expand, run_suite
 from benchkit.spec import parse_spec
 
 from conftest import ROOT, write_spec
@@ -172,7 +180,7 @@ def test_worker_processes_inherit_the_cpu_set(tmp_path):
 @needs_two_cores
 def test_a_killed_holder_frees_its_cores(tmp_path):
     n = len(os.sched_getaffinity(0))
-    code = ("import sys, time; from pathlib import Path; from benchkit.executors import cpuset\n"
+    code = ("import sys, time; from pathlib import Path; from benchkit.run.executors import cpuset\n"
             f"with cpuset.pinned({n}, wait_s=5, lock_dir=Path({str(tmp_path)!r})):\n"
             "    print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import limits, records, rundir
+from benchkit.run import limits, rundir
+from benchkit.results import records
 from benchkit.cli import main
 from benchkit.errors import RunError
 from benchkit.spec import parse_spec

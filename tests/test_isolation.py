@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchkit import records
+from benchkit.results import records
 
 SPEC = """
 name: faults

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchkit import records
+from benchkit.results import records
 from benchkit.errors import BackendError
 from benchkit.stats import percentile_ns
 
@@ -145,7 +145,7 @@ def test_missing_extra_names_the_install_command(tmp_path, monkeypatch, capsys):
 
 
 def test_detail_log_parser(tmp_path):
-    from benchkit.engines.mlperf import parse_detail_log
+    from benchkit.measure.loadgen import parse_detail_log
 
     with pytest.raises(BackendError, match="no detail log"):
         parse_detail_log(tmp_path / "missing.txt")
@@ -161,7 +161,7 @@ def test_detail_log_parser(tmp_path):
 
 def test_settings_mapping():
     lg = pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed")
-    from benchkit.engines.mlperf import loadgen_settings
+    from benchkit.measure.loadgen import loadgen_settings
 
     base = {"min_duration_ms": 1234, "min_query_count": 77, "max_duration_ms": None, "max_query_count": 999}
     ts = loadgen_settings(lg, "server", {**base, "target_qps": 321.5, "target_latency_ns": 15_000_000,

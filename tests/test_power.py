@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import power, records
+from benchkit import power
+from benchkit.results import records
 from benchkit.errors import PowerMeterError
 from benchkit.power.external import ExternalMeter
 from benchkit.power.nvml import NvmlMeter
@@ -384,7 +385,7 @@ backends: [{{name: "null"}}]
 scenarios: [{{kind: single_stream, min_duration_ms: 50, min_query_count: 10}}]
 run: {{profile: quick, power: {{meters: [{{name: rapl, options: {{root: {tmp_path / "none"}}}}}]}}}}
 """)
-    from benchkit.runner import expand, run_suite
+    from benchkit.run.runner import expand, run_suite
     from benchkit.spec import load_spec
 
     loaded = load_spec(spec)

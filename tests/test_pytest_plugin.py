@@ -37,7 +37,7 @@ def plugin_args() -> list[str]:
     """Load the plugin explicitly unless the installed metadata already registers it (pytest11)."""
     if any(ep.name == "benchkit" for ep in metadata.entry_points(group="pytest11")):
         return []
-    return ["-p", "benchkit.pytest_plugin"]
+    return ["-p", "benchkit.conformance.pytest_plugin"]
 
 
 def run_pytest(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def run_pytest(cwd: Path, *args: str, timeout: int = 300) -> subprocess.Complete
 
 def test_entry_point_declared():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert meta["project"]["entry-points"]["pytest11"] == {"benchkit": "benchkit.pytest_plugin"}
+    assert meta["project"]["entry-points"]["pytest11"] == {"benchkit": "benchkit.conformance.pytest_plugin"}
 
 
 def test_spec_cells_run_as_items(tmp_path):
@@ -105,7 +105,7 @@ def test_noop_without_the_option(tmp_path):
     (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
     r = run_pytest(tmp_path, "-q")
     assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr
-    probe = ("import sys, benchkit.pytest_plugin; "
+    probe = ("import sys, benchkit.conformance.pytest_plugin; "
              "print(sorted(m for m in ('numpy', 'pydantic', 'onnx', 'onnxruntime', 'rich', 'yaml') "
              "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env(), timeout=60)

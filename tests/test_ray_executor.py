@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from benchkit import records
+from benchkit.results import records
 
 from ray_cluster import ROOT, LoopbackCluster, unavailable_reason
 

@@ -8,7 +8,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from benchkit import records, stats
+from benchkit.results import records
+from benchkit import stats
 from benchkit.errors import RecordError
 
 from conftest import ROOT

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from benchkit import records, repeats
+from benchkit.results import records
+from benchkit.run import repeats
 
 from conftest import ROOT
 

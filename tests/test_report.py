@@ -20,8 +20,9 @@ import pytest
 from real_records import real_run
 from record_factory import T0, lognormal_ns, make_record
 
-from benchkit import cli, records
-from benchkit.report import ReportError, build_html, views_of
+from benchkit import cli
+from benchkit.results import records
+from benchkit.results.report import ReportError, build_html, views_of
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

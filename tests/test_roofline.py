@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchkit.errors import SpecError
-from benchkit.runner import SuiteContext, execute_cell, expand, preflight
+from benchkit.run.runner import SuiteContext, execute_cell, expand, preflight
 from benchkit.spec import parse_spec
 from benchkit.workloads import catalog
 from benchkit.workloads.flops import analyze

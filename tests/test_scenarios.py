@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchkit.scenarios import StopRule, closed_loop, timed_call, warmup
-from benchkit.scenarios.dispatch import measure, requested_batch
+from benchkit.measure import StopRule, closed_loop, timed_call, warmup
+from benchkit.measure.dispatch import measure, requested_batch
 
 
 class FakeClock:

@@ -16,10 +16,10 @@ import pytest
 
 from benchkit.backends.null import NullBackend
 from benchkit.errors import BackendError, SpecError
-from benchkit.scenarios import server
-from benchkit.scenarios.base import StopRule
-from benchkit.scenarios.dispatch import measure
-from benchkit.scenarios.server import poisson_schedule_ns, run_server
+from benchkit.measure import server
+from benchkit.measure.loops import StopRule
+from benchkit.measure.dispatch import measure
+from benchkit.measure.server import poisson_schedule_ns, run_server
 
 MS = 1_000_000
 S = 1_000_000_000

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import records
-from benchkit.peak import PeakOptions, PeakSearch
-from benchkit.runner import expand, run_suite
+from benchkit.results import records
+from benchkit.run.peak import PeakOptions, PeakSearch
+from benchkit.run.runner import expand, run_suite
 from benchkit.spec import Server, parse_spec
 
 from conftest import ROOT

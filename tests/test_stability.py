@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import records, stability
-from benchkit.runner import expand
-from benchkit.session import SuiteSession
+from benchkit.results import records
+from benchkit.machine import stability
+from benchkit.run.runner import expand
+from benchkit.run.session import SuiteSession
 from benchkit.spec import parse_spec
 
 from conftest import FAKES, ROOT

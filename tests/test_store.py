@@ -13,8 +13,9 @@ import pytest
 from record_factory import T0, make_record
 from real_records import real_run
 
-from benchkit import cli, records
-from benchkit.store import INDEX_NAME, ResultsStore, StoreError, open_store, parse_when
+from benchkit import cli
+from benchkit.results import records
+from benchkit.results.store import INDEX_NAME, ResultsStore, StoreError, open_store, parse_when
 
 
 def populate(root: Path) -> list[Path]:

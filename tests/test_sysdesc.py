@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchkit import records, sysdesc
+from benchkit.results import records
+from benchkit.machine import description as sysdesc
 from benchkit.cli import main
 from benchkit.errors import SpecError
 

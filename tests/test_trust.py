@@ -9,8 +9,9 @@ import sys
 import pytest
 from record_factory import lognormal_ns, make_record
 
-from benchkit import cli, records
-from benchkit.trust import (
+from benchkit import cli
+from benchkit.results import records
+from benchkit.results.trust import (
     TrustError,
     keygen,
     load_private_key,
@@ -94,7 +95,7 @@ def test_forged_signature_files(signed, tmp_path):
     rec.write_bytes(data)
     # An attacker updates both hashes in the .sig: the signature still gives it away.
     doc = read_signature(sig)
-    from benchkit.trust import canonical_bytes, sha256_hex
+    from benchkit.results.trust import canonical_bytes, sha256_hex
 
     doc["content_sha256"] = sha256_hex(canonical_bytes(json.loads(data)))
     doc["file_sha256"] = sha256_hex(data)

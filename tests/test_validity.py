@@ -9,7 +9,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from benchkit.scenarios.validity import latency_verdict
+from benchkit.checks.latency import latency_verdict
 from benchkit.stats import summarize
 
 MS = 1_000_000

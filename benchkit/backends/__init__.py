@@ -1,6 +1,6 @@
 """Backend adapters: the protocol vendors implement, and the entry-point registry."""
 
-from .base import Backend, BackendInfo, WorkloadInfo
-from .registry import GROUP, load_backend_class, names, survey
+from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
+from benchkit.backends.registry import GROUP, load_backend_class, names, survey
 
 __all__ = ["Backend", "BackendInfo", "WorkloadInfo", "GROUP", "load_backend_class", "names", "survey"]

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
-from ..errors import BackendError
-from .base import Backend, BackendInfo, Done, WorkloadInfo
+from benchkit._version import __version__
+from benchkit.errors import BackendError
+from benchkit.backends.base import Backend, BackendInfo, Done, WorkloadInfo
 
 
 class NullBackend(Backend):

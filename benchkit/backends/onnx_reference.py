@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ..errors import BackendError
-from .base import Backend, BackendInfo, WorkloadInfo
+from benchkit.errors import BackendError
+from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
 
 
 class OnnxReferenceBackend(Backend):

@@ -46,8 +46,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import BackendError, BackendUnavailable
-from .base import Backend, BackendInfo, Done, WorkloadInfo
+from benchkit.errors import BackendError, BackendUnavailable
+from benchkit.backends.base import Backend, BackendInfo, Done, WorkloadInfo
 
 _LEVELS = ("disable_all", "basic", "extended", "all")
 _DEVICE_PROVIDERS = {
@@ -227,7 +227,7 @@ class OnnxRuntimeBackend(Backend):
         if providers[0] == "OpenVINOExecutionProvider" and ov_prec in ("FP16", "BF16") and graph_precision == "fp32":
             precision = ov_prec.lower()
         if self._device_kind is None:
-            from ..system import cpu_model
+            from benchkit.machine.host import cpu_model
 
             device = f"cpu: {cpu_model()}"
         else:

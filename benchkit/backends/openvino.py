@@ -38,8 +38,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import BackendError, BackendUnavailable, BenchkitError
-from .base import Backend, BackendInfo, WorkloadInfo
+from benchkit.errors import BackendError, BackendUnavailable, BenchkitError
+from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
 
 Done = Callable[[int, "BaseException | None"], None]  # the completion callback of Backend.submit
 

@@ -40,8 +40,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import BackendError, BackendUnavailable
-from .base import Backend, BackendInfo, WorkloadInfo
+from benchkit.errors import BackendError, BackendUnavailable
+from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
 
 _EXTRA = "pip install --no-deps 'onnx2torch>=1.5'"
 _TORCH_HINT = ("torch is not installed: install the build for your device first "
@@ -271,7 +271,7 @@ class TorchBackend(Backend):
         if self._cuda:
             device = f"{self._device}: {torch.cuda.get_device_name(self._device)}"
         else:
-            from ..system import cpu_model
+            from benchkit.machine.host import cpu_model
 
             device = f"cpu: {cpu_model()}"
         opts = self.opts.model_dump()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from ..errors import BackendError, BackendUnavailable
-from .base import Backend
+from benchkit.errors import BackendError, BackendUnavailable
+from benchkit.backends.base import Backend
 
 GROUP = "benchkit.backends"
 

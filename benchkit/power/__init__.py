@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Literal
 
-from ..errors import BenchkitError, PowerMeterError
+from benchkit.errors import BenchkitError, PowerMeterError
 
 GROUP = "benchkit.power_meters"
 

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import PowerMeterError
-from . import PowerMeter, _check_options
+from benchkit.errors import PowerMeterError
+from benchkit.power import PowerMeter, _check_options
 
 _MAX_BYTES = 4096
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._nvml import NvmlUnavailable, import_nvml, init, shutdown
-from ..errors import PowerMeterError
-from . import PowerMeter, _check_options
+from benchkit.machine.nvml import NvmlUnavailable, import_nvml, init, shutdown
+from benchkit.errors import PowerMeterError
+from benchkit.power import PowerMeter, _check_options
 
 
 class NvmlMeter(PowerMeter):

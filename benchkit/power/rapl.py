@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import PowerMeterError
-from . import PowerMeter, _check_options
+from benchkit.errors import PowerMeterError
+from benchkit.power import PowerMeter, _check_options
 
 _TOP = re.compile(r"^intel-rapl:(\d+)$")
 _SUB = re.compile(r"^intel-rapl:(\d+):(\d+)$")

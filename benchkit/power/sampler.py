@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import PowerMeter
+from benchkit.power import PowerMeter
 
 
 @dataclass(frozen=True)

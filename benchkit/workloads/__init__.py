@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import WorkloadError
-from .model import BATCH, GraphInput, ResolvedWorkload, file_sha256, graph_precision, read_model, signature
+from benchkit.errors import WorkloadError
+from benchkit.workloads.model import BATCH, GraphInput, ResolvedWorkload, file_sha256, graph_precision, read_model, signature
 
 __all__ = ["resolve", "ResolvedWorkload", "GraphInput", "file_sha256"]
 
@@ -28,7 +28,7 @@ def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -
     declared_ranges = None
     dims = dict(entry.dims)
     if entry.catalog_name is not None:
-        from . import catalog
+        from benchkit.workloads import catalog
 
         try:
             cat = catalog.get(entry.catalog_name)

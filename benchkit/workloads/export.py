@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._fsutil import write_atomic
-from ..errors import WorkloadError
-from . import catalog
+from benchkit._fsutil import write_atomic
+from benchkit.errors import WorkloadError
+from benchkit.workloads import catalog
 
 
 def fix_dims(model, dims: Mapping[str, int]):

@@ -96,7 +96,7 @@ from google.protobuf.message import DecodeError
 from onnx import shape_inference
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import WorkloadError
+from benchkit.errors import WorkloadError
 
 __all__ = ["GraphCost", "OpCost", "analyze", "per_sample"]
 

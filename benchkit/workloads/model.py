@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WorkloadError
+from benchkit.errors import WorkloadError
 
 BATCH = "batch"
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for recor
 
 from record_factory import lognormal_ns, make_record  # noqa: E402
 
-from benchkit import records  # noqa: E402
-from benchkit.compare import CompareSettings, compare, compare_paths  # noqa: E402
+from benchkit.results import records  # noqa: E402
+from benchkit.results.compare import CompareSettings, compare, compare_paths  # noqa: E402
 
 
 def naive_pair_s(b: np.ndarray, c: np.ndarray, resamples: int, rng: np.random.Generator) -> float:

@@ -52,11 +52,11 @@ print(res)
 
 
 def main() -> int:
-    from benchkit import sysdesc
+    from benchkit.machine import description as sysdesc
     from benchkit.errors import BenchkitError
     from benchkit.power.nvml import NvmlMeter
     from benchkit.power.sampler import PowerSampler
-    from benchkit.stability import StabilityProbe, compare
+    from benchkit.machine.stability import StabilityProbe, compare
 
     out: dict = {}
     out["accelerators"], why = sysdesc.nvml_accelerators()

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for recor
 
 from record_factory import T0, lognormal_ns, make_record  # noqa: E402
 
-from benchkit import records  # noqa: E402
-from benchkit.store import ResultsStore, parse_when  # noqa: E402
+from benchkit.results import records  # noqa: E402
+from benchkit.results.store import ResultsStore, parse_when  # noqa: E402
 
 WORKLOADS = ["resnet50-v1.5", "mobilenet-v2", "bert-base", "bert-large", "gpt2-prefill", "dlrm", "ds-cnn", "mlp"]
 BACKENDS = ["onnxruntime", "openvino", "tensorrt", "torch"]

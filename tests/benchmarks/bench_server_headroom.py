@@ -32,9 +32,9 @@ def settings(qps: float, duration_s: float) -> dict:
 
 def run_benchkit(qps: float, duration_s: float, seed: int) -> dict:
     from benchkit.backends.null import NullBackend
-    from benchkit.scenarios.base import StopRule
-    from benchkit.scenarios.server import run_server
-    from benchkit.scenarios.validity import latency_verdict
+    from benchkit.measure.loops import StopRule
+    from benchkit.measure.server import run_server
+    from benchkit.checks.latency import latency_verdict
 
     s = settings(qps, duration_s)
     m = run_server(NullBackend({}), [None] * 16, s, StopRule.from_settings(s), 1, seed)
@@ -47,7 +47,7 @@ def run_benchkit(qps: float, duration_s: float, seed: int) -> dict:
 
 def run_loadgen(qps: float, duration_s: float, seed: int, trace: bool) -> dict:
     from benchkit.backends.null import NullBackend
-    from benchkit.engines import mlperf
+    from benchkit.measure import loadgen as mlperf
 
     s = settings(qps, duration_s)
     saved = mlperf.TRACE_MAX_SAMPLES

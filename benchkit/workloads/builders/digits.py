@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import WorkloadError
-from ._graph import GraphBuilder
+from benchkit.errors import WorkloadError
+from benchkit.workloads.builders._graph import GraphBuilder
 
 SPLIT_SEED = 20190531
 """Seed of the permutation that fixes the train / held-out split (independent of ``weights_seed``)."""

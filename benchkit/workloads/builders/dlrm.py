@@ -31,8 +31,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ...errors import WorkloadError
-from ._graph import GraphBuilder
+from benchkit.errors import WorkloadError
+from benchkit.workloads.builders._graph import GraphBuilder
 
 CRITEO_TERABYTE_TABLE_ROWS: tuple[int, ...] = (
     39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,

@@ -41,8 +41,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ...errors import WorkloadError
-from ._graph import GraphBuilder
+from benchkit.errors import WorkloadError
+from benchkit.workloads.builders._graph import GraphBuilder
 
 INIT_STD = 0.02
 """Standard deviation of every weight matrix and embedding (BERT/GPT-2 ``initializer_range``)."""

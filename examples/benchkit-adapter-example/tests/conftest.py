@@ -1,1 +1,1 @@
-pytest_plugins = ["benchkit.testing"]
+pytest_plugins = ["benchkit.conformance.kit"]

@@ -1,6 +1,6 @@
 """The vendor's CI: benchkit's conformance kit, one pytest test per check."""
 
-from benchkit.testing import conformance_tests
+from benchkit.conformance import conformance_tests
 
 test_numpy_example_conformance = conformance_tests("numpy-example", cycles=5)
 

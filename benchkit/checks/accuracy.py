@@ -1,0 +1,403 @@
+"""The accuracy gate: are the measured backend's outputs right, at the precision the result claims?
+
+For every performance record, outside the timed region, the measured backend
+runs a fixed sample set (the first ``run.accuracy_samples`` of the cell's
+seeded input pool) and its outputs are compared with reference outputs:
+
+* the reference backend is ONNX Runtime on the CPU at fp32 (or
+  ``onnx-reference`` when the spec's ``run.accuracy_reference`` asks for it);
+* for the fp16 and int8 variants of a catalog workload the reference runs
+  the fp32 model of the same entry and params, so a variant is judged against
+  what it approximates, not against itself;
+* reference outputs are computed once and cached under the workload cache
+  (``<cache>/reference/``), keyed by the reference model's SHA-256, the seed
+  and the input bytes.
+
+Tolerances depend on the precision the result claims (:data:`TOLERANCES`);
+where a spec allows a precision mismatch, the looser of the claimed and the
+effective precision's tolerances applies. Errors are measured per output:
+
+``max_abs_error``  max |out - ref| over every element of every sample
+``max_rel_error``  max_abs_error / max |ref|: the error relative to the
+                   output's scale (element-wise relative error is meaningless
+                   where the reference is near zero)
+``cosine``         lowest per-call cosine similarity (catches a wrong shape
+                   of the output distribution even when magnitudes are small)
+``top1``           share of samples whose arg-max class agrees, for the
+                   outputs of classifier workloads
+
+A workload whose catalog builder module offers ``evaluation_set()`` and
+``top1()`` (the ``digits-mlp`` accuracy workload) is also scored on its
+labelled evaluation set: the measured backend must reach 99% of the
+reference's score, MLPerf's rule for its accuracy targets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchkit._fsutil import write_atomic
+from benchkit.errors import BenchkitError, WorkloadError
+from benchkit.results.records import Accuracy, OutputAccuracy, TaskMetric
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What a precision may deviate from the fp32 reference; an output passes when all hold."""
+
+    abs: float  # max_abs_error <= abs + rel * max|ref|
+    rel: float
+    min_cosine: float  # lowest per-call cosine similarity
+    min_top1_agreement: float  # classifier outputs only
+
+
+# Measured on the catalog (errors relative to the output's scale, vs ONNX Runtime CPU fp32):
+# another runtime at fp32 (OpenVINO, PyTorch) 0 to 1.1e-6; the same models computed in fp16
+# 1.5e-4 to 2e-3, in bf16 3e-3 to 9e-3. fp32's bound (1e-4) sits between fp32 noise and fp16,
+# so a result computed at a lower precision than it claims fails; the 16-bit bounds are about
+# 5x what their mantissas produced. The int8 variants, statically quantised with calibration on
+# random data, reach 0.46 (cosine 0.85) on the smallest classifier: int8's element-wise bounds
+# only catch garbage, and classifiers are held to their task metric where they have one.
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(abs=1e-5, rel=1e-4, min_cosine=0.999999, min_top1_agreement=1.0),
+    "fp16": Tolerance(abs=1e-3, rel=1e-2, min_cosine=0.9999, min_top1_agreement=0.75),
+    "bf16": Tolerance(abs=1e-2, rel=5e-2, min_cosine=0.999, min_top1_agreement=0.75),
+    "mixed": Tolerance(abs=1e-2, rel=5e-2, min_cosine=0.999, min_top1_agreement=0.75),
+    "int8": Tolerance(abs=1e-1, rel=0.5, min_cosine=0.8, min_top1_agreement=0.5),
+}
+TASK_METRIC_FRACTION = 0.99
+"""A task metric passes at this fraction of the reference's score (MLPerf's 99% accuracy target)."""
+
+_LOOSENESS = ["fp32", "fp16", "bf16", "mixed", "int8"]
+_CLASSIFIER_TASKS = ("classification", "keyword-spotting")
+
+
+def tolerance_for(claimed: str, effective: str, allow_mismatch: bool) -> tuple[str, Tolerance]:
+    """The precision whose tolerances apply, and those tolerances."""
+    prec = claimed if claimed in TOLERANCES else "mixed"
+    if allow_mismatch and effective in TOLERANCES and _LOOSENESS.index(effective) > _LOOSENESS.index(prec):
+        prec = effective
+    return prec, TOLERANCES[prec]
+
+
+# --------------------------------------------------------------------------- reference outputs
+
+
+def reference_model(wl: Any, cache_dir: Path | None) -> tuple[Path, str]:
+    """The model the reference runs: the fp32 build of a catalog variant, else the workload's own file."""
+    if wl.catalog and wl.variant and wl.variant != "fp32":
+        from benchkit.workloads import catalog
+        from benchkit.workloads.model import file_sha256
+
+        path = catalog.materialize(wl.catalog, dict(wl.params), "fp32", cache_dir=cache_dir)
+        return path, file_sha256(path)
+    return wl.path, wl.sha256
+
+
+def _cache_root(cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir) / "reference"
+    from benchkit.workloads import catalog
+
+    return catalog.cache_dir() / "reference"
+
+
+def _feeds_digest(feeds: Sequence[Mapping[str, np.ndarray]]) -> str:
+    h = hashlib.sha256()
+    for feed in feeds:
+        for name in sorted(feed):
+            a = np.ascontiguousarray(feed[name])
+            h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _reference_backend(reference: str):
+    from benchkit.backends.registry import load_backend_class
+
+    if reference == "onnxruntime":
+        return load_backend_class("onnxruntime")({"providers": ["CPUExecutionProvider"]})
+    return load_backend_class(reference)({})
+
+
+def _winfo(wl: Any, feeds: Mapping[str, np.ndarray], graph_precision: str):
+    from benchkit.backends.base import WorkloadInfo
+
+    return WorkloadInfo(
+        name=wl.name,
+        inputs={k: tuple(v.shape) for k, v in feeds.items()},
+        input_dtypes={k: v.dtype for k, v in feeds.items()},
+        output_names=wl.output_names,
+        batch_size=int(next(iter(feeds.values())).shape[0]) if feeds else 1,
+        extra={"graph_precision": graph_precision, "claimed_precision": "fp32", "source": wl.source,
+               "catalog": wl.catalog, "scenario": "single_stream"},
+    )
+
+
+def run_outputs(backend: Any, staged: Any) -> list[np.ndarray]:
+    """One untimed call through the protocol, outputs on the host."""
+    result = backend.run(staged)
+    backend.synchronize()
+    return [np.asarray(a) for a in backend.fetch(result)]
+
+
+def reference_outputs(
+    wl: Any,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    reference: str,
+    seed: int,
+    cache_dir: Path | None,
+) -> tuple[list[list[np.ndarray]], str, str]:
+    """Reference outputs for each feed: ``(outputs per call, description, reference model sha256)``.
+
+    Cached by reference model hash, seed and input bytes; a cache entry that
+    cannot be read is recomputed (and rewritten), never trusted half-way.
+    """
+    path, sha = reference_model(wl, cache_dir)
+    digest = hashlib.sha256(f"{sha}|{reference}|{_feeds_digest(feeds)}".encode()).hexdigest()
+    cache = _cache_root(cache_dir) / f"{sha[:16]}-seed{seed}-{reference}-{digest[:16]}.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            outs = [[z[f"c{c}_o{o}"] for o in range(meta["outputs"])] for c in range(meta["calls"])]
+            if meta["digest"] == digest and len(outs) == len(feeds):
+                return outs, meta["reference"], sha
+    except (OSError, KeyError, ValueError):
+        pass
+
+    from benchkit.workloads.model import graph_precision, read_model
+
+    backend = _reference_backend(reference)
+    try:
+        backend.load(path, _winfo(wl, feeds[0], graph_precision(read_model(path, wl.origin or wl.name))))
+        info = backend.info()
+        outs = [run_outputs(backend, backend.stage(f)) for f in feeds]
+    finally:
+        backend.close()
+    where = "CPUExecutionProvider, " if reference == "onnxruntime" else ""
+    desc = f"{info.name} {info.version} ({where}{info.precision} model {path.name})"
+    arrays = {f"c{c}_o{o}": a for c, call in enumerate(outs) for o, a in enumerate(call)}
+    meta = {"calls": len(outs), "outputs": len(outs[0]) if outs else 0, "digest": digest, "reference": desc}
+    _save_npz(cache, arrays, meta)
+    return outs, desc, sha
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta)), **arrays)
+    write_atomic(path, buf.getvalue())  # concurrent cells may race here: either complete file wins
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def compare_outputs(
+    outputs: Sequence[Sequence[np.ndarray]],
+    refs: Sequence[Sequence[np.ndarray]],
+    names: Sequence[str],
+    tol: Tolerance,
+    classifier: bool = False,
+) -> tuple[list[OutputAccuracy], list[str]]:
+    """Per-output errors of `outputs` against `refs` (both: one list of arrays per call), and each failure."""
+    failures: list[str] = []
+    per_output: list[OutputAccuracy] = []
+    n_out = len(refs[0]) if refs else 0
+    for o in range(n_out):
+        name = names[o] if o < len(names) else f"output{o}"
+        max_abs = 0.0
+        scale = 0.0
+        cosines: list[float] = []
+        agree = agree5 = rows = 0
+        bad = None
+        for c, (out, ref) in enumerate(zip(outputs, refs)):
+            if o >= len(out):
+                bad = f"output {name!r}: the backend returned {len(out)} outputs, the reference {len(ref)}"
+                break
+            a = np.asarray(out[o])
+            r = np.asarray(ref[o])
+            if a.shape != r.shape:
+                bad = f"output {name!r}: shape {list(a.shape)} differs from the reference's {list(r.shape)}"
+                break
+            a64 = a.astype(np.float64)
+            r64 = r.astype(np.float64)
+            if not np.all(np.isfinite(a64)):
+                bad = f"output {name!r}: contains NaN or Inf (call {c})"
+                break
+            if a64.size:
+                max_abs = max(max_abs, float(np.max(np.abs(a64 - r64))))
+                scale = max(scale, float(np.max(np.abs(r64))))
+            if np.issubdtype(r.dtype, np.floating) and r64.size > 1:
+                na, nr = float(np.linalg.norm(a64)), float(np.linalg.norm(r64))
+                if na > 0 and nr > 0:
+                    cosines.append(float(np.dot(a64.ravel(), r64.ravel()) / (na * nr)))
+                elif na == nr:
+                    cosines.append(1.0)
+                else:
+                    cosines.append(0.0)
+            if classifier and r.ndim == 2 and r.shape[-1] >= 2:
+                top = r64.argmax(axis=-1)
+                agree += int(np.sum(a64.argmax(axis=-1) == top))
+                if r.shape[-1] >= 10:
+                    top5 = np.argsort(-a64, axis=-1)[:, :5]
+                    agree5 += int(np.sum(np.any(top5 == top[:, None], axis=-1)))
+                rows += r.shape[0]
+        if bad is not None:
+            failures.append(bad)
+            per_output.append(OutputAccuracy(name=name, max_abs_error=None, max_rel_error=None))
+            continue
+        rel = max_abs / scale if scale > 0 else max_abs  # an all-zero reference: the absolute error itself
+        cos = min(cosines) if cosines else None
+        top1 = agree / rows if rows else None
+        top5 = agree5 / rows if rows and refs and np.asarray(refs[0][o]).shape[-1] >= 10 else None
+        per_output.append(OutputAccuracy(name=name, max_abs_error=max_abs, max_rel_error=rel, cosine_similarity=cos,
+                                         top1_agreement=top1, top5_agreement=top5))
+        if max_abs > tol.abs + tol.rel * scale:
+            failures.append(f"output {name!r}: max abs error {max_abs:.3g} ({rel:.3g} of its scale {scale:.3g}) "
+                            f"exceeds {tol.abs:g} + {tol.rel:g} x scale")
+        if cos is not None and cos < tol.min_cosine:
+            failures.append(f"output {name!r}: cosine similarity {cos:.6f} < {tol.min_cosine}")
+        if top1 is not None and top1 < tol.min_top1_agreement:
+            failures.append(f"output {name!r}: top-1 agreement {top1:.0%} < {tol.min_top1_agreement:.0%}")
+    return per_output, failures
+
+
+def is_classifier(wl: Any) -> bool:
+    """Whether the workload's outputs are class scores (catalog task), so top-k agreement applies."""
+    if not wl.catalog:
+        return False
+    from benchkit.workloads import catalog
+
+    try:
+        task = catalog.get(wl.catalog).task
+    except BenchkitError:
+        return False
+    return any(t in task for t in _CLASSIFIER_TASKS)
+
+
+# --------------------------------------------------------------------------- task metric
+
+
+def _metric_module(wl: Any):
+    if not wl.catalog:
+        return None
+    from benchkit.workloads import catalog
+
+    try:
+        module = importlib.import_module(catalog.get(wl.catalog).builder.split(":")[0])
+    except (BenchkitError, ImportError):
+        return None
+    if callable(getattr(module, "evaluation_set", None)) and callable(getattr(module, "top1", None)):
+        return module
+    return None
+
+
+def _score(backend: Any, module: Any, wl: Any, batch: int) -> tuple[float, int]:
+    inputs, labels = module.evaluation_set({"batch": batch})
+    name = wl.inputs[0].name
+    outs = []
+    for start in range(0, len(inputs), batch):
+        outs.append(run_outputs(backend, backend.stage({name: inputs[start:start + batch]}))[0])
+    return float(module.top1(np.concatenate(outs, axis=0), labels)), int(np.sum(labels >= 0))
+
+
+def task_metric(backend: Any, wl: Any, batch: int, reference: str, cache_dir: Path | None) -> TaskMetric | None:
+    """Score the measured backend on the workload's labelled evaluation set, against the reference's score."""
+    module = _metric_module(wl)
+    if module is None or len(wl.inputs) != 1:
+        return None
+    value, n = _score(backend, module, wl, batch)
+    path, _ = reference_model(wl, cache_dir)
+    ref = _reference_backend(reference)
+    try:
+        from benchkit.workloads.model import graph_precision, read_model
+
+        feeds = {wl.inputs[0].name: np.zeros((batch, *wl.call_shapes(batch)[0][wl.inputs[0].name][1:]),
+                                              dtype=wl.inputs[0].dtype)}
+        ref.load(path, _winfo(wl, feeds, graph_precision(read_model(path, wl.name))))
+        ref_value, _ = _score(ref, module, wl, batch)
+    finally:
+        ref.close()
+    floor = TASK_METRIC_FRACTION * ref_value
+    return TaskMetric(name="top1", value=value, reference_value=ref_value, min_value=floor, passed=value >= floor,
+                      samples=n)
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def check(
+    backend: Any,
+    staged: Sequence[Any],
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    wl: Any,
+    *,
+    claimed: str,
+    effective: str,
+    allow_mismatch: bool,
+    reference: str,
+    seed: int,
+    batch: int,
+    cache_dir: Path | None,
+) -> tuple[Accuracy, list[list[np.ndarray]]]:
+    """Run the gate for one cell. Returns the record block and the backend's accuracy-mode outputs per call.
+
+    ``staged``/``feeds`` are the sample set (same order). Nothing here is timed.
+    """
+    prec, tol = tolerance_for(claimed, effective, allow_mismatch)
+    base = dict(precision=prec, tolerance={k: float(v) for k, v in asdict(tol).items()}, samples=len(feeds), seed=seed)
+    if not getattr(type(backend), "computes_outputs", True):
+        return Accuracy(passed=None, reference="none", skipped=f"the {backend.name} backend computes no outputs",
+                        **base), []
+    measured = [run_outputs(backend, s) for s in staged]
+    try:
+        refs, desc, ref_sha = reference_outputs(wl, feeds, reference, seed, cache_dir)
+    except BenchkitError as e:
+        return Accuracy(passed=None, reference=reference, skipped=f"the reference backend failed: {e}", **base), \
+            measured
+    per_output, failures = compare_outputs(measured, refs, wl.output_names, tol, is_classifier(wl))
+    metric = None
+    try:
+        metric = task_metric(backend, wl, batch, reference, cache_dir)
+    except (BenchkitError, ValueError) as e:
+        failures.append(f"task metric could not be computed: {e}")
+    if metric is not None and not metric.passed:
+        failures.append(f"task metric {metric.name} {metric.value:.4f} < {metric.min_value:.4f} "
+                        f"({TASK_METRIC_FRACTION:.0%} of the reference's {metric.reference_value:.4f})")
+    finite = [o for o in per_output if o.max_abs_error is not None]
+    cos = [o.cosine_similarity for o in per_output if o.cosine_similarity is not None]
+    top1 = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
+    bad = len(finite) < len(per_output)  # an output could not be compared at all (shape, count, NaN)
+    return Accuracy(
+        passed=not failures,
+        reference=desc,
+        reference_model_sha256=ref_sha,
+        max_abs_error=None if bad else max((o.max_abs_error for o in finite), default=0.0),
+        max_rel_error=None if bad else max((o.max_rel_error for o in finite), default=0.0),
+        min_cosine_similarity=min(cos) if cos else None,
+        top1_agreement=min(top1) if top1 else None,
+        outputs=per_output,
+        task_metric=metric,
+        failures=failures,
+        **base,
+    ), measured
+
+
+def summary(acc: Accuracy) -> str:
+    """The figures that go into a validity reason."""
+    figs = f"max abs error {acc.max_abs_error:.3g}, max rel error {acc.max_rel_error:.3g}" \
+        if acc.max_abs_error is not None else ""
+    return f"accuracy gate failed at {acc.precision} tolerances vs {acc.reference} ({figs}): " + "; ".join(acc.failures)
+
+
+__all__ = ["Tolerance", "TOLERANCES", "tolerance_for", "reference_model", "reference_outputs", "compare_outputs",
+           "task_metric", "check", "summary", "run_outputs", "WorkloadError"]

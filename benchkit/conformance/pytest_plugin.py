@@ -1,0 +1,193 @@
+"""pytest plugin: run a benchkit spec's cells as test items, so a project's CI gates on them.
+
+    pytest --benchkit specs/ci-smoke.yaml [--benchkit-out results] [--benchkit-profile quick]
+
+Each cell (workload x backend x scenario) becomes one test item named by its
+cell id (``-k mlp`` and ``-m benchkit`` select them as usual). An item runs
+its cell exactly as ``benchkit run`` does (a fresh worker process unless the
+spec or ``--benchkit-isolation`` says inline), writes the record under
+``--benchkit-out/<spec name>/<run id>/``, and fails when the record is
+INVALID, listing every reason. A spec that does not load is a usage error
+(pytest exit code 4); workloads or backends that cannot be resolved make each
+of the spec's selected cells an error with that one-line message.
+
+Registered through the ``pytest11`` entry point, so pytest loads it in every
+run of an environment where benchkit is installed. It therefore imports
+nothing but pytest and the standard library at import time, and every hook
+returns at once unless ``--benchkit`` is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The spec nodes that ran, for the terminal summary.
+_STASH = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("benchkit", "benchkit: run evaluation-spec cells as tests")
+    g.addoption("--benchkit", action="append", default=[], metavar="SPEC",
+                help="run this benchkit spec's cells as test items, one per cell (repeatable); "
+                     "a file, or the name of a standard spec such as ci-smoke")
+    g.addoption("--benchkit-out", default="results", metavar="DIR",
+                help="where the cells' records are written (default: results)")
+    g.addoption("--benchkit-profile", choices=["quick", "standard", "mlperf"], default=None,
+                help="override the spec's run profile")
+    g.addoption("--benchkit-isolation", choices=["process", "inline"], default=None,
+                help="override the spec's isolation (default: the spec's, normally a worker process per cell)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "benchkit: a benchkit spec cell added by --benchkit")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m deselection, so they apply to cells too
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    specs = config.getoption("benchkit")
+    if not specs:
+        return
+    from benchkit.errors import BenchkitError
+    from benchkit.spec import find_bundled_spec, load_spec
+
+    for name in specs:
+        path = Path(name)
+        if not path.exists():
+            path = find_bundled_spec(name) or path
+        try:
+            loaded = load_spec(path)
+        except BenchkitError as e:
+            raise pytest.UsageError(f"--benchkit {name}: {e}") from None
+        # Node ids start with the spec as the user named it: `pytest --benchkit ci-smoke` gives
+        # "ci-smoke::mlp__onnxruntime__offline", wherever the file lives.
+        node = SpecFile.from_parent(session, path=Path(path).resolve(), nodeid=name)
+        node.loaded = loaded
+        # The public collection hooks, so reporters count and show these items like any others.
+        node.ihook.pytest_collectstart(collector=node)
+        rep = node.ihook.pytest_make_collect_report(collector=node)
+        node.ihook.pytest_collectreport(report=rep)
+        if rep.failed:
+            raise pytest.UsageError(f"--benchkit {name}: {rep.longreprtext}")
+        items.extend(i for i in rep.result if isinstance(i, pytest.Item))
+
+
+class CellInvalid(Exception):
+    """A cell produced an INVALID record (or no measurement)."""
+
+    def __init__(self, record: Any, path: Path) -> None:
+        super().__init__(record.cell_id)
+        self.record, self.path = record, path
+
+
+class SpecFile(pytest.File):
+    """One spec given to --benchkit; its items are the spec's cells."""
+
+    loaded: Any = None
+    _ctx: Any = None
+
+    def collect(self):
+        from benchkit.errors import BenchkitError
+        from benchkit.run.runner import expand
+
+        cfg = self.config
+        try:
+            cells = expand(self.loaded, profile=cfg.getoption("benchkit_profile"))
+        except BenchkitError as e:
+            raise pytest.UsageError(f"--benchkit {self.path}: {e}") from None
+        for cell in cells:
+            item = CellItem.from_parent(self, name=cell.cell_id)
+            item.cell = cell
+            item.add_marker("benchkit")
+            yield item
+
+    def setup(self) -> None:
+        """Once per spec, before its first selected cell: resolve workloads and backends, open the run."""
+        from benchkit.errors import BenchkitError
+        from benchkit.run.runner import SuiteContext, new_run_id, preflight
+
+        cfg = self.config
+        items = [i for i in self.session.items if isinstance(i, CellItem) and i.parent is self]
+        problem = None
+        try:
+            preflight(self.loaded, [i.cell for i in items])
+        except BenchkitError as e:
+            problem = f"{type(e).__name__}: {e}"
+        if problem:  # outside the except block: the message alone, no chained traceback
+            pytest.fail(problem, pytrace=False)
+        spec = self.loaded.spec
+        self._ctx = SuiteContext(
+            run_id=new_run_id(), spec_name=spec.name, spec_sha256=self.loaded.sha256,
+            base_dir=str(self.loaded.base_dir), keep_samples=spec.run.keep_samples,
+        )
+        self.run_dir = Path(cfg.getoption("benchkit_out")) / spec.name / self._ctx.run_id
+        self.isolation = cfg.getoption("benchkit_isolation") or spec.run.isolation
+        self.written: list[tuple[Any, Path]] = []
+        cfg.stash.setdefault(_STASH, []).append(self)
+
+
+class CellItem(pytest.Item):
+    """One cell: runs it, writes its record, fails if the record is INVALID."""
+
+    cell: Any = None
+
+    def runtest(self) -> None:
+        from benchkit.results import records
+        from benchkit.run.runner import execute_cell, run_in_worker
+
+        spec_node: SpecFile = self.parent
+        if spec_node.isolation == "inline":
+            rec = execute_cell(self.cell, spec_node._ctx)
+        else:
+            rec = run_in_worker(self.cell, spec_node._ctx, spec_node.loaded.spec.run.cell_timeout_s)
+        path = records.save(rec, spec_node.run_dir / f"{self.cell.cell_id}.json")
+        spec_node.written.append((rec, path))
+        self.user_properties.append(("benchkit_record", str(path)))
+        self.user_properties.append(("benchkit_valid", rec.validity.valid))
+        if rec.metrics is not None:
+            h = rec.metrics.headline
+            self.user_properties.append((f"benchkit_{h.name}", h.value))
+        if not rec.validity.valid:
+            raise CellInvalid(rec, path)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CellInvalid):
+            rec, path = excinfo.value.record, excinfo.value.path
+            lines = [f"{rec.cell_id}: INVALID"]
+            lines += [f"  reason: {r}" for r in rec.validity.reasons]
+            if rec.error is not None and rec.error.detail:
+                lines += ["  detail:", *("    " + x for x in rec.error.detail.strip().splitlines()[-12:])]
+            lines.append(f"  record: {path}")
+            return "\n".join(lines)
+        from benchkit.errors import BenchkitError
+
+        if isinstance(excinfo.value, BenchkitError):  # e.g. preflight: the message says it all
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"benchkit cell {self.name}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    nodes = config.stash.get(_STASH, [])
+    if not nodes:
+        return
+    from benchkit._format import fmt_value
+
+    tr = terminalreporter
+    tr.section("benchkit")
+    for node in nodes:
+        if not node.written:
+            continue
+        valid = sum(r.validity.valid for r, _ in node.written)
+        tr.write_line(f"{len(node.written)} record(s) in {node.run_dir}: {valid} VALID, "
+                      f"{len(node.written) - valid} INVALID")
+        for rec, _ in node.written:
+            head = "-"
+            if rec.metrics is not None:
+                h = rec.metrics.headline
+                head = f"{h.name} {fmt_value(h.value, h.unit)}"
+            tr.write_line(f"  {rec.cell_id}: {'VALID' if rec.validity.valid else 'INVALID'}  {head}")

@@ -1,0 +1,506 @@
+"""Result records: one versioned JSON document per cell (workload x backend x scenario).
+
+Clients rely on the field paths below; fields may be added, never renamed.
+A cell that failed still gets a record (``validity.valid: false``, the error
+in ``validity.reasons``), so a suite never silently loses a cell. Every
+reported percentile can be recomputed from ``samples_ns`` with
+:func:`benchkit.stats.summarize` (nearest-rank).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from benchkit.backends.base import BackendInfo
+from benchkit._fsutil import write_atomic  # noqa: F401  (re-exported: records.write_atomic)
+from benchkit.errors import RecordError
+from benchkit.stats import LatencyStats
+
+SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
+# 1: optional blocks and fields added since, absent (null/empty) in older version-1 records:
+#    accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits, --audit / certify);
+#    metrics.early_stopping (LoadGen's early-stopping check), metrics.issue_lateness_ns (Server),
+#    probe (one step of a --find-peak search); engine "mlperf" for records measured through LoadGen;
+#    system: MLPerf-style description (cpu_sockets, cpu_cores, cpu_frequency_mhz, cpu_caches, kernel, os_release,
+#    accelerators, submitter, system_name, status, cooling, notes); power (meters, idle baseline, energy per
+#    inference, performance per watt); stability (machine state before/after the measurement, flags);
+#    repeat (index of this session among run.repeats, spread between sessions);
+#    division (closed | open and why, decided by benchkit.checks.divisions under rules version 1.0).
+#    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputInfo(_Model):
+    """One generated graph input."""
+
+    name: str = Field(description="Graph input name.")
+    dtype: str = Field(description="numpy dtype name, e.g. float32, int64.")
+    shape: list[int] = Field(description="Shape of one inference call's input.")
+
+
+class WorkloadRecord(_Model):
+    """The model that ran: where it came from, its exact bytes (SHA-256), its inputs and its cost per sample."""
+
+    name: str = Field(description="Workload name in the spec.")
+    source: Literal["catalog", "file"] = Field(description="catalog: built by benchkit; file: an ONNX file given by path.")
+    catalog: str | None = Field(None, description="Catalog entry built (source catalog).")
+    variant: str | None = Field(None, description="Catalog precision variant built: fp32 | fp16 | int8.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides given in the spec.")
+    model_sha256: str = Field(description="SHA-256 of the model file's bytes: the workload version.")
+    model_file: str = Field(description="File name of the model (not its path: records travel between machines).")
+    graph_precision: str = Field(description="Precision of the graph's weights and quantisation: fp32 | fp16 | int8 ...")
+    dims: dict[str, int] = Field(default_factory=dict, description="Values of the named dynamic dims (batch excluded).")
+    inputs: list[InputInfo] = Field(default_factory=list, description="Inputs fed, with one call's shapes.")
+    effective_batch_size: int | None = Field(None, description="Samples per inference call actually used.")
+    flops: int | None = Field(None, description="FLOPs per sample (benchkit.workloads.flops conventions), where known.")
+    macs: int | None = Field(None, description="Multiply-accumulates per sample, where known.")
+    param_count: int | None = Field(None, description="Parameter elements (weights) of the graph.")
+    bytes_per_sample: int | None = Field(
+        None, description="Weight bytes plus unfused activation traffic per sample: the roofline's byte count."
+    )
+    arithmetic_intensity: float | None = Field(None, description="flops / bytes_per_sample (FLOP/byte).")
+    unknown_ops: list[str] = Field(default_factory=list, description="Ops counted as zero FLOPs (no formula).")
+
+
+class BackendRecord(BackendInfo):
+    """What the adapter reported about the runtime and device that ran (effective precision, resolved options)."""
+
+    id: str = Field(description="Backend label in the spec (defaults to name).")
+    claimed_precision: str = Field(description="Precision the spec claims for this result.")
+    memory_bandwidth_bytes_per_s: float | None = Field(None, description="Device memory bandwidth, if known.")
+    peak_source: str | None = Field(None, description="Where the peak figures came from: adapter | device file path.")
+
+
+class CacheInfo(_Model):
+    """One CPU cache level, as sysfs describes it."""
+
+    level: int = Field(description="Cache level: 1, 2, 3.")
+    type: str = Field(description="Data | Instruction | Unified.")
+    size_bytes: int = Field(description="Size of one instance.")
+    instances: int | None = Field(None, description="How many of this cache the host has (from shared_cpu_list).")
+
+
+class AcceleratorInfo(_Model):
+    """One accelerator in the machine."""
+
+    model: str = Field(description="Device model name, e.g. NVIDIA H200.")
+    memory_bytes: int | None = Field(None, description="Device memory, where known.")
+    driver: str | None = Field(None, description="Driver version, where known.")
+    index: int | None = Field(None, description="Device index as the source numbers it.")
+    source: str = Field(description="Where the description came from: nvml | adapter <name>.")
+
+
+class SystemRecord(_Model):
+    """The machine the result was measured on (benchkit.machine.host.describe)."""
+
+    hostname: str = Field(description="Host name.")
+    cpu_model: str = Field(description="Host CPU model name.")
+    cpu_count: int = Field(description="Logical CPUs of the machine.")
+    cpu_affinity: int | None = Field(None, description="Logical CPUs the process may run on, where the OS says.")
+    cpu_flags: list[str] = Field(
+        default_factory=list, description="ISA extensions that change kernel choice (avx512f, amx_bf16, sve ...)."
+    )
+    memory_bytes: int = Field(description="Physical memory.")
+    os: str = Field(description="Operating system and kernel release.")
+    machine: str = Field(description="Architecture, e.g. x86_64, aarch64.")
+    python: str = Field(description="Python version.")
+    packages: dict[str, str] = Field(description="Versions of the packages that shape results (runtimes, numpy, onnx).")
+    # MLPerf-style system description; fields absent in older records, null where unreadable.
+    cpu_sockets: int | None = Field(None, description="Physical processor packages.")
+    cpu_cores: int | None = Field(None, description="Physical cores over all sockets (cpu_count counts threads).")
+    cpu_frequency_mhz: float | None = Field(None, description="Maximum frequency (cpufreq cpuinfo_max_freq), else nominal.")
+    cpu_caches: list[CacheInfo] = Field(default_factory=list, description="CPU caches, one entry per level and type.")
+    kernel: str | None = Field(None, description="Kernel release and build (uname -r -v).")
+    os_release: str | None = Field(None, description="Distribution, from /etc/os-release PRETTY_NAME.")
+    accelerators: list[AcceleratorInfo] = Field(
+        default_factory=list, description="Accelerators found (NVML), else as the adapter describes its device."
+    )
+    submitter: str | None = Field(None, description="From the system file: who submits the result.")
+    system_name: str | None = Field(None, description="From the system file: the system's marketed name.")
+    status: Literal["available", "preview", "rdi"] | None = Field(
+        None, description="From the system file: available | preview | rdi (research, development, internal)."
+    )
+    cooling: str | None = Field(None, description="From the system file, e.g. air, liquid.")
+    notes: str | None = Field(None, description="From the system file: anything else a reader must know.")
+
+
+class ScenarioRecord(_Model):
+    """The scenario that ran, with every setting as it applied."""
+
+    kind: Literal["single_stream", "multi_stream", "server", "offline"] = Field(description="Scenario kind.")
+    settings: dict[str, Any] = Field(description="Effective settings, profile defaults filled in.")
+
+
+class Headline(_Model):
+    """The scenario's one headline figure (p90 latency for SingleStream, samples/s for Offline ...)."""
+
+    name: str = Field(description="Metric name, e.g. latency_p90_ns, throughput_per_s.")
+    value: float = Field(description="Its value, in `unit`.")
+    unit: str = Field(description="ns | samples/s.")
+    higher_is_better: bool = Field(description="True for throughputs, false for latencies.")
+
+
+class Metrics(_Model):
+    """The measurement: latency statistics, throughput, and the untimed phases' durations."""
+
+    latency_ns: LatencyStats = Field(description="Per-query latency statistics (percentiles by LoadGen's index rule).")
+    count: int = Field(description="Measured queries.")
+    sample_count: int = Field(description="Measured samples (queries x samples per query).")
+    duration_ns: int = Field(description="From the first issue to the last completion of the measured run.")
+    throughput_per_s: float = Field(description="sample_count / duration.")
+    queries_per_s: float = Field(description="count / duration.")
+    first_inference_ns: int = Field(description="The very first call after load (cold), not in the statistics.")
+    load_ns: int = Field(description="Adapter load/compile time.")
+    warmup_queries: int = Field(description="Untimed warmup calls made before the measurement.")
+    stop_reason: str = Field(
+        description="Why the measurement stopped: min_duration_and_query_count | max_query_count | max_duration."
+    )
+    headline: Headline = Field(description="The scenario's headline figure.")
+    achieved_flops_per_s: float | None = Field(None, description="workload.flops x throughput_per_s.")
+    fraction_of_peak: float | None = Field(
+        None, description="achieved_flops_per_s / backend.peak_flops_per_s (roofline y over the flat roof)."
+    )
+    extra: dict[str, Any] = Field(default_factory=dict, description="Scenario-specific figures (e.g. issue lateness).")
+    early_stopping: EarlyStopping | None = Field(
+        None, description="LoadGen's early-stopping check (SingleStream, MultiStream, Server); part of validity."
+    )
+    issue_lateness_ns: LatencyStats | None = Field(
+        None, description="Server: actual minus scheduled issue time per query; shows a scheduler falling behind."
+    )
+
+
+class EarlyStopping(_Model):
+    """MLPerf LoadGen's early-stopping check at 99% confidence, reported beside the plain percentile.
+
+    SingleStream / MultiStream: ``estimate_ns`` is the percentile estimate (a
+    sample, never below the plain percentile); it exists once ``count`` reaches
+    ``queries_needed``. Server: the ``overlatency_count`` samples above
+    ``target_latency_ns`` must be outweighed: passed when ``count >= queries_needed``.
+    See :mod:`benchkit.stats` for the derivation.
+    """
+
+    percentile: float = Field(description="Percentile checked, in percent.")
+    confidence: float = Field(description="Confidence of the check (LoadGen: 0.99).")
+    count: int = Field(description="Queries the check saw.")
+    queries_needed: int = Field(description="Fewest queries with which the check passes (given the overlatency ones).")
+    passed: bool = Field(description="Whether the early-stopping criterion is met; False makes the record INVALID.")
+    estimate_ns: int | None = Field(None, description="SingleStream/MultiStream: early-stopping percentile estimate.")
+    overlatency_allowed: int | None = Field(
+        None, description="SingleStream/MultiStream: overlatency queries the estimate absorbs (LoadGen's t)."
+    )
+    target_latency_ns: int | None = Field(None, description="Server: the latency bound.")
+    overlatency_count: int | None = Field(None, description="Server: samples strictly above the bound.")
+    reason: str | None = Field(None, description="Why the check failed; None when passed.")
+
+
+class Probe(_Model):
+    """One step of a ``benchkit run --find-peak`` search for the highest VALID Server QPS."""
+
+    search: str = Field(description="Cell id the search belongs to (every probe of one search shares it).")
+    index: int = Field(ge=0, description="0 for the first probe of the search.")
+    target_qps: float = Field(gt=0, description="Arrival rate this probe ran at.")
+    phase: Literal["grow", "shrink", "bisect"] = Field(
+        description="grow: doubling from a VALID rate; shrink: halving from an INVALID one; bisect: between the two."
+    )
+    lower_qps: float | None = Field(None, description="Highest VALID rate known before this probe.")
+    upper_qps: float | None = Field(None, description="Lowest INVALID rate known before this probe.")
+
+
+class Validity(_Model):
+    """VALID or INVALID, with every reason, and warnings that do not invalidate."""
+
+    valid: bool = Field(description="True when no rule was broken (reasons is empty).")
+    reasons: list[str] = Field(default_factory=list, description="Why the result is INVALID (empty when valid).")
+    warnings: list[str] = Field(default_factory=list, description="Doubts that do not invalidate (e.g. high CV).")
+
+
+class ErrorInfo(_Model):
+    """Why a cell produced no measurement."""
+
+    type: str = Field(description="Exception type, or WorkerCrash | Timeout.")
+    message: str = Field(description="What went wrong, in one line.")
+    phase: str = Field(description="load | stage | warmup | measure | worker | resolve ...")
+    detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
+
+
+class PlacementRecord(_Model):
+    """Where and how the executor ran the cell: which node, with which resources, on which attempt."""
+
+    executor: str = Field(description="Executor that ran the cell: local | ray.")
+    node_id: str | None = Field(None, description="Ray node id of the node that ran the cell (null for local runs).")
+    node_address: str | None = Field(None, description="IP address of that node as the cluster knows it.")
+    requested: dict[str, float] = Field(
+        default_factory=dict, description="Resources the cell asked for (Ray names: CPU, GPU, memory, custom)."
+    )
+    cpu_set: list[int] | None = Field(None, description="Cores the worker process was pinned to (null: not pinned).")
+    attempt: int = Field(1, ge=1, description="1 for the first try; more when a lost node's cell was retried.")
+    lost_nodes: list[str] = Field(default_factory=list, description="Nodes of earlier attempts, lost while running it.")
+    submitted_at: datetime | None = Field(None, description="When the submitting machine handed the cell over (UTC).")
+    dispatched_at: datetime | None = Field(
+        None, description="When the executor began the cell on its node, before the worker process started (UTC)."
+    )
+
+
+class PowerDomain(_Model):
+    """One meter domain's figures (a RAPL package, an NVIDIA GPU, an external meter)."""
+
+    meter: str = Field(description="Power meter plugin that read it: rapl | nvml | external ...")
+    domain: str = Field(description="What it measures, as the meter names it (a CPU package, DRAM, a GPU).")
+    read_as: Literal["energy_j", "power_w"] = Field(description="Cumulative energy counter, or sampled power.")
+    avg_power_w: float = Field(description="Mean power over the measured window.")
+    idle_power_w: float | None = Field(None, description="Mean power over the idle baseline before the run.")
+    readings: int = Field(description="Readings taken within the measured window.")
+
+
+class Power(_Model):
+    """Power and energy over the measured window, or why there are none: figures are measured, never invented."""
+
+    available: bool = Field(description="True when a meter measured the run; false: no power figure at all.")
+    reason: str | None = Field(None, description="Why no figure could be given (available: false).")
+    window_ns: int | None = Field(None, description="Length of the sampled window (the measured run).")
+    avg_power_w: float | None = Field(None, description="Sum over the domains of their mean power while measuring.")
+    idle_power_w: float | None = Field(None, description="Same sum over the idle baseline measured before the run.")
+    energy_j: float | None = Field(None, description="avg_power_w x metrics.duration_ns.")
+    energy_per_inference_j: float | None = Field(None, description="energy_j / metrics.sample_count.")
+    samples_per_s_per_w: float | None = Field(
+        None, description="Performance per watt: metrics.throughput_per_s / avg_power_w (= inferences per joule)."
+    )
+    domains: list[PowerDomain] = Field(default_factory=list, description="Each measured domain's figures.")
+    unavailable: list[str] = Field(default_factory=list, description="Configured meters that could not be read, why.")
+
+
+class Stability(_Model):
+    """Machine state read just before and just after the measured run, and what changed."""
+
+    before: dict[str, Any] = Field(default_factory=dict, description="benchkit.machine.stability.read_state() as JSON.")
+    after: dict[str, Any] = Field(default_factory=dict, description="The same, read just after the measurement.")
+    flags: list[str] = Field(default_factory=list, description="Throttling or drift seen (warnings; INVALID under certify).")
+    unreadable: list[str] = Field(default_factory=list, description="What could not be read here, and why.")
+
+
+class SessionSpread(_Model):
+    """The headline over every repetition of a cell (each a fresh process): the between-session spread."""
+
+    metric: str = Field(description="Headline metric compared between sessions.")
+    unit: str = Field(description="Its unit.")
+    values: list[float | None] = Field(description="Headline of each session in repetition order; null: it failed.")
+    mean: float | None = Field(None, description="Mean of the sessions' headlines.")
+    stdev: float | None = Field(None, description="Sample standard deviation of the sessions' headlines.")
+    cv: float | None = Field(None, description="stdev / mean between sessions.")
+    min: float | None = Field(None, description="Lowest session headline.")
+    max: float | None = Field(None, description="Highest session headline.")
+    within_run_cv: list[float | None] = Field(
+        default_factory=list, description="Each session's own latency CV (the within-run spread), for comparison."
+    )
+
+
+class RepeatInfo(_Model):
+    """This record's place among the run.repeats sessions of its cell, and their spread."""
+
+    index: int = Field(description="1-based session number of this record.")
+    count: int = Field(description="run.repeats: sessions of this cell in the run.")
+    between: SessionSpread | None = Field(None, description="Filled in once every session of the cell has a record.")
+
+
+class OutputAccuracy(_Model):
+    """How one graph output compared with the reference, over every sample of the accuracy set."""
+
+    name: str = Field(description="Graph output name.")
+    max_abs_error: float | None = Field(description="max |out - ref| over all elements; null: not comparable.")
+    max_rel_error: float | None = Field(
+        description="max_abs_error / max |ref|: error relative to the output's scale (an all-zero reference: "
+        "the absolute error); null: not comparable."
+    )
+    cosine_similarity: float | None = Field(None, description="Lowest per-call cosine similarity (float outputs).")
+    top1_agreement: float | None = Field(
+        None, description="Share of samples whose arg-max class matches the reference's (classifier outputs)."
+    )
+    top5_agreement: float | None = Field(
+        None, description="Share of samples whose reference top-1 class is in the output's top 5 (>= 10 classes)."
+    )
+
+
+class TaskMetric(_Model):
+    """The workload's own quality metric (e.g. top-1 on a labelled evaluation set), where it has one."""
+
+    name: str = Field(description="Metric name, e.g. top1.")
+    value: float = Field(description="Measured backend's score.")
+    reference_value: float = Field(description="The reference backend's score on the fp32 model.")
+    min_value: float = Field(description="Lowest passing score (a fraction of reference_value).")
+    passed: bool = Field(description="value >= min_value.")
+    samples: int = Field(description="Labelled samples scored.")
+
+
+class Accuracy(_Model):
+    """The accuracy gate: the measured backend's outputs on a fixed sample set vs reference outputs.
+
+    Computed outside the timed region. ``passed: false`` makes the record
+    INVALID; ``passed: null`` means nothing could be compared (``skipped`` says
+    why), which is a warning, and INVALID under the certify profile or --audit.
+    """
+
+    passed: bool | None = Field(description="true: every output within tolerance; false: INVALID; null: nothing compared.")
+    reference: str = Field(description="What produced the reference outputs: backend, version, device, precision.")
+    reference_model_sha256: str | None = Field(
+        None, description="Model the reference ran: the fp32 variant of a catalog entry for its fp16/int8 variants."
+    )
+    precision: str = Field(description="Precision whose tolerances applied.")
+    tolerance: dict[str, float] = Field(default_factory=dict, description="abs, rel, min_cosine, min_top1_agreement.")
+    samples: int = Field(0, description="Inference calls compared (distinct seeded inputs).")
+    seed: int = Field(0, description="Seed of the sample inputs.")
+    max_abs_error: float | None = Field(None, description="Largest max_abs_error over the outputs; null: not comparable.")
+    max_rel_error: float | None = Field(None, description="Largest max_rel_error over the outputs; null: not comparable.")
+    min_cosine_similarity: float | None = Field(None, description="Lowest cosine similarity over the float outputs.")
+    top1_agreement: float | None = Field(None, description="Lowest top-1 agreement over the classifier outputs.")
+    outputs: list[OutputAccuracy] = Field(default_factory=list, description="Each graph output's figures.")
+    task_metric: TaskMetric | None = Field(None, description="The workload's own quality metric, where it has one.")
+    failures: list[str] = Field(default_factory=list, description="Each tolerance exceeded, with its figures.")
+    skipped: str | None = Field(None, description="Why nothing was compared (passed is null).")
+
+
+class Audit(_Model):
+    """One compliance audit's verdict and the figures it was based on."""
+
+    passed: bool = Field(description="false makes the record INVALID.")
+    summary: str = Field(description="One line: what was compared and the outcome.")
+    figures: dict[str, Any] = Field(default_factory=dict, description="Measured values, units in the key names.")
+
+
+class Audits(_Model):
+    """Compliance audits run after the measurement, outside its timed region; any failure makes the record INVALID."""
+
+    timed_outputs: Audit | None = Field(
+        None, description="Outputs of calls timed like the measured loop match accuracy-mode outputs (MLPerf TEST01)."
+    )
+    repeated_input: Audit | None = Field(
+        None, description="One input repeated runs no more than 10% faster than never-seen inputs (MLPerf TEST04)."
+    )
+    alternate_seed: Audit | None = Field(
+        None, description="A second measurement with another seed lands within 5% of the headline."
+    )
+
+
+class Division(_Model):
+    """Closed or open (docs/rules.md, "Divisions"): decided by benchkit from the record, never by the submitter.
+
+    ``closed``: the standard catalog graph, byte for byte as benchkit builds it,
+    with the catalog's inputs, at a permitted precision, accuracy gate passed
+    where one ran. ``open``: anything else, each departure listed in ``reasons``.
+    """
+
+    name: Literal["closed", "open"] = Field(description="The division the result belongs to.")
+    requested: Literal["auto", "closed", "open"] = Field(
+        "auto", description="What the spec asked for (run.division); a failed request for closed makes the record INVALID."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why the result is open (empty when closed).")
+    standard_workload: str | None = Field(
+        None, description="Catalog entry and variant the model was compared with, e.g. 'resnet50-v1.5 int8'."
+    )
+    standard_sha256: str | None = Field(
+        None, description="SHA-256 of benchkit's deterministic build of that entry at default params; null: not built."
+    )
+    rules_version: str = Field(description="Version of the evaluation rules (docs/rules.md) the decision follows.")
+
+
+class ResultRecord(_Model):
+    """One cell's result: workload x backend x scenario, with provenance, raw samples and validity."""
+
+    schema_version: int = Field(description="Version of this format (records.SCHEMA_VERSION).")
+    benchkit_version: str = Field(description="Version of benchkit that wrote the record.")
+    engine: str = Field("benchkit", description="What drove the measurement: benchkit | mlperf (MLPerf LoadGen).")
+    run_id: str = Field(description="Suite run: UTC start time and a random suffix; shared by the run's records.")
+    cell_id: str = Field(description="workload__backend__scenario: the file name of the record.")
+    started_at: datetime = Field(description="Start of the cell (UTC).")
+    finished_at: datetime = Field(description="End of the cell (UTC).")
+    spec_name: str = Field(description="Name of the suite.")
+    spec_sha256: str = Field(description="SHA-256 of the spec file's text.")
+    spec: dict[str, Any] = Field(description="The resolved cell: seed, profile, workload, backend, scenario entries.")
+    workload: WorkloadRecord | None = Field(description="The model that ran; null if the cell failed before resolving it.")
+    backend: BackendRecord | None = Field(description="The runtime that ran; null if the cell failed before loading.")
+    system: SystemRecord = Field(description="The machine.")
+    scenario: ScenarioRecord = Field(description="The scenario and its effective settings.")
+    metrics: Metrics | None = Field(description="The measurement; null when the cell failed.")
+    power: Power | None = Field(None, description="Power and energy (absent on error records and older records).")
+    stability: Stability | None = Field(None, description="Machine state around the measurement.")
+    repeat: RepeatInfo | None = Field(None, description="Present when run.repeats > 1.")
+    samples_ns: list[int] | None = Field(description="Raw per-query latencies, issue order; null if not kept.")
+    validity: Validity = Field(description="VALID or INVALID, and why.")
+    error: ErrorInfo | None = Field(None, description="Why the cell failed (null when it ran).")
+    accuracy: Accuracy | None = Field(None, description="The accuracy gate (absent on error records).")
+    audits: Audits | None = Field(None, description="Compliance audits, when run (--audit, certify profile).")
+    probe: Probe | None = Field(None, description="Set on the records of a --find-peak search.")
+    division: Division | None = Field(None, description="Closed or open division, and why (absent on error records).")
+    placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def record_json_schema() -> dict[str, Any]:
+    schema = ResultRecord.model_json_schema()
+    schema["$comment"] = f"benchkit result record, schema_version {SCHEMA_VERSION}"
+    return schema
+
+
+def save(record: ResultRecord, path: Path) -> Path:
+    write_atomic(path, record.to_json() + "\n")
+    return path
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an older record up to SCHEMA_VERSION. Each version step is one block here."""
+    return data
+
+
+def parse(data: Any, source: str) -> ResultRecord:
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise RecordError(f"{source}: not a benchkit result record (no schema_version)")
+    v = data["schema_version"]
+    if not isinstance(v, int) or v < 1:
+        raise RecordError(f"{source}: schema_version must be a positive integer, got {v!r}")
+    if v > SCHEMA_VERSION:
+        raise RecordError(
+            f"{source}: record schema_version {v} is newer than this benchkit supports ({SCHEMA_VERSION}); upgrade benchkit"
+        )
+    try:
+        return ResultRecord.model_validate(_migrate(data))
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RecordError(f"{source}: invalid record at {where}: {first['msg']} ({e.error_count()} problem(s))") from None
+
+
+def load(path: str | Path) -> ResultRecord:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordError(f"{p}: no such record file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(f"{p}: not readable JSON ({e})") from None
+    return parse(data, str(p))
+
+
+def find(paths: list[str | Path]) -> list[Path]:
+    """Record files among `paths` (files, or directories searched recursively)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise RecordError(f"{p}: no such file or directory")
+    return out

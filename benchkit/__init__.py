@@ -39,15 +39,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'benchkit' has no attribute {name!r}")
 
 
-def run(spec_path: str, out_dir: str = "results", *, profile: str | None = None, isolation: str | None = None,
-        backends: tuple[str, ...] = (), workloads: tuple[str, ...] = ()):
-    """Run a spec file end to end and return the :class:`benchkit.run.runner.SuiteResult`."""
+def run(spec_path: str, out_dir: str = "results", **options: Any):
+    """Run a spec file end to end, as ``benchkit run`` does, and return the :class:`benchkit.runner.SuiteResult`.
+
+    ``options`` are the fields of :class:`benchkit.runner.RunOptions` (``profile``, ``isolation``, ``audit``,
+    ``engine``, ``backends``, ``workloads``, ``cache_dir``, ``resume``, ``system_file`` ...): the CLI's flags.
+    """
     from pathlib import Path
 
-    from benchkit.run.runner import expand, preflight, run_suite
+    from benchkit.runner.suite import RunOptions, plan_cells, run_suite
     from benchkit.spec import load_spec
 
     loaded = load_spec(spec_path)
-    cells = expand(loaded, backends, workloads, profile)
-    preflight(loaded, cells)
-    return run_suite(loaded, Path(out_dir), cells, isolation)
+    opts = RunOptions(out_dir=Path(out_dir), **{k: tuple(v) if k in ("backends", "workloads") else v
+                                                 for k, v in options.items()})
+    return run_suite(loaded, plan_cells(loaded, opts), opts)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
+from typing_extensions import Self
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -218,21 +219,42 @@ class ScenarioBase(_Frozen):
         """The points of a sweep: (cell id suffix, settings override) each; one point with no suffix if none."""
         return [("", {})]
 
-    def effective(self, profile: Profile) -> dict[str, Any]:
-        """All settings with profile defaults filled in (what the record stores).
+    def effective(self, profile: Profile) -> Self:
+        """This scenario with every unset field filled from the profile: what a cell runs and the record stores.
 
-        A swept field keeps its list here; :meth:`sweep` gives each point's value.
+        A swept field keeps its list here; :meth:`points` gives each point resolved.
         """
-        values = self.model_dump()
+        values: dict[str, Any] = {}
         for key, default in profile_defaults(profile, getattr(self, "kind", "")).items():
-            if values.get(key) is None:
+            if getattr(self, key) is None:
                 values[key] = default
+        min_ms = values.get("min_duration_ms", self.min_duration_ms)
+        min_q = values.get("min_query_count", self.min_query_count)
         # A max below a profile-filled min would never let the run finish honestly.
-        if values["max_duration_ms"] is not None:
-            values["min_duration_ms"] = min(values["min_duration_ms"], values["max_duration_ms"])
-        if values["max_query_count"] is not None:
-            values["min_query_count"] = min(values["min_query_count"], values["max_query_count"])
-        return values
+        if self.max_duration_ms is not None:
+            values["min_duration_ms"] = min(min_ms, self.max_duration_ms)
+        if self.max_query_count is not None:
+            values["min_query_count"] = min(min_q, self.max_query_count)
+        return self.model_copy(update=values)
+
+    def points(self, profile: Profile) -> list[tuple[str, Self]]:
+        """One resolved scenario per sweep point, with its cell-id suffix ("" when nothing is swept)."""
+        base = self.effective(profile)
+        return [(suffix, base.model_copy(update=override)) for suffix, override in self.sweep()]
+
+    def settings(self) -> dict[str, Any]:
+        """The record's ``scenario.settings``: every field by name, as JSON."""
+        return self.model_dump(mode="json")
+
+    @property
+    def samples_per_call(self) -> int:
+        """Samples per inference call the scenario asks for (the model may fix another)."""
+        return 1
+
+    @property
+    def latency_percentile(self) -> float | None:
+        """The percentile the scenario's latency is judged at; None where latency is not bounded (Offline)."""
+        return getattr(self, "target_latency_percentile", None)
 
 
 class SingleStream(ScenarioBase):
@@ -248,6 +270,10 @@ class MultiStream(ScenarioBase):
     kind: Literal["multi_stream"]
     samples_per_query: int = Field(8, gt=0, description="Samples in each query (one inference call).")
     target_latency_percentile: float = Field(99.0, gt=0, lt=100, description="Percentile reported as the metric.")
+
+    @property
+    def samples_per_call(self) -> int:
+        return self.samples_per_query
 
 
 class Server(ScenarioBase):
@@ -296,6 +322,12 @@ class Offline(ScenarioBase):
         if isinstance(self.batch_size, tuple):
             return [(f"-b{b}", {"batch_size": b}) for b in self.batch_size]
         return [("", {})]
+
+    @property
+    def samples_per_call(self) -> int:
+        if isinstance(self.batch_size, tuple):
+            raise ValueError("a batch sweep has no one batch size: use points()")
+        return self.batch_size
 
 
 def _check_sweep(v: Any, name: str, what: str, kind: type) -> Any:
@@ -394,7 +426,7 @@ class RunRules(_Frozen):
     @field_validator("max_memory_bytes", mode="before")
     @classmethod
     def _memory_size(cls, v: Any) -> Any:
-        from benchkit.run.limits import MIN_MEMORY_BYTES, parse_size
+        from benchkit.runner.limits import MIN_MEMORY_BYTES, parse_size
 
         if v is None or v == "auto":
             return v

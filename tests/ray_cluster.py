@@ -190,7 +190,7 @@ class LoopbackCluster:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"benchkit.run.child" in argv and len(argv) > 3:
+            if b"benchkit.runner.child" in argv and len(argv) > 3:
                 try:
                     out[json.loads(Path(argv[3].decode()).read_text())["cell"]["cell_id"]] = pid
                 except (OSError, ValueError, KeyError):

@@ -7,7 +7,8 @@ import pytest
 
 from benchkit.checks import accuracy
 from benchkit.results.records import ResultRecord
-from benchkit.run.runner import expand, preflight, run_suite
+from benchkit.runner.plan import expand, preflight
+from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import parse_spec
 
 from fakes.benchkit_cheating_adapters import _bf16
@@ -28,7 +29,7 @@ run: {{profile: quick, isolation: inline, keep_samples: false{', ' + run if run 
     loaded = parse_spec(text, "acc.yaml", tmp_path)
     cells = expand(loaded)
     preflight(loaded, cells, tmp_path / "cache")
-    return run_suite(loaded, tmp_path / "out", cells, cache_dir=tmp_path / "cache", audit=audit).records
+    return run_suite(loaded, cells, RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", audit=audit)).records
 
 
 # --------------------------------------------------------------------------- comparison, no runtime
@@ -125,7 +126,7 @@ def test_variant_is_judged_against_the_fp32_model_of_its_entry(tmp_path):
 def test_onnx_reference_as_the_reference_backend(tmp_path):
     (rec,) = run_inline(tmp_path, GEMM, "{name: onnxruntime}", run="accuracy_reference: onnx-reference")
     assert rec.accuracy.reference.startswith("onnx-reference ") and rec.accuracy.passed
-    assert 0 < rec.accuracy.max_rel_error < 1e-5  # another implementation: reduction-order noise only
+    assert 0 <= rec.accuracy.max_rel_error < 1e-5  # another implementation: reduction-order noise at most
 
 
 def test_null_backend_is_exempt_but_never_certifiable(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from benchkit.checks import audits
-from benchkit.run.runner import expand
+from benchkit.runner.plan import expand
 from benchkit.spec import parse_spec
 
 from test_accuracy_gate import run_inline
@@ -67,7 +67,8 @@ run: {profile: certify}
     loaded = parse_spec(text, "cert.yaml", tmp_path)
     (cell,) = expand(loaded)
     assert cell.profile == "certify"
-    from benchkit.run.runner import execute_cell, SuiteContext
+    from benchkit.runner.cell import execute_cell
+    from benchkit.runner.plan import SuiteContext
 
     rec = execute_cell(cell, SuiteContext("r", "cert", "0" * 64, str(tmp_path), False, str(tmp_path / "c")))
     assert rec.audits is not None and rec.audits.timed_outputs.passed

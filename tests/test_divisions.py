@@ -17,7 +17,8 @@ import pytest
 from benchkit.checks import divisions
 from benchkit.results import records
 from benchkit.checks.divisions import StandardBuild, decide
-from benchkit.run.runner import expand, run_suite
+from benchkit.runner.plan import expand
+from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import parse_spec
 from benchkit.workloads import catalog
 from benchkit.workloads.model import file_sha256
@@ -100,11 +101,12 @@ def test_a_skipped_accuracy_gate_is_open():
 def test_requests():
     assert decide(_record(), _build(), "open").name == "open"
     assert "requested by the spec" in decide(_record(), _build(), "open").reasons[0]
-    rec = divisions.apply(_record(workload={"model_sha256": "ab" * 32}), _build(), "closed")
-    assert rec.division.name == "open" and not rec.validity.valid
-    assert rec.validity.reasons[-1].startswith("run.division requests closed, but model SHA-256")
-    rec = divisions.apply(_record(workload={"model_sha256": "ab" * 32}), _build(), "auto")
-    assert rec.division.name == "open" and rec.validity.valid  # auto: open is a label, not a fault
+    closed = decide(_record(workload={"model_sha256": "ab" * 32}), _build(), "closed")
+    found = divisions.findings(closed)
+    assert closed.name == "open" and found and all(f.severity == "reason" and f.check == "division" for f in found)
+    assert found[-1].message.startswith("run.division requests closed, but model SHA-256")
+    auto = decide(_record(workload={"model_sha256": "ab" * 32}), _build(), "auto")
+    assert auto.name == "open" and divisions.findings(auto) == []  # auto: open is a label, not a fault
     with pytest.raises(ValueError, match="requested division"):
         decide(_record(), _build(), "semi-closed")
 
@@ -164,7 +166,7 @@ scenarios:
     out = {}
     for name, spec_text in (("divisions", text), ("divisions-int8", int8_text)):
         loaded = parse_spec(spec_text, f"{name}.yaml", tmp, tmp / f"{name}.yaml")
-        result = run_suite(loaded, tmp / "out", expand(loaded), "inline", cache_dir=cache)
+        result = run_suite(loaded, expand(loaded), RunOptions(out_dir=tmp / "out", isolation="inline", cache_dir=cache))
         out.update({r.workload.name: r for r in result.records})
     return out, tmp, cache
 
@@ -228,7 +230,7 @@ scenarios:
 run: {division: closed}
 """
     loaded = parse_spec(text, "want-closed.yaml", tmp, tmp / "want-closed.yaml")
-    rec = run_suite(loaded, tmp / "out", expand(loaded), "inline", cache_dir=cache).records[0]
+    rec = run_suite(loaded, expand(loaded), RunOptions(out_dir=tmp / "out", isolation="inline", cache_dir=cache)).records[0]
     assert rec.division.name == "open" and rec.division.requested == "closed"
     assert not rec.validity.valid
     assert rec.validity.reasons == [f"run.division requests closed, but {rec.division.reasons[0]}"]
@@ -276,7 +278,7 @@ scenarios:
   - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
 """
     loaded = parse_spec(text, "null.yaml", tmp, tmp / "null.yaml")
-    rec = run_suite(loaded, tmp / "out", expand(loaded), "inline", cache_dir=cache).records[0]
+    rec = run_suite(loaded, expand(loaded), RunOptions(out_dir=tmp / "out", isolation="inline", cache_dir=cache)).records[0]
     assert rec.accuracy is not None and rec.accuracy.passed is None
     assert rec.division.name == "open"
     assert rec.division.reasons == [f"accuracy gate not run: {rec.accuracy.skipped}"]

@@ -14,8 +14,8 @@ import pytest
 
 from benchkit.results import records
 from benchkit.errors import FleetError
-from benchkit.run.executors import LocalExecutor, cpuset
-from benchkit.run.fleet import (
+from benchkit.runner.executors import LocalExecutor, cpuset
+from benchkit.runner.fleet import (
     FleetSpec,
     NodeInfo,
     ResourceRequest,
@@ -24,8 +24,9 @@ from benchkit.run.fleet import (
     runnable_on,
     shortfall,
 )
-from benchkit.run.runner import expand, run_suite
-from benchkit.spec import parse_spec
+from benchkit.runner.plan import expand
+from benchkit.runner.suite import RunOptions, run_suite
+from benchkit.spec import BackendSpec, parse_spec
 
 from conftest import ROOT, write_spec
 
@@ -57,15 +58,15 @@ default: {num_cpus: 1}
 max_attempts: 2
 """, "fleet.yaml")
     fleet = load_fleet(f)
-    assert fleet.request_for({"name": "onnxruntime", "label": "acc-a"}).ray_resources() == \
+    assert fleet.request_for(BackendSpec(**{"name": "onnxruntime", "label": "acc-a"})).ray_resources() == \
         {"CPU": 1.0, "accelerator:fake-a": 1.0}
     # by id first, then by adapter name, then the default
-    assert fleet.request_for({"name": "onnxruntime", "label": "other"}).ray_resources() == \
+    assert fleet.request_for(BackendSpec(**{"name": "onnxruntime", "label": "other"})).ray_resources() == \
         {"CPU": 2.0, "memory": 1e6}
-    assert fleet.request_for({"name": "null"}).ray_resources() == {"CPU": 1.0}
-    assert fleet.request_for({"name": "x", "label": "gpu"}).ray_resources() == {"GPU": 1.0}
+    assert fleet.request_for(BackendSpec(**{"name": "null"})).ray_resources() == {"CPU": 1.0}
+    assert fleet.request_for(BackendSpec(**{"name": "x", "label": "gpu"})).ray_resources() == {"GPU": 1.0}
     assert fleet.max_attempts == 2
-    assert FleetSpec().request_for({"name": "anything"}).ray_resources() == {"CPU": 1.0}
+    assert FleetSpec().request_for(BackendSpec(**{"name": "anything"})).ray_resources() == {"CPU": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,7 @@ def test_worker_processes_inherit_the_cpu_set(tmp_path):
 @needs_two_cores
 def test_a_killed_holder_frees_its_cores(tmp_path):
     n = len(os.sched_getaffinity(0))
-    code = ("import sys, time; from pathlib import Path; from benchkit.run.executors import cpuset\n"
+    code = ("import sys, time; from pathlib import Path; from benchkit.runner.executors import cpuset\n"
             f"with cpuset.pinned({n}, wait_s=5, lock_dir=Path({str(tmp_path)!r})):\n"
             "    print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -217,7 +218,7 @@ def test_asking_more_cores_than_the_node_has_says_so(tmp_path):
 def test_local_executor_stamps_placement(tmp_path):
     loaded = parse_spec(SPEC, "spec.yaml", tmp_path)
     cells = expand(loaded, backends=["cpu"])
-    result = run_suite(loaded, tmp_path / "out", cells, isolation="inline", executor=LocalExecutor())
+    result = run_suite(loaded, cells, RunOptions(out_dir=tmp_path / "out", isolation="inline"), executor=LocalExecutor())
     (rec,) = result.records
     assert rec.placement.executor == "local" and rec.placement.node_id is None and rec.placement.attempt == 1
     assert rec.placement.submitted_at <= rec.placement.dispatched_at <= rec.started_at

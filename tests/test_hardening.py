@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchkit.run import limits, rundir
+from benchkit.runner import limits, rundir
 from benchkit.results import records
 from benchkit.cli import main
 from benchkit.errors import RunError

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scenario_factory import scenario
+
 from benchkit.results import records
 from benchkit.errors import BackendError
 from benchkit.stats import percentile_ns
@@ -164,13 +166,13 @@ def test_settings_mapping():
     from benchkit.measure.loadgen import loadgen_settings
 
     base = {"min_duration_ms": 1234, "min_query_count": 77, "max_duration_ms": None, "max_query_count": 999}
-    ts = loadgen_settings(lg, "server", {**base, "target_qps": 321.5, "target_latency_ns": 15_000_000,
-                                         "target_latency_percentile": 99.0}, 1, 42, 10_000)
+    ts = loadgen_settings(lg, scenario("server", **base, target_qps=321.5, target_latency_ns=15_000_000,
+                                       target_latency_percentile=99.0), 1, 42, 10_000)
     assert ts.scenario == lg.TestScenario.Server and ts.mode == lg.TestMode.PerformanceOnly
     assert (ts.min_duration_ms, ts.min_query_count, ts.max_duration_ms, ts.max_query_count) == (1234, 77, 0, 999)
     assert ts.server_target_qps == 321.5 and ts.server_target_latency_ns == 15_000_000
     assert ts.server_target_latency_percentile == pytest.approx(0.99) and ts.schedule_rng_seed == 42
-    ss = loadgen_settings(lg, "single_stream", {**base, "target_latency_percentile": 90.0}, 1, 0, 10_000)
+    ss = loadgen_settings(lg, scenario("single_stream", **base, target_latency_percentile=90.0), 1, 0, 10_000)
     assert ss.single_stream_expected_latency_ns == 5_000  # half the warmup mean: never ends the run early
-    ms = loadgen_settings(lg, "multi_stream", {**base, "target_latency_percentile": 99.0}, 8, 0, 10_000)
+    ms = loadgen_settings(lg, scenario("multi_stream", **base, target_latency_percentile=99.0), 8, 0, 10_000)
     assert ms.multi_stream_samples_per_query == 8

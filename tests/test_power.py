@@ -385,15 +385,16 @@ backends: [{{name: "null"}}]
 scenarios: [{{kind: single_stream, min_duration_ms: 50, min_query_count: 10}}]
 run: {{profile: quick, power: {{meters: [{{name: rapl, options: {{root: {tmp_path / "none"}}}}}]}}}}
 """)
-    from benchkit.run.runner import expand, run_suite
+    from benchkit.runner.plan import expand
+    from benchkit.runner.suite import RunOptions, run_suite
     from benchkit.spec import load_spec
 
     loaded = load_spec(spec)
-    res = run_suite(loaded, tmp_path / "o", expand(loaded), "inline")
+    res = run_suite(loaded, expand(loaded), RunOptions(out_dir=tmp_path / "o", isolation="inline"))
     p = res.records[0].power
     assert not p.available and p.avg_power_w is None and p.energy_per_inference_j is None
     assert p.reason.startswith("no power meter can be read here: rapl: no powercap interface")
     spec.write_text(spec.read_text().split("run:")[0] + "run: {profile: quick, power: {meters: []}}\n")
     loaded = load_spec(spec)
-    p = run_suite(loaded, tmp_path / "o", expand(loaded), "inline").records[0].power
+    p = run_suite(loaded, expand(loaded), RunOptions(out_dir=tmp_path / "o", isolation="inline")).records[0].power
     assert not p.available and p.reason == "no power meter configured (run.power.meters: [])"

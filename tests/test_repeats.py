@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchkit.results import records
-from benchkit.run import repeats
+from benchkit.runner import repeats
 
 from conftest import ROOT
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from benchkit.measure import StopRule, closed_loop, timed_call, warmup
-from benchkit.measure.dispatch import measure, requested_batch
+from benchkit.measure.dispatch import measure
+from scenario_factory import scenario
 
 
 class FakeClock:
@@ -109,15 +110,16 @@ def test_warmup_meets_both_minimums():
     assert warmup(CountingBackend(clock2), [0], min_ms=0, min_queries=5, clock=clock2) == 5
 
 
-def test_requested_batch():
-    assert requested_batch("offline", {"batch_size": 8}) == 8
-    assert requested_batch("multi_stream", {"samples_per_query": 4}) == 4
-    assert requested_batch("single_stream", {}) == 1
+def test_samples_per_call():
+    assert scenario("offline", batch_size=8).samples_per_call == 8
+    assert scenario("multi_stream", samples_per_query=4).samples_per_call == 4
+    assert scenario("single_stream").samples_per_call == 1
+    assert scenario("server").samples_per_call == 1
 
 
 def test_measure_dispatches_closed_loop_kinds():
     clock = FakeClock()
-    settings = {"min_duration_ms": 1, "min_query_count": 10, "max_duration_ms": None, "max_query_count": None}
     for kind in ("single_stream", "multi_stream", "offline"):
-        m = measure(kind, CountingBackend(clock), [0], settings, 2, seed=0, clock=clock)
+        m = measure(scenario(kind, min_duration_ms=1, min_query_count=10), CountingBackend(clock), [0], 2, seed=0,
+                    clock=clock)
         assert m.query_count >= 10 and m.samples_ns.dtype == np.int64

@@ -18,6 +18,7 @@ from benchkit.backends.null import NullBackend
 from benchkit.errors import BackendError, SpecError
 from benchkit.measure import server
 from benchkit.measure.loops import StopRule
+from scenario_factory import scenario
 from benchkit.measure.dispatch import measure
 from benchkit.measure.server import poisson_schedule_ns, run_server
 
@@ -84,12 +85,12 @@ SETTINGS = {"target_qps": 2000.0, "target_latency_ns": 100 * MS, "workers": 2}
 
 def test_null_backend_runs_async_and_records_every_query():
     rule = StopRule(min_duration_ns=200 * MS, min_query_count=300)
-    m = run_server(NullBackend({}), [object()] * 3, SETTINGS, rule, 1, seed=5)
+    m = run_server(NullBackend({}), [object()] * 3, scenario("server", **SETTINGS), rule, 1, seed=5)
     sched, _ = poisson_schedule_ns(2000.0, rule, 5)
     assert m.query_count == sched.size == m.samples_ns.size and m.sample_count == m.query_count
     assert m.stop_reason == "min_duration_and_query_count"
     assert m.extra["issue_mode"] == "async" and "workers" not in m.extra
-    lat = m.extra["issue_lateness_ns"]
+    lat = m.issue_lateness_ns
     assert lat.count == m.query_count and lat.min >= 0
     # inline completion: every latency is at least its query's lateness (both counted from the schedule)
     assert m.samples_ns.min() >= 0 and lat.max <= m.samples_ns.max()
@@ -127,7 +128,7 @@ class SleepyBackend:
 def test_worker_pool_when_the_adapter_has_no_async_api():
     be = SleepyBackend(0.002)
     rule = StopRule(min_duration_ns=100 * MS, min_query_count=100)
-    m = run_server(be, [0], {**SETTINGS, "target_qps": 300.0, "workers": 3}, rule, 1, seed=1)
+    m = run_server(be, [0], scenario("server", **{**SETTINGS, "target_qps": 300.0, "workers": 3}), rule, 1, seed=1)
     assert m.extra["issue_mode"] == "workers" and m.extra["workers"] == 3
     assert be.calls == m.query_count
     assert 1 <= be.peak_active <= 3  # never more in flight than workers
@@ -140,24 +141,25 @@ def test_latency_runs_from_the_scheduled_time_not_the_issue():
     # query. Latency measured from the issue would stay ~5 ms; from the schedule it grows without bound.
     be = SleepyBackend(0.005)
     rule = StopRule(min_duration_ns=1, min_query_count=60)
-    m = run_server(be, [0], {**SETTINGS, "target_qps": 1000.0, "workers": 1}, rule, 1, seed=2)
+    m = run_server(be, [0], scenario("server", **{**SETTINGS, "target_qps": 1000.0, "workers": 1}), rule, 1, seed=2)
     assert np.median(m.samples_ns) > 20 * MS
     assert m.samples_ns[-10:].mean() > m.samples_ns[:10].mean() + 100 * MS
     # the scheduler itself kept up (the queue absorbed the backlog): lateness stays far below latency
-    assert m.extra["issue_lateness_ns"].p50 < np.median(m.samples_ns)
+    assert m.issue_lateness_ns.p50 < np.median(m.samples_ns)
 
 
 def test_a_failing_query_fails_the_run_in_both_modes():
     rule = StopRule(min_duration_ns=1, min_query_count=40)
     with pytest.raises(BackendError, match="1 of 40 server queries failed.*injected failure"):
-        run_server(SleepyBackend(0.0, fail_at=7), [0], {**SETTINGS, "target_qps": 500.0}, rule, 1, seed=0)
+        run_server(SleepyBackend(0.0, fail_at=7), [0], scenario("server", **{**SETTINGS, "target_qps": 500.0}), rule, 1,
+                   seed=0)
 
     class FailingAsync(NullBackend):
         def submit(self, staged, done, tag):
             done(tag, RuntimeError("device lost") if tag == 3 else None)
 
     with pytest.raises(BackendError, match="query 3.*device lost"):
-        run_server(FailingAsync({}), [0], {**SETTINGS, "target_qps": 500.0}, rule, 1, seed=0)
+        run_server(FailingAsync({}), [0], scenario("server", **{**SETTINGS, "target_qps": 500.0}), rule, 1, seed=0)
 
 
 def test_queries_that_never_complete_are_reported(monkeypatch):
@@ -170,7 +172,7 @@ def test_queries_that_never_complete_are_reported(monkeypatch):
 
     rule = StopRule(min_duration_ns=1, min_query_count=20)
     with pytest.raises(BackendError, match="10 of 20 server queries did not complete"):
-        run_server(Forgetful({}), [0], {**SETTINGS, "target_qps": 1000.0, "target_latency_ns": 1}, rule, 1, seed=0)
+        run_server(Forgetful({}), [0], scenario("server", **{**SETTINGS, "target_qps": 1000.0, "target_latency_ns": 1}), rule, 1, seed=0)
 
 
 def test_async_completion_from_another_thread():
@@ -181,7 +183,7 @@ def test_async_completion_from_another_thread():
             threading.Timer(0.001, done, (tag, None)).start()
 
     rule = StopRule(min_duration_ns=50 * MS, min_query_count=50)
-    m = run_server(ThreadedAsync({}), [0], {**SETTINGS, "target_qps": 500.0}, rule, 1, seed=4)
+    m = run_server(ThreadedAsync({}), [0], scenario("server", **{**SETTINGS, "target_qps": 500.0}), rule, 1, seed=4)
     assert m.extra["issue_mode"] == "async"
     assert m.samples_ns.min() >= 1 * MS
 
@@ -191,13 +193,13 @@ def test_harness_settings_are_restored():
     import sys
 
     interval, gc_on = sys.getswitchinterval(), gc.isenabled()
-    run_server(NullBackend({}), [0], SETTINGS, StopRule(1, 10), 1, seed=0)
+    run_server(NullBackend({}), [0], scenario("server", **SETTINGS), StopRule(1, 10), 1, seed=0)
     assert sys.getswitchinterval() == interval and gc.isenabled() == gc_on
 
 
 def test_measure_dispatches_server_and_offline_counts_samples():
-    m = measure("server", NullBackend({}), [0], {**SETTINGS, "min_duration_ms": 1, "min_query_count": 20,
-                                                   "max_duration_ms": None, "max_query_count": None}, 1, seed=0)
+    m = measure(scenario("server", **SETTINGS, min_duration_ms=1, min_query_count=20), NullBackend({}), [0], 1,
+                seed=0)
     assert m.query_count == 20
 
     class Counter:
@@ -210,8 +212,8 @@ def test_measure_dispatches_server_and_offline_counts_samples():
             pass
 
     # Offline: min_query_count is in samples (as in LoadGen): 100 samples in calls of 8 is 13 calls
-    m = measure("offline", Counter(), [0], {"min_duration_ms": 1, "min_query_count": 100, "max_duration_ms": None,
-                                            "max_query_count": 100}, 8, seed=0)
+    m = measure(scenario("offline", min_duration_ms=1, min_query_count=100, max_query_count=100), Counter(), [0], 8,
+                seed=0)
     assert m.query_count == 13 and m.sample_count == 104
 
 
@@ -237,5 +239,5 @@ def test_workers_never_share_a_staged_input_between_concurrent_calls():
     be = Exclusive()
     rule = StopRule(min_duration_ns=1, min_query_count=200)
     # a 3x overload keeps all 4 workers busy with a backlog: the worst case for sharing
-    run_server(be, list(range(6)), {**SETTINGS, "target_qps": 12_000.0, "workers": 4}, rule, 1, seed=9)
+    run_server(be, list(range(6)), scenario("server", **{**SETTINGS, "target_qps": 12_000.0, "workers": 4}), rule, 1, seed=9)
     assert be.peak_active >= 2 and not be.clash

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from benchkit.results import records
-from benchkit.run.peak import PeakOptions, PeakSearch
-from benchkit.run.runner import expand, run_suite
+from benchkit.runner.peak import PeakOptions, PeakSearch
+from benchkit.runner.plan import expand
+from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import Server, parse_spec
 
 from conftest import ROOT
@@ -95,11 +96,11 @@ def test_sweeps_expand_to_distinct_cells():
         "tiny-add__null__server-1-q1000", "tiny-add__null__server-1-q2500.5", "tiny-add__null__server-2",
         "tiny-add__null__single_stream",
     ]
-    assert [c.settings["batch_size"] for c in cells[:3]] == [1, 4, 16]
-    assert [c.settings["target_qps"] for c in cells[3:6]] == [1000.0, 2500.5, 400.0]
-    assert cells[0].settings["min_query_count"] == 50 and cells[3].settings["min_query_count"] == 662
+    assert [c.scenario.batch_size for c in cells[:3]] == [1, 4, 16]
+    assert [c.scenario.target_qps for c in cells[3:6]] == [1000.0, 2500.5, 400.0]
+    assert cells[0].scenario.min_query_count == 50 and cells[3].scenario.min_query_count == 662
     peak_cells = expand(loaded, profile="quick", find_peak=True)
-    assert [(c.cell_id, c.settings["target_qps"]) for c in peak_cells] == [
+    assert [(c.cell_id, c.scenario.target_qps) for c in peak_cells] == [
         ("tiny-add__null__server-1", 1000.0), ("tiny-add__null__server-2", 400.0)]
 
 
@@ -138,7 +139,7 @@ scenarios: [{kind: server, target_qps: 500, target_latency_ns: 5000000000, min_d
 run: {profile: quick, isolation: inline}
 """, "peak.yaml", tmp_path)
     cells = expand(loaded, find_peak=True)
-    result = run_suite(loaded, tmp_path / "out", cells, peak=PeakOptions(max_probes=3))
+    result = run_suite(loaded, cells, RunOptions(out_dir=tmp_path / "out", find_peak=True, peak=PeakOptions(max_probes=3)))
     (peak,) = result.peaks
     assert len(result.records) == len(peak.probes) == 3
     for i, (rec, path) in enumerate(zip(result.records, result.paths)):

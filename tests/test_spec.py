@@ -81,18 +81,18 @@ def test_bad_spec_golden_message(case, capsys, monkeypatch):
 def test_profile_fills_unset_fields_only():
     s = SingleStream(kind="single_stream", min_duration_ms=1234)
     quick = s.effective("quick")
-    assert quick["min_duration_ms"] == 1234
+    assert quick.min_duration_ms == 1234
     # quick keeps SingleStream at the 64 queries LoadGen's p90 early stopping needs
-    assert quick["min_query_count"] == 64 and quick["warmup_ms"] == 50
+    assert quick.min_query_count == 64 and quick.warmup_ms == 50
     std = s.effective("standard")
-    assert std["min_query_count"] == 1024
-    assert s.effective("mlperf")["min_query_count"] == 100  # LoadGen 6.0's default; mlperf.conf sets none
+    assert std.min_query_count == 1024
+    assert s.effective("mlperf").min_query_count == 100  # LoadGen 6.0's default; mlperf.conf sets none
 
 
 def test_max_caps_profile_minimum():
     s = SingleStream(kind="single_stream", max_duration_ms=100)
     eff = s.effective("standard")  # standard's 10 s minimum would exceed the stated maximum
-    assert eff["min_duration_ms"] == 100
+    assert eff.min_duration_ms == 100
 
 
 def test_models_are_frozen():

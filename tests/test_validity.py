@@ -11,6 +11,7 @@ import pytest
 
 from benchkit.checks.latency import latency_verdict
 from benchkit.stats import summarize
+from scenario_factory import scenario
 
 MS = 1_000_000
 
@@ -65,11 +66,11 @@ def trace(n: int, seed: int = 0, scale_ns: int = MS) -> np.ndarray:
 def test_stream_minimum_query_count_is_the_borderline(kind, pct, needed):
     assert ref_min_passing(1, pct) + 1 == needed  # the reference agrees with LoadGen's printed minimums
     settings = {"target_latency_percentile": float(pct)}
-    short = latency_verdict(kind, settings, trace(needed - 1))
+    short = latency_verdict(scenario(kind, **settings), trace(needed - 1))
     assert short.early_stopping is not None and not short.early_stopping.passed
     assert short.early_stopping.estimate_ns is None and short.early_stopping.queries_needed == needed
     assert len(short.reasons) == 1 and f"at least {needed}" in short.reasons[0]
-    enough = latency_verdict(kind, settings, trace(needed))
+    enough = latency_verdict(scenario(kind, **settings), trace(needed))
     assert enough.reasons == [] and enough.early_stopping.passed
     # with exactly the minimum, one overlatency query is absorbed: the estimate is the largest sample
     assert enough.early_stopping.estimate_ns == int(trace(needed)[-1])
@@ -80,7 +81,7 @@ def test_stream_minimum_query_count_is_the_borderline(kind, pct, needed):
 def test_stream_estimate_matches_independent_scan(n, pct):
     s = trace(n, seed=n)
     kind = "single_stream" if pct == 90 else "multi_stream"
-    v = latency_verdict(kind, {"target_latency_percentile": float(pct)}, s)
+    v = latency_verdict(scenario(kind, target_latency_percentile=float(pct)), s)
     expected, needed = ref_estimate(s, pct)
     assert v.early_stopping.estimate_ns == expected
     assert v.early_stopping.queries_needed == needed
@@ -91,16 +92,16 @@ def test_stream_estimate_matches_independent_scan(n, pct):
 
 
 def test_stream_default_percentiles():
-    # settings without a percentile fall back to LoadGen's: p90 SingleStream, p99 MultiStream
-    assert latency_verdict("single_stream", {}, trace(100)).early_stopping.percentile == 90
-    assert latency_verdict("multi_stream", {}, trace(700)).early_stopping.percentile == 99
+    # scenarios without a percentile take LoadGen's: p90 SingleStream, p99 MultiStream
+    assert latency_verdict(scenario("single_stream"), trace(100)).early_stopping.percentile == 90
+    assert latency_verdict(scenario("multi_stream"), trace(700)).early_stopping.percentile == 99
 
 
 # --------------------------------------------------------------------------- Server
 
 
-def server_settings(bound_ns: int, pct: float = 99.0) -> dict:
-    return {"target_latency_ns": bound_ns, "target_latency_percentile": pct, "target_qps": 100.0}
+def server_settings(bound_ns: int, pct: float = 99.0):
+    return scenario("server", target_latency_ns=bound_ns, target_latency_percentile=pct, target_qps=100.0)
 
 
 def with_overlatency(n: int, over: int, bound_ns: int) -> np.ndarray:
@@ -116,11 +117,11 @@ def test_server_percentile_equal_to_bound_is_valid_one_ns_above_is_not():
     idx = int(n * 0.99)  # LoadGen's index for p99
     at = s.copy()
     at[idx:] = bound  # p99 exactly at the bound: "within" (only strictly above is overlatency)
-    v = latency_verdict("server", server_settings(bound), at)
+    v = latency_verdict(server_settings(bound), at)
     assert not [r for r in v.reasons if "exceeds" in r]
     above = at.copy()
     above[idx:] = bound + 1
-    v2 = latency_verdict("server", server_settings(bound), above)
+    v2 = latency_verdict(server_settings(bound), above)
     assert any("exceeds target_latency_ns" in r for r in v2.reasons)
 
 
@@ -128,10 +129,10 @@ def test_server_percentile_equal_to_bound_is_valid_one_ns_above_is_not():
 def test_server_early_stopping_borderline_against_reference(over):
     bound = 10 * MS
     needed = ref_min_passing(over, 99) + over
-    at_need = latency_verdict("server", server_settings(bound), with_overlatency(needed, over, bound))
+    at_need = latency_verdict(server_settings(bound), with_overlatency(needed, over, bound))
     assert at_need.early_stopping.passed and at_need.early_stopping.queries_needed == needed
     assert at_need.early_stopping.overlatency_count == over
-    short = latency_verdict("server", server_settings(bound), with_overlatency(needed - 1, over, bound))
+    short = latency_verdict(server_settings(bound), with_overlatency(needed - 1, over, bound))
     assert not short.early_stopping.passed
     assert any("early stopping not satisfied" in r and "1 more" in r for r in short.reasons)
 
@@ -141,7 +142,7 @@ def test_server_plain_percentile_can_pass_while_early_stopping_fails():
     # nine overlatency queries need far more than 1000 queries: INVALID for early stopping alone.
     bound = 10 * MS
     s = with_overlatency(1000, 9, bound)
-    v = latency_verdict("server", server_settings(bound), s)
+    v = latency_verdict(server_settings(bound), s)
     assert not [r for r in v.reasons if "exceeds" in r]
     assert [r for r in v.reasons if "early stopping" in r]
     assert v.early_stopping.queries_needed == ref_min_passing(9, 99) + 9
@@ -150,14 +151,14 @@ def test_server_plain_percentile_can_pass_while_early_stopping_fails():
 def test_server_lateness_warning():
     bound = 10 * MS
     s = with_overlatency(2000, 0, bound)
-    quiet = latency_verdict("server", server_settings(bound), s, {"issue_lateness_ns": summarize(np.full(10, 1000))})
+    quiet = latency_verdict(server_settings(bound), s, summarize(np.full(10, 1000)))
     assert quiet.warnings == [] and quiet.reasons == []
     late = summarize(np.full(10, 2 * MS, dtype=np.int64))  # 20% of the bound
-    loud = latency_verdict("server", server_settings(bound), s, {"issue_lateness_ns": late})
+    loud = latency_verdict(server_settings(bound), s, late)
     assert len(loud.warnings) == 1 and "issue lateness" in loud.warnings[0]
     assert loud.reasons == []  # lateness is already paid for in latency; it warns, it does not invalidate
 
 
 def test_offline_has_no_latency_constraint():
-    v = latency_verdict("offline", {}, trace(3))
+    v = latency_verdict(scenario("offline"), trace(3))
     assert v.reasons == [] and v.early_stopping is None

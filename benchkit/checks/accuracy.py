@@ -392,6 +392,21 @@ def check(
     ), measured
 
 
+def findings(acc: Accuracy | None, required: bool) -> list:
+    """The accuracy gate's word on the record: a failed gate is a reason; a gate that compared nothing is a
+    reason where a passed gate is ``required`` (--audit, the certify profile) and a warning elsewhere."""
+    from benchkit.checks.verdict import reason, warning
+
+    if acc is None or acc.passed is True:
+        return []
+    if acc.passed is False:
+        return [reason("accuracy", summary(acc))]
+    msg = f"accuracy not checked: {acc.skipped}"
+    if required:
+        return [reason("accuracy", msg + " (required under --audit / the certify profile)")]
+    return [warning("accuracy", msg)]
+
+
 def summary(acc: Accuracy) -> str:
     """The figures that go into a validity reason."""
     figs = f"max abs error {acc.max_abs_error:.3g}, max rel error {acc.max_rel_error:.3g}" \
@@ -400,4 +415,4 @@ def summary(acc: Accuracy) -> str:
 
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance_for", "reference_model", "reference_outputs", "compare_outputs",
-           "task_metric", "check", "summary", "run_outputs", "WorkloadError"]
+           "task_metric", "check", "summary", "findings", "run_outputs", "WorkloadError"]

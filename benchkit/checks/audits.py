@@ -148,13 +148,17 @@ def alternate_seed(headline: float, alternate: float, higher_is_better: bool, na
                          f"{'within' if verdict else 'beyond'} {ALTERNATE_SEED_MAX_DEVIATION:.0%})")
 
 
-def reasons(audits: Audits) -> list[str]:
-    """Validity reasons for each failed audit."""
+def findings(audits: Audits | None) -> list:
+    """A reason for each failed audit."""
+    from benchkit.checks.verdict import reason
+
+    if audits is None:
+        return []
     out = []
     for name in ("timed_outputs", "repeated_input", "alternate_seed"):
         a = getattr(audits, name)
         if a is not None and not a.passed:
-            out.append(f"audit {name} failed: {a.summary}")
+            out.append(reason("audit", f"audit {name} failed: {a.summary}"))
     return out
 
 
@@ -164,5 +168,5 @@ def fresh_inputs(wl: Any, batch: int, count: int, seed: int) -> list[Mapping[str
     return feeds
 
 
-__all__ = ["timed_outputs", "repeated_input", "alternate_seed", "reasons", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
+__all__ = ["timed_outputs", "repeated_input", "alternate_seed", "findings", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
            "ALTERNATE_SEED_MAX_DEVIATION", "ALTERNATE_SEED_OFFSET", "FRESH_SEED_OFFSET"]

@@ -122,14 +122,13 @@ def decide(record: Any, build: StandardBuild | None, requested: str = "auto"):
     )
 
 
-def apply(record: Any, build: StandardBuild | None, requested: str = "auto"):
-    """``record`` with its ``division`` block; a failed request for ``closed`` adds INVALID reasons."""
-    division = decide(record, build, requested)
-    validity = record.validity
-    if requested == "closed" and division.name != "closed":
-        extra = [f"run.division requests closed, but {r}" for r in division.reasons]
-        validity = validity.model_copy(update={"valid": False, "reasons": [*validity.reasons, *extra]})
-    return record.model_copy(update={"division": division, "validity": validity})
+def findings(division: Any) -> list:
+    """A failed request for ``closed`` (``run.division: closed``) makes the record INVALID, once per broken rule."""
+    from benchkit.checks.verdict import reason
+
+    if division.requested != "closed" or division.name == "closed":
+        return []
+    return [reason("division", f"run.division requests closed, but {r}") for r in division.reasons]
 
 
 # --------------------------------------------------------------------------- finding the standard build
@@ -212,4 +211,4 @@ def _inputs_changed(wl: Any, entry: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-__all__ = ["RULES_VERSION", "StandardBuild", "apply", "decide", "standard_build"]
+__all__ = ["RULES_VERSION", "StandardBuild", "findings", "decide", "standard_build"]

@@ -47,22 +47,22 @@ def default_percentile(kind: str) -> float:
     return 90.0 if kind == "single_stream" else 99.0
 
 
-def latency_verdict(kind: str, settings: dict[str, Any], sorted_ns: np.ndarray,
-                    extra: dict[str, Any] | None = None) -> Verdict:
-    """Validity reasons, warnings and the early-stopping block for one run.
+def latency_verdict(scenario: Any, sorted_ns: np.ndarray, lateness: Any = None) -> Verdict:
+    """Validity reasons, warnings and the early-stopping block for one run of a resolved scenario.
 
     ``sorted_ns`` are the per-query latencies sorted ascending (for MultiStream,
     per-query latency of ``samples_per_query`` samples; for Server, from the
-    scheduled time). ``extra`` is the scenario's measurement extra (Server:
-    ``issue_lateness_ns``).
+    scheduled time). ``lateness`` is the Server's issue lateness (a
+    ``stats.LatencyStats``), where measured.
     """
+    kind = scenario.kind
     if kind == "offline" or sorted_ns.size == 0:
         return Verdict()
-    pct = float(settings.get("target_latency_percentile") or default_percentile(kind))
+    pct = float(scenario.latency_percentile or default_percentile(kind))
     if kind in ("single_stream", "multi_stream"):
         return _stream_verdict(sorted_ns, pct)
     if kind == "server":
-        return _server_verdict(settings, sorted_ns, pct, extra or {})
+        return _server_verdict(scenario, sorted_ns, pct, lateness)
     raise ValueError(f"unknown scenario kind {kind!r}")
 
 
@@ -84,15 +84,15 @@ def _stream_verdict(sorted_ns: np.ndarray, pct: float) -> Verdict:
     return Verdict(reasons=reasons, early_stopping=block)
 
 
-def _server_verdict(settings: dict[str, Any], sorted_ns: np.ndarray, pct: float, extra: dict[str, Any]) -> Verdict:
-    bound = int(settings["target_latency_ns"])
+def _server_verdict(scenario: Any, sorted_ns: np.ndarray, pct: float, late: Any) -> Verdict:
+    bound = int(scenario.target_latency_ns)
     reasons: list[str] = []
     warnings: list[str] = []
     plain = stats.percentile_ns(sorted_ns, pct)
     if plain > bound:
         reasons.append(
             f"p{pct:g} latency {plain:,} ns exceeds target_latency_ns {bound:,} "
-            f"at target_qps {settings.get('target_qps')} (lower target_qps)"
+            f"at target_qps {scenario.target_qps} (lower target_qps)"
         )
     es = stats.early_stopping_server(sorted_ns, bound, pct, CONFIDENCE)
     if not es.passed:
@@ -107,7 +107,6 @@ def _server_verdict(settings: dict[str, Any], sorted_ns: np.ndarray, pct: float,
         overlatency_count=es.overlatency_count,
         reason=es.reason,
     )
-    late = extra.get("issue_lateness_ns")
     p99_late = getattr(late, "p99", None)
     if p99_late is not None and p99_late > LATENESS_WARN_FRACTION * bound:
         warnings.append(

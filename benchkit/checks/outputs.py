@@ -62,3 +62,22 @@ def output_shape_problems(wl: Any, batch: int | None, outputs: list[Any]) -> lis
                                 f"{axis} should be {expected}")
                 break
     return problems
+
+
+def findings(outputs: list[Any], wl: Any, batch: int | None, expect_all: bool = True) -> list:
+    """What is wrong with the outputs one call returned: their count, NaN or Inf, their shapes.
+
+    ``expect_all`` is False for an adapter that computes nothing by contract (``null``): it returns no outputs."""
+    import numpy as np
+
+    from benchkit.checks.verdict import reason
+
+    names = wl.output_names
+    problems = []
+    if expect_all and names and len(outputs) != len(names):
+        problems.append(f"adapter returned {len(outputs)} outputs, the graph has {len(names)}")
+    for name, arr in zip(names, outputs):
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            problems.append(f"output {name!r} contains NaN or Inf")
+    problems += output_shape_problems(wl, batch, outputs)
+    return [reason("outputs", p) for p in problems]

@@ -3,11 +3,14 @@
     pytest --benchkit specs/ci-smoke.yaml [--benchkit-out results] [--benchkit-profile quick]
 
 Each cell (workload x backend x scenario) becomes one test item named by its
-cell id (``-k mlp`` and ``-m benchkit`` select them as usual). An item runs
-its cell exactly as ``benchkit run`` does (a fresh worker process unless the
-spec or ``--benchkit-isolation`` says inline), writes the record under
-``--benchkit-out/<spec name>/<run id>/``, and fails when the record is
-INVALID, listing every reason. A spec that does not load is a usage error
+cell id (``-k mlp`` and ``-m benchkit`` select them as usual). The spec's
+selected items share one suite run, opened through the same driver as
+``benchkit run`` (:class:`benchkit.runner.Suite`: run directory, session,
+audits, accuracy settings, division, memory limit, power, stability, repeats),
+so every spec field has the same effect here as there. An item runs its cell
+(``run.repeats`` times), writes each record under
+``--benchkit-out/<spec name>/<run id>/``, and fails when a record is INVALID,
+listing every reason. A spec that does not load is a usage error
 (pytest exit code 4); workloads or backends that cannot be resolved make each
 of the spec's selected cells an error with that one-line message.
 
@@ -35,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "a file, or the name of a standard spec such as ci-smoke")
     g.addoption("--benchkit-out", default="results", metavar="DIR",
                 help="where the cells' records are written (default: results)")
-    g.addoption("--benchkit-profile", choices=["quick", "standard", "mlperf"], default=None,
+    g.addoption("--benchkit-profile", choices=["quick", "standard", "mlperf", "certify"], default=None,
                 help="override the spec's run profile")
     g.addoption("--benchkit-isolation", choices=["process", "inline"], default=None,
                 help="override the spec's isolation (default: the spec's, normally a worker process per cell)")
@@ -86,11 +89,11 @@ class SpecFile(pytest.File):
     """One spec given to --benchkit; its items are the spec's cells."""
 
     loaded: Any = None
-    _ctx: Any = None
+    suite: Any = None
 
     def collect(self):
         from benchkit.errors import BenchkitError
-        from benchkit.run.runner import expand
+        from benchkit.runner.plan import expand
 
         cfg = self.config
         try:
@@ -104,28 +107,38 @@ class SpecFile(pytest.File):
             yield item
 
     def setup(self) -> None:
-        """Once per spec, before its first selected cell: resolve workloads and backends, open the run."""
+        """Once per spec, before its first selected cell: resolve workloads and backends, open the suite run."""
         from benchkit.errors import BenchkitError
-        from benchkit.run.runner import SuiteContext, new_run_id, preflight
+        from benchkit.runner.plan import preflight
+        from benchkit.runner.suite import RunOptions, Suite
 
         cfg = self.config
         items = [i for i in self.session.items if isinstance(i, CellItem) and i.parent is self]
+        options = RunOptions(out_dir=Path(cfg.getoption("benchkit_out")), profile=cfg.getoption("benchkit_profile"),
+                             isolation=cfg.getoption("benchkit_isolation"))
         problem = None
         try:
-            preflight(self.loaded, [i.cell for i in items])
+            cells = [i.cell for i in items]
+            preflight(self.loaded, cells, options.cache_dir)
+            self.suite = Suite.open(self.loaded, cells, options).__enter__()
         except BenchkitError as e:
             problem = f"{type(e).__name__}: {e}"
         if problem:  # outside the except block: the message alone, no chained traceback
             pytest.fail(problem, pytrace=False)
-        spec = self.loaded.spec
-        self._ctx = SuiteContext(
-            run_id=new_run_id(), spec_name=spec.name, spec_sha256=self.loaded.sha256,
-            base_dir=str(self.loaded.base_dir), keep_samples=spec.run.keep_samples,
-        )
-        self.run_dir = Path(cfg.getoption("benchkit_out")) / spec.name / self._ctx.run_id
-        self.isolation = cfg.getoption("benchkit_isolation") or spec.run.isolation
+        self.suite.session.measure_idle()
+        self.run_dir = self.suite.run_dir
         self.written: list[tuple[Any, Path]] = []
         cfg.stash.setdefault(_STASH, []).append(self)
+
+    def teardown(self) -> None:
+        """After the spec's last item: the between-session spread of repeated cells, then the run is closed."""
+        suite = getattr(self, "suite", None)
+        if suite is not None:
+            try:
+                suite.finish()
+            finally:
+                suite.close()
+                self.suite = None
 
 
 class CellItem(pytest.Item):
@@ -134,23 +147,20 @@ class CellItem(pytest.Item):
     cell: Any = None
 
     def runtest(self) -> None:
-        from benchkit.results import records
-        from benchkit.run.runner import execute_cell, run_in_worker
-
         spec_node: SpecFile = self.parent
-        if spec_node.isolation == "inline":
-            rec = execute_cell(self.cell, spec_node._ctx)
-        else:
-            rec = run_in_worker(self.cell, spec_node._ctx, spec_node.loaded.spec.run.cell_timeout_s)
-        path = records.save(rec, spec_node.run_dir / f"{self.cell.cell_id}.json")
-        spec_node.written.append((rec, path))
-        self.user_properties.append(("benchkit_record", str(path)))
-        self.user_properties.append(("benchkit_valid", rec.validity.valid))
-        if rec.metrics is not None:
-            h = rec.metrics.headline
-            self.user_properties.append((f"benchkit_{h.name}", h.value))
-        if not rec.validity.valid:
-            raise CellInvalid(rec, path)
+        invalid = None
+        for repeat in range(1, spec_node.loaded.spec.run.repeats + 1):
+            rec, path = spec_node.suite.run_cell(self.cell, repeat)
+            spec_node.written.append((rec, path))
+            self.user_properties.append(("benchkit_record", str(path)))
+            self.user_properties.append(("benchkit_valid", rec.validity.valid))
+            if rec.metrics is not None:
+                h = rec.metrics.headline
+                self.user_properties.append((f"benchkit_{h.name}", h.value))
+            if not rec.validity.valid and invalid is None:
+                invalid = CellInvalid(rec, path)
+        if invalid is not None:
+            raise invalid
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CellInvalid):

@@ -29,8 +29,7 @@ from benchkit.machine.nvml import NvmlUnavailable, import_nvml, init, shutdown, 
 CLOCK_DROP = 0.10
 """Largest tolerated fall of a clock between the start and the end of a measured run (10 %)."""
 
-FLAGGED_PROFILES = frozenset({"certify"})
-"""Profiles under which stability flags (and a high CV) make a record INVALID instead of warning."""
+# Under which profiles a flag makes a record INVALID is the verdict's business: benchkit.checks.measurement.
 
 # NVML clock-event (formerly "clocks throttle") reason bits; stable across NVML versions.
 _REASONS = {

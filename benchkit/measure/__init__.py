@@ -1,4 +1,4 @@
-"""Scenarios: the timed loops and their stop rules, with MLPerf LoadGen's semantics.
+"""Measurement: the timed loops and their stop rules, with MLPerf LoadGen's semantics.
 
 =============  ===============================================  ======================
 scenario       traffic                                          headline metric
@@ -12,11 +12,16 @@ offline        all samples at once, calls of batch_size         samples/s
 Every scenario times exactly ``backend.run(staged); backend.synchronize()``
 with ``perf_counter_ns`` and nothing else: one timing boundary for every
 vendor. Loading, staging, warmup and output checks are outside it.
+
+Two engines drive the loops: benchkit's own (:mod:`.loops`, :mod:`.server`)
+and MLPerf LoadGen itself (:mod:`.loadgen`, ``benchkit[mlperf]``); both
+return the same :class:`Measurement`.
 """
 
 from __future__ import annotations
 
+from benchkit.measure.dispatch import ENGINES, HEADLINE, Engine, measure, run_engine
 from benchkit.measure.loops import Measurement, StopRule, closed_loop, timed_call, warmup
-from benchkit.measure.dispatch import HEADLINE, measure
 
-__all__ = ["Measurement", "StopRule", "closed_loop", "timed_call", "warmup", "measure", "HEADLINE"]
+__all__ = ["Measurement", "StopRule", "closed_loop", "timed_call", "warmup", "measure", "run_engine", "HEADLINE",
+           "ENGINES", "Engine"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
+from pathlib import Path
 from time import perf_counter_ns
+from typing import Any, Literal
 
 from benchkit.measure.loops import Clock, Measurement, StopRule, closed_loop
+
+Engine = Literal["benchkit", "mlperf"]
+ENGINES: tuple[str, ...] = ("benchkit", "mlperf")  # benchkit's own loops; MLPerf LoadGen (benchkit[mlperf])
 
 # (metric name, unit, higher is better) of each scenario's headline figure.
 HEADLINE: dict[str, tuple[str, str, bool]] = {
@@ -18,26 +21,17 @@ HEADLINE: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def requested_batch(kind: str, settings: dict[str, Any]) -> int:
-    """Samples per inference call the scenario asks for (the model may fix another)."""
-    if kind == "offline":
-        return int(settings["batch_size"])
-    if kind == "multi_stream":
-        return int(settings["samples_per_query"])
-    return 1
-
-
 def measure(
-    kind: str,
+    scenario: Any,
     backend: Any,
     staged: Sequence[Any],
-    settings: dict[str, Any],
     samples_per_query: int,
     seed: int,
     clock: Clock = perf_counter_ns,
 ) -> Measurement:
-    """Run the timed part of one scenario on already staged inputs."""
-    rule = StopRule.from_settings(settings)
+    """Run the timed part of one resolved scenario (``benchkit.spec``, after ``effective()``) on staged inputs."""
+    kind = scenario.kind
+    rule = StopRule.of(scenario)
     if kind == "offline":
         # Offline's min/max_query_count count samples, as in LoadGen.
         rule = rule.in_calls(samples_per_query)
@@ -46,5 +40,18 @@ def measure(
     if kind == "server":
         from benchkit.measure.server import run_server
 
-        return run_server(backend, staged, settings, rule, samples_per_query, seed, clock)
+        return run_server(backend, staged, scenario, rule, samples_per_query, seed, clock)
     raise ValueError(f"unknown scenario kind {kind!r}")
+
+
+def run_engine(engine: Engine, scenario: Any, backend: Any, staged: Sequence[Any], samples_per_query: int, seed: int,
+               call_ns: int, log_dir: Path | None) -> Measurement:
+    """The timed part of one cell, driven by ``engine``. ``call_ns`` (a warmup call's time) sizes LoadGen's
+    run; ``log_dir`` receives LoadGen's logs."""
+    if engine == "mlperf":
+        from benchkit.measure.loadgen import measure_with_loadgen
+
+        return measure_with_loadgen(scenario, backend, staged, samples_per_query, seed, call_ns, log_dir)
+    if engine != "benchkit":
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    return measure(scenario, backend, staged, samples_per_query, seed)

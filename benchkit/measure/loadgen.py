@@ -77,19 +77,20 @@ def loadgen_version() -> str:
         return "unknown"
 
 
-def loadgen_settings(lg: Any, kind: str, settings: dict[str, Any], samples_per_call: int, seed: int,
-                  call_ns: int) -> Any:
-    """LoadGen TestSettings for one cell. ``call_ns``: mean warmup call time, LoadGen's expected-latency hint."""
+def loadgen_settings(lg: Any, scenario: Any, samples_per_call: int, seed: int, call_ns: int) -> Any:
+    """LoadGen TestSettings for one resolved scenario. ``call_ns``: mean warmup call time, LoadGen's
+    expected-latency hint."""
+    kind = scenario.kind
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, _SCENARIOS[kind])
     ts.mode = lg.TestMode.PerformanceOnly
-    ts.min_duration_ms = int(settings["min_duration_ms"])
-    ts.min_query_count = int(settings["min_query_count"])
-    ts.max_duration_ms = int(settings.get("max_duration_ms") or 0)  # LoadGen: 0 is no limit
-    ts.max_query_count = int(settings.get("max_query_count") or 0)
+    ts.min_duration_ms = int(scenario.min_duration_ms)
+    ts.min_query_count = int(scenario.min_query_count)
+    ts.max_duration_ms = int(scenario.max_duration_ms or 0)  # LoadGen: 0 is no limit
+    ts.max_query_count = int(scenario.max_query_count or 0)
     ts.qsl_rng_seed = ts.sample_index_rng_seed = ts.schedule_rng_seed = int(seed)
     call_ns = max(1, int(call_ns))
-    pct = settings.get("target_latency_percentile")
+    pct = scenario.latency_percentile
     # LoadGen pre-generates SingleStream/MultiStream queries from the expected latency and ends the
     # run when they run out: a hint below the real latency only generates spare queries, one above
     # it ends the run before min_duration. Half the warmup mean errs on the safe side.
@@ -101,8 +102,8 @@ def loadgen_settings(lg: Any, kind: str, settings: dict[str, Any], samples_per_c
         ts.multi_stream_expected_latency_ns = max(1, call_ns // 2)
         ts.multi_stream_target_latency_percentile = float(pct) / 100
     elif kind == "server":
-        ts.server_target_qps = float(settings["target_qps"])
-        ts.server_target_latency_ns = int(settings["target_latency_ns"])
+        ts.server_target_qps = float(scenario.target_qps)
+        ts.server_target_latency_ns = int(scenario.target_latency_ns)
         ts.server_target_latency_percentile = float(pct) / 100
     else:
         # Offline is one query of 1.1 x min_duration x expected_qps samples, all of which must be
@@ -112,14 +113,15 @@ def loadgen_settings(lg: Any, kind: str, settings: dict[str, Any], samples_per_c
     return ts
 
 
-def predicted_samples(kind: str, settings: dict[str, Any], samples_per_call: int, call_ns: int) -> int:
+def predicted_samples(scenario: Any, samples_per_call: int, call_ns: int) -> int:
     """About how many samples LoadGen will issue: decides whether its per-sample trace is affordable."""
-    dur_ns = settings["min_duration_ms"] * 1_000_000
+    kind = scenario.kind
+    dur_ns = scenario.min_duration_ms * 1_000_000
     if kind == "server":
-        return int(max(settings["min_query_count"], settings["target_qps"] * dur_ns / 1e9))
+        return int(max(scenario.min_query_count, scenario.target_qps * dur_ns / 1e9))
     if kind == "offline":
-        return int(max(settings["min_query_count"], 1.65 * samples_per_call * dur_ns / max(1, call_ns)))
-    queries = max(settings["min_query_count"], 2 * dur_ns / max(1, call_ns))
+        return int(max(scenario.min_query_count, 1.65 * samples_per_call * dur_ns / max(1, call_ns)))
+    queries = max(scenario.min_query_count, 2 * dur_ns / max(1, call_ns))
     return int(queries * (samples_per_call if kind == "multi_stream" else 1))
 
 
@@ -212,10 +214,9 @@ class _SystemUnderTest:
 
 
 def measure_with_loadgen(
-    kind: str,
+    scenario: Any,
     backend: Any,
     staged: Sequence[Any],
-    settings: dict[str, Any],
     samples_per_call: int,
     seed: int,
     call_ns: int,
@@ -223,10 +224,11 @@ def measure_with_loadgen(
 ) -> Measurement:
     """Run one cell's timed part under LoadGen and turn its logs into a :class:`Measurement`.
 
-    ``extra`` carries LoadGen's verdict (``invalid_reasons``), its headline
-    figure (``headline_value``) and its result keys (``mlperf``), which the
-    runner puts into the record with ``engine: mlperf``.
+    The measurement carries LoadGen's verdict (``engine_reasons``), its
+    headline figure (``headline_value``), and its result keys in
+    ``extra["mlperf"]``, which go into the record with ``engine: mlperf``.
     """
+    kind = scenario.kind
     lg = require_loadgen()
     if log_dir is None:
         import tempfile
@@ -234,15 +236,15 @@ def measure_with_loadgen(
         log_dir = Path(tempfile.mkdtemp(prefix="benchkit-mlperf-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     b = max(1, int(samples_per_call))
-    ts = loadgen_settings(lg, kind, settings, b, seed, call_ns)
-    traced = kind != "offline" and predicted_samples(kind, settings, b, call_ns) <= TRACE_MAX_SAMPLES
+    ts = loadgen_settings(lg, scenario, b, seed, call_ns)
+    traced = kind != "offline" and predicted_samples(scenario, b, call_ns) <= TRACE_MAX_SAMPLES
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(log_dir)
     log_settings.log_output.copy_summary_to_stdout = False
     log_settings.log_output.copy_detail_to_stdout = False
     log_settings.enable_trace = traced
 
-    sut_impl = _SystemUnderTest(lg, kind, backend, staged, b, int(settings.get("workers") or 1))
+    sut_impl = _SystemUnderTest(lg, kind, backend, staged, b, int(getattr(scenario, "workers", None) or 1))
     n_qsl = len(staged) * (b if kind in ("multi_stream", "offline") else 1)
     sut = lg.ConstructSUT(sut_impl.issue_query, sut_impl.flush_queries)
     qsl = lg.ConstructQSL(n_qsl, n_qsl, _no_op, _no_op)  # inputs are staged already: loading is a no-op
@@ -266,7 +268,7 @@ def measure_with_loadgen(
     if accuracy_log.exists() and accuracy_log.stat().st_size <= 16:
         # Performance mode logs no responses ("[]"); a stray .json beside the records would be taken for one.
         accuracy_log.unlink()
-    return _measurement(kind, settings, b, detail, samples, sut_impl, log_dir)
+    return _measurement(scenario, b, detail, samples, sut_impl, log_dir)
 
 
 def _no_op(_samples: list[int]) -> None:
@@ -324,9 +326,10 @@ def _percentile_key(pct: float, per_query: bool) -> str:
     return f"result_{pct:.2f}_percentile_{'per_query_' if per_query else ''}latency_ns"
 
 
-def _measurement(kind: str, settings: dict[str, Any], b: int, d: dict[str, Any], samples: np.ndarray | None,
+def _measurement(scenario: Any, b: int, d: dict[str, Any], samples: np.ndarray | None,
                  sut: _SystemUnderTest, log_dir: Path) -> Measurement:
-    pct = float(settings.get("target_latency_percentile") or 90.0)
+    kind = scenario.kind
+    pct = float(scenario.latency_percentile or 90.0)
     source = "loadgen_trace"
     lateness = None
     if kind == "offline" or samples is None or samples.size == 0:
@@ -376,21 +379,14 @@ def _measurement(kind: str, settings: dict[str, Any], b: int, d: dict[str, Any],
     keep = {k: v for k, v in d.items() if k.startswith(("result_", "early_stopping", "effective_", "generated_"))}
     keep.update(loadgen_version=str(d.get("loadgen_version", "")), package_version=loadgen_version(),
                 log_dir=log_dir.name, samples_source=source, warnings=d["_warnings"])
+    latency_met = None
     if source == "loadgen_trace":
         # What benchkit's own latency rules judge too (Offline has none; without the trace the samples differ).
-        keep["latency_constraints_met"] = d.get("early_stopping_met") is not False and \
+        latency_met = keep["latency_constraints_met"] = d.get("early_stopping_met") is not False and \
             d.get("result_perf_constraints_met") is not False
-    extra: dict[str, Any] = {
-        "engine": "mlperf",
-        "invalid_reasons": reasons,
-        "mlperf": keep,
-    }
-    if headline is not None:
-        extra["headline_value"] = float(headline)
-    if lateness is not None:
-        extra["issue_lateness_ns"] = lateness
+    extra: dict[str, Any] = {"mlperf": keep}
     if kind == "server":
-        extra["target_qps"] = float(settings["target_qps"])
+        extra["target_qps"] = float(scenario.target_qps)
         extra["issue_mode"] = "async" if sut.use_async else "workers"
     return Measurement(
         samples_ns=lat.astype(np.int64, copy=False),
@@ -401,6 +397,11 @@ def _measurement(kind: str, settings: dict[str, Any], b: int, d: dict[str, Any],
         stop_reason="min_duration_and_query_count" if met else "loadgen_minimums_not_met",
         extra=extra,
         samples_total=samples_total,
+        engine="mlperf",
+        engine_reasons=reasons,
+        engine_latency_met=latency_met,
+        headline_value=None if headline is None else float(headline),
+        issue_lateness_ns=lateness,
     )
 
 

@@ -22,13 +22,14 @@ class StopRule:
     max_query_count: int | None = None
 
     @classmethod
-    def from_settings(cls, s: dict[str, Any]) -> StopRule:
+    def of(cls, scenario: Any) -> StopRule:
+        """The rule of a resolved scenario (``benchkit.spec`` scenario after ``effective()``), counts in queries."""
         ms = 1_000_000
         return cls(
-            min_duration_ns=s["min_duration_ms"] * ms,
-            min_query_count=s["min_query_count"],
-            max_duration_ns=None if s.get("max_duration_ms") is None else s["max_duration_ms"] * ms,
-            max_query_count=s.get("max_query_count"),
+            min_duration_ns=scenario.min_duration_ms * ms,
+            min_query_count=scenario.min_query_count,
+            max_duration_ns=None if scenario.max_duration_ms is None else scenario.max_duration_ms * ms,
+            max_query_count=scenario.max_query_count,
         )
 
     def in_calls(self, samples_per_call: int) -> StopRule:
@@ -67,8 +68,14 @@ class Measurement:
     query_count: int
     samples_per_query: int
     stop_reason: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario figures for metrics.extra, nothing else
     samples_total: int | None = None  # set when not every query held samples_per_query samples (LoadGen Offline)
+    engine: str = "benchkit"  # what drove the loop: benchkit | mlperf (benchkit.measure.ENGINES)
+    engine_reasons: list[str] = field(default_factory=list)  # the engine's own INVALID verdict (LoadGen's)
+    engine_latency_met: bool | None = None  # the engine's latency verdict where it gives one on the same samples
+    headline_value: float | None = None  # the engine's own headline figure, where it computes one (LoadGen)
+    issue_lateness_ns: Any = None  # Server: stats.LatencyStats of issue time - scheduled time
+    final_scheduled_ns: int | None = None  # Server: offset of the last scheduled query (min duration's measure)
 
     @property
     def duration_ns(self) -> int:

@@ -147,7 +147,7 @@ def _harness_quiet():
 def run_server(
     backend: Any,
     staged: Sequence[Any],
-    settings: dict[str, Any],
+    scenario: Any,
     rule: StopRule,
     samples_per_query: int,
     seed: int,
@@ -155,18 +155,18 @@ def run_server(
 ) -> Measurement:
     """Issue a Poisson schedule of single-sample queries and time each from its scheduled time.
 
-    ``settings`` are the effective Server settings (``target_qps``,
+    ``scenario`` is the resolved Server scenario (``target_qps``,
     ``workers``, ...). ``samples_ns`` of the result are per-query latencies in
-    issue order; ``extra`` holds the issue mode, scheduled and completed
-    rates (LoadGen's formulas) and ``issue_lateness_ns`` (a LatencyStats).
+    issue order; ``issue_lateness_ns`` is a LatencyStats; ``extra`` holds the
+    issue mode and the scheduled and completed rates (LoadGen's formulas).
     Raises :class:`BackendError` if a query fails or never completes.
     """
-    target_qps = float(settings["target_qps"])
+    target_qps = float(scenario.target_qps)
     offsets_np, stop_reason = poisson_schedule_ns(target_qps, rule, seed)
     n = int(offsets_np.size)
     k = len(staged)
     use_async = bool(backend.supports_async()) if hasattr(backend, "supports_async") else False
-    workers = int(settings.get("workers") or 1)
+    workers = int(scenario.workers or 1)
 
     # Preallocated: the loop stores into these by query index and allocates nothing per query
     # beyond Python ints. memoryview item stores are as cheap as list stores and need no conversion.
@@ -249,7 +249,7 @@ def run_server(
             for _ in threads:
                 put(-1)
         last_issue = clock()
-        drain_s = max(_DRAIN_MIN_S, 10 * settings.get("target_latency_ns", 0) / 1e9)
+        drain_s = max(_DRAIN_MIN_S, 10 * scenario.target_latency_ns / 1e9)
         drained = all_done.wait(drain_s) if issued_count == n else False
     for t in threads:
         t.join(timeout=1.0 if not drained else None)
@@ -275,7 +275,6 @@ def run_server(
         "scheduled_samples_per_s": (n - 1) * 1e9 / span_ns if n > 1 and span_ns > 0 else 0.0,
         "completed_samples_per_s": (n - 1) * 1e9 / (end_ns - t0) if n > 1 else 0.0,
         "final_scheduled_ns": span_ns,
-        "issue_lateness_ns": summarize(lateness),
         "issue_loop_ns": last_issue - t0,
     }
     if not use_async:
@@ -291,4 +290,6 @@ def run_server(
         samples_per_query=samples_per_query,
         stop_reason=stop_reason,
         extra=extra,
+        issue_lateness_ns=summarize(lateness),
+        final_scheduled_ns=span_ns,
     )

@@ -321,7 +321,7 @@ def _rule_spec(b: _Bundle, opts) -> RuleResult:
 
 
 def _rule_complete(b: _Bundle, opts) -> RuleResult:
-    from benchkit.run.runner import expand
+    from benchkit.runner.plan import expand  # the spec's cells: planning only, no backend is touched
     from benchkit.spec import parse_spec
 
     s = _spec_member(b)

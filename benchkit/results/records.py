@@ -214,12 +214,27 @@ class Probe(_Model):
     upper_qps: float | None = Field(None, description="Lowest INVALID rate known before this probe.")
 
 
+class Finding(_Model):
+    """One check's word on a record: a reason (the record is INVALID) or a warning, and which check said it."""
+
+    check: str = Field(description="The check that spoke: stop_rule | precision | outputs | engine | latency | "
+                       "accuracy | audit | stability | division | error | close | transfer ... (benchkit.checks).")
+    severity: Literal["reason", "warning"] = Field(description="reason: makes the record INVALID; warning: a doubt.")
+    message: str = Field(description="What the check found, in one line (as in reasons or warnings).")
+
+
 class Validity(_Model):
-    """VALID or INVALID, with every reason, and warnings that do not invalidate."""
+    """VALID or INVALID, with every reason, and warnings that do not invalidate.
+
+    Written only by :mod:`benchkit.checks.verdict` from the checks' typed findings; ``reasons`` and
+    ``warnings`` are the findings' messages, kept as plain lists for the clients that read them."""
 
     valid: bool = Field(description="True when no rule was broken (reasons is empty).")
     reasons: list[str] = Field(default_factory=list, description="Why the result is INVALID (empty when valid).")
     warnings: list[str] = Field(default_factory=list, description="Doubts that do not invalidate (e.g. high CV).")
+    findings: list[Finding] = Field(
+        default_factory=list, description="The same reasons and warnings, each with the check that found it "
+        "(absent in records written before schema 1.11).")
 
 
 class ErrorInfo(_Model):

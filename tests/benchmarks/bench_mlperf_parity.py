@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra_op_num_threads (0: runtime default)")
     args = ap.parse_args(argv)
 
-    from benchkit.run.runner import SuiteContext, execute_cell, expand
+    from benchkit.runner.plan import SuiteContext, expand
+    from benchkit.runner.cell import execute_cell
     from benchkit.spec import parse_spec
 
     loaded = parse_spec(f"""

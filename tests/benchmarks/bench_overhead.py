@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=20_000)
     args = ap.parse_args(argv)
 
-    from benchkit.run.runner import expand, execute_cell, SuiteContext
+    from benchkit.runner.plan import expand, SuiteContext
+    from benchkit.runner.cell import execute_cell
     from benchkit.spec import parse_spec
     from benchkit.workloads import catalog
     from pathlib import Path

@@ -24,10 +24,11 @@ import numpy as np
 MS = 1_000_000
 
 
-def settings(qps: float, duration_s: float) -> dict:
-    return {"target_qps": qps, "target_latency_ns": 10 * MS, "target_latency_percentile": 99.0, "workers": 2,
-            "min_duration_ms": int(duration_s * 1000), "min_query_count": 662, "max_duration_ms": None,
-            "max_query_count": None}
+def settings(qps: float, duration_s: float):
+    from benchkit.spec import Server
+
+    return Server(kind="server", target_qps=qps, target_latency_ns=10 * MS, target_latency_percentile=99.0,
+                  workers=2, min_duration_ms=int(duration_s * 1000), min_query_count=662).effective("quick")
 
 
 def run_benchkit(qps: float, duration_s: float, seed: int) -> dict:
@@ -37,9 +38,9 @@ def run_benchkit(qps: float, duration_s: float, seed: int) -> dict:
     from benchkit.checks.latency import latency_verdict
 
     s = settings(qps, duration_s)
-    m = run_server(NullBackend({}), [None] * 16, s, StopRule.from_settings(s), 1, seed)
-    v = latency_verdict("server", s, np.sort(m.samples_ns), m.extra)
-    late = m.extra["issue_lateness_ns"]
+    m = run_server(NullBackend({}), [None] * 16, s, StopRule.of(s), 1, seed)
+    v = latency_verdict(s, np.sort(m.samples_ns), m.issue_lateness_ns)
+    late = m.issue_lateness_ns
     return {"valid": not v.reasons, "p99_ns": int(np.sort(m.samples_ns)[int(0.99 * m.query_count)]),
             "late_p50_ns": late.p50, "late_p99_ns": late.p99, "late_max_ns": late.max,
             "completed_per_s": m.extra["completed_samples_per_s"], "queries": m.query_count}
@@ -54,12 +55,12 @@ def run_loadgen(qps: float, duration_s: float, seed: int, trace: bool) -> dict:
     mlperf.TRACE_MAX_SAMPLES = saved if trace else 0  # the trace costs ~1 KB per sample; only for lateness
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            m = mlperf.measure_with_loadgen("server", NullBackend({}), [None] * 16, s, 1, seed, 1000, Path(tmp))
+            m = mlperf.measure_with_loadgen(s, NullBackend({}), [None] * 16, 1, seed, 1000, Path(tmp))
     finally:
         mlperf.TRACE_MAX_SAMPLES = saved
     lg = m.extra["mlperf"]
-    late = m.extra.get("issue_lateness_ns")
-    return {"valid": not m.extra["invalid_reasons"], "p99_ns": int(lg["result_99.00_percentile_latency_ns"]),
+    late = m.issue_lateness_ns
+    return {"valid": not m.engine_reasons, "p99_ns": int(lg["result_99.00_percentile_latency_ns"]),
             "late_p50_ns": late.p50 if late else None, "late_p99_ns": late.p99 if late else None,
             "late_max_ns": late.max if late else None,
             "completed_per_s": float(lg["result_completed_samples_per_sec"]), "queries": int(lg["result_query_count"])}

@@ -1,4 +1,4 @@
-"""Worker process entry: ``python -m benchkit.run.child CELL.json RESULT.json``.
+"""Worker process entry (the child side of :mod:`benchkit.runner.worker`): ``python -m benchkit.runner.child CELL.json RESULT.json``.
 
 Runs exactly one cell and writes its record to RESULT.json. Phases are
 reported on stdout as ``phase NAME`` lines for the parent's progress display.
@@ -6,7 +6,7 @@ The parent turns a crash, a kill or a hang of this process into an error
 record, so nothing here needs to survive a vendor runtime's failure. Before
 anything heavy is imported the worker limits its own memory
 (``run.max_memory_bytes``) and asks to die with its parent
-(:mod:`benchkit.run.limits`).
+(:mod:`benchkit.runner.limits`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from benchkit.run import limits  # stdlib only: the limits are in force before numpy or any runtime is imported
+    from benchkit.runner import limits  # stdlib only: the limits are in force before numpy or any runtime is imported
 
     payload = json.loads(Path(argv[0]).read_text())
     limits.die_with_parent(payload.get("parent_pid"))
@@ -26,9 +26,10 @@ def main(argv: list[str]) -> int:
         print(f"benchkit worker: {problem}", file=sys.stderr, flush=True)
 
     from benchkit.results.records import write_atomic
-    from benchkit.run.runner import Cell, SuiteContext, execute_cell
+    from benchkit.runner.cell import execute_cell
+    from benchkit.runner.plan import Cell, SuiteContext
 
-    cell = Cell(**payload["cell"])
+    cell = Cell.model_validate(payload["cell"])
     ctx = SuiteContext(**payload["ctx"])
 
     def progress(_cell_id: str, phase: str) -> None:

@@ -17,8 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from benchkit.run import limits, repeats, rundir
-from benchkit import power, stats
+from benchkit.runner import limits, repeats, rundir
+from benchkit import power
+from benchkit.checks import measurement
+from benchkit.checks.verdict import Finding, amend, findings_of, reason, warning
 from benchkit.results import records
 from benchkit.machine import stability, description as sysdesc
 from benchkit.errors import SpecError
@@ -238,7 +240,8 @@ class CellWatch:
         self._state = "after"
 
     def finish(self, rec: ResultRecord) -> ResultRecord:
-        """The record with this session's blocks added; flags become reasons under the certify profile."""
+        """The record with this session's blocks added and their findings in its verdict (machine-state
+        flags are reasons under the certify profile: ``checks.measurement.machine_state``)."""
         with self._lock:
             measured_whole = self._state == "after"
             if self._state == "measuring":
@@ -252,13 +255,17 @@ class CellWatch:
             if acc:
                 system["accelerators"] = [acc]
         updates["system"] = records.SystemRecord(**system)
-        reasons, warnings, error = list(rec.validity.reasons), list(rec.validity.warnings), rec.error
+        found: list[Finding] = []
+        redo: list[str] = []  # checks whose findings this session re-judges
+        error = rec.error
 
         if error is not None and s.max_memory_bytes and limits.looks_like_oom(f"{error.message}\n{error.detail}"):
+            # The cell's error, said as what it was: the worker ran out of the memory the spec gave it.
             message = limits.memory_limit_message(s.max_memory_bytes, error.message)
-            reasons = [r.replace(error.message, message) for r in reasons]
-            error = error.model_copy(update={"message": message})
-            updates["error"] = error
+            found += [reason("error", f.message.replace(error.message, message))
+                      for f in findings_of(rec.validity) if f.check == "error"]
+            redo.append("error")
+            updates["error"] = error.model_copy(update={"message": message})
 
         if rec.metrics is not None and not self.local:
             elsewhere = "the cell ran on another machine (a Ray node), "
@@ -269,20 +276,12 @@ class CellWatch:
         elif rec.metrics is not None:
             block, power_warnings = s.power_block(self.window if measured_whole else None, rec.metrics)
             updates["power"] = block
-            warnings += power_warnings
+            found += [warning("power", w) for w in power_warnings]
             flags = stability.compare(self.before or {}, self.after or {}) if measured_whole else []
             updates["stability"] = records.Stability(before=self.before or {}, after=self.after or {}, flags=flags,
                                                      unreadable=self.unreadable)
-            cv_warning = stats.stability_warning(rec.metrics.latency_ns)
-            if self.cell.profile in stability.FLAGGED_PROFILES:
-                reasons += [f"stability ({self.cell.profile} profile): {f}" for f in flags]
-                if cv_warning in warnings:
-                    warnings.remove(cv_warning)
-                    reasons.append(f"stability ({self.cell.profile} profile): {cv_warning}")
-            else:
-                warnings += [f"stability: {f}" for f in flags]
+            found += measurement.machine_state(flags, self.cell.profile)
         if s.run.repeats > 1:
             updates["repeat"] = records.RepeatInfo(index=self.repeat, count=s.run.repeats)
-        updates["validity"] = records.Validity(valid=not reasons and rec.validity.valid, reasons=reasons,
-                                               warnings=warnings)
+        updates["validity"] = amend(rec.validity, found, drop=redo)
         return rec.model_copy(update=updates)

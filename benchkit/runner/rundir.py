@@ -43,7 +43,7 @@ def record_name(cell_id: str, repeat: int, repeats: int) -> str:
 
 
 def _cell_json(cell: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(cell.__dict__, sort_keys=True, default=str))
+    return json.loads(json.dumps(cell.model_dump(mode="json"), sort_keys=True))
 
 
 @dataclass

@@ -19,7 +19,9 @@ disagree with a neighbour, which is why every probe is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from benchkit.errors import SpecError
 
@@ -96,3 +98,41 @@ class PeakSearch:
 def _round(qps: float) -> float:
     """Four significant digits: probe ids stay readable and no probe repeats a rate to the last bit."""
     return float(f"{qps:.4g}")
+
+
+@dataclass(frozen=True)
+class PeakResult:
+    """Outcome of one --find-peak search."""
+
+    cell_id: str
+    peak_qps: float | None  # highest VALID target_qps; None if no probe was VALID
+    peak_record: Any  # the ResultRecord of that probe, or None
+    probes: list[tuple[float, bool]]  # (target_qps, valid) in probe order
+    converged: bool  # the bracket closed to the tolerance within max_probes
+
+
+def run_peak_search(cell: Any, options: PeakOptions, run_one: Callable[[Any], Any]) -> PeakResult:
+    """Search ``cell`` (a Server :class:`~benchkit.runner.plan.Cell`) for its highest VALID target_qps; every
+    probe is a cell of its own, run by ``run_one(cell) -> record``."""
+    from benchkit.results.records import Probe
+    from benchkit.spec import format_number
+
+    if cell.kind != "server":
+        raise SpecError(f"--find-peak searches Server cells only; {cell.cell_id} is {cell.kind}")
+    search = PeakSearch(float(cell.scenario.target_qps), options)
+    best = None
+    best_qps = None
+    while (qps := search.next_probe()) is not None:
+        index = len(search.probes)
+        probe = Probe(search=cell.cell_id, index=index, target_qps=qps, phase=search.phase(),
+                      lower_qps=search.lower, upper_qps=search.upper)
+        rec = run_one(cell.model_copy(update={
+            "cell_id": f"{cell.cell_id}__peak{index:02d}-q{format_number(qps)}",
+            "scenario": cell.scenario.model_copy(update={"target_qps": qps}),
+            "probe": probe,
+        }))
+        valid = rec.validity.valid
+        search.observe(qps, valid)
+        if valid and (best_qps is None or qps >= best_qps):
+            best, best_qps = rec, qps
+    return PeakResult(cell.cell_id, search.lower, best, list(search.probes), search.converged)

@@ -4,7 +4,7 @@ Submitting side (the ``benchkit run --executor ray`` process, a Ray driver):
 
 1. connects to the cluster and checks, before anything runs, that every cell
    has an alive node advertising its resources (fleet file:
-   :mod:`benchkit.run.fleet`);
+   :mod:`benchkit.runner.fleet`);
 2. ships what a node needs to rebuild each cell: catalog workloads are
    rebuilt on the node and must hash to the submitter's SHA-256; external
    model files and device files travel as bytes (through the object store
@@ -16,7 +16,7 @@ Submitting side (the ``benchkit run --executor ray`` process, a Ray driver):
 Node side (:func:`_cell_task`): pins the task's thread to a CPU set no other
 cell on the machine holds, then runs the cell exactly as a local run does,
 in a fresh worker process with the per-cell timeout
-(``runner.run_in_worker``). The record is built there, so its ``system``
+(``benchkit.runner.worker.CellRunner``). The record is built there, so its ``system``
 block is the node's.
 
 Lost nodes: Ray retries a task whose node or worker died, up to the fleet's
@@ -39,10 +39,13 @@ from typing import Any
 
 from benchkit.results import records
 from benchkit.errors import BenchkitError, FleetError, WorkloadError
-from benchkit.run.fleet import FleetSpec, NodeInfo, check_feasible, format_resources, load_fleet, runnable_on
+from benchkit.runner.fleet import FleetSpec, NodeInfo, check_feasible, format_resources, load_fleet, runnable_on
 from benchkit.results.records import PlacementRecord, ResultRecord, SystemRecord
-from benchkit.run.runner import Cell, SuiteContext, error_record, run_in_worker
-from benchkit.run.executors import Executor, with_placement
+from benchkit.runner.executors.base import Executor, with_placement
+from benchkit.runner.plan import Cell, SuiteContext
+from benchkit.checks.verdict import warning
+from benchkit.runner.assemble import with_findings
+from benchkit.runner.worker import CellRunner
 
 MIN_RAY = (2, 9)
 _INSTALL = "pip install 'benchkit[ray]'"
@@ -69,7 +72,7 @@ def import_ray():
 
 def _grace_s(timeout_s: float) -> float:
     """Slack past the cell timeout before the submitter gives up on a started task: the worker process's
-    start and the record's trip back are outside ``run_in_worker``'s own clock."""
+    start and the record's trip back are outside the worker's own clock."""
     return 30.0 + 0.1 * timeout_s
 
 
@@ -103,16 +106,16 @@ class _Board:
         return events
 
 
-def _unpack(cell: Cell, ctx: SuiteContext, ship: dict, workdir: Path) -> tuple[Cell, SuiteContext]:
-    """The cell as this node runs it: its model and device file present here and checked by SHA-256."""
-    from benchkit.spec import WorkloadSpec
+def _unpack(cell: Cell, work: CellRunner, ship: dict, workdir: Path) -> tuple[Cell, CellRunner]:
+    """The cell as this node runs it, with its runner: its model and device file present here and checked by
+    SHA-256."""
     from benchkit.workloads import catalog
 
-    workload = dict(cell.workload)
-    backend = dict(cell.backend)
+    workload = cell.workload
+    backend = cell.backend
     wl = ship["workload"]
     if wl["kind"] == "catalog":
-        entry = WorkloadSpec.model_validate(cell.workload)
+        entry = cell.workload
         # Rebuilt here rather than shipped: the builders are deterministic, and a node whose build
         # differs (another onnx or numpy) must not measure a different model under the same name.
         path = catalog.materialize(entry.catalog_name, entry.params, entry.variant)
@@ -123,16 +126,17 @@ def _unpack(cell: Cell, ctx: SuiteContext, ship: dict, workdir: Path) -> tuple[C
                 f"SHA-256 {digest}, the submitting machine's build has {wl['sha256']}: the two build different "
                 "bytes (compare their benchkit, onnx and numpy versions)")
     else:
-        workload["model"] = str(_land(wl, workdir / "model", f"{cell.origin}: model file"))
+        workload = workload.model_copy(update={"model": _land(wl, workdir / "model", f"{cell.origin}: model file")})
     dev = ship.get("device_file")
     if dev is not None:
-        backend["device_file"] = str(_land(dev, workdir / "device", f"{cell.origin}: device file"))
-    node_cell = dataclasses.replace(cell, workload=workload, backend=backend)
+        backend = backend.model_copy(update={"device_file": _land(dev, workdir / "device",
+                                                                   f"{cell.origin}: device file")})
+    node_cell = cell.model_copy(update={"workload": workload, "backend": backend})
     # this node's own workload cache; files the cell writes beside its record (LoadGen's logs) go to a
     # folder of its own here and travel back with the record
-    node_ctx = dataclasses.replace(ctx, base_dir=str(workdir), cache_dir=None,
-                                   run_dir=str(workdir / _RUN) if ctx.run_dir else None)
-    return node_cell, node_ctx
+    node_work = work.elsewhere(base_dir=str(workdir), cache_dir=None,
+                               run_dir=str(workdir / _RUN) if work.ctx.run_dir else None)
+    return node_cell, node_work
 
 
 _RUN = "run"  # the node's stand-in for the submitter's run directory, inside the task's temporary folder
@@ -185,7 +189,7 @@ def _files_beside(run_dir: Path) -> tuple[dict[str, bytes], list[str]]:
     return files, left
 
 
-def _cell_task(job_key: str, cell_data: dict, ctx_data: dict, timeout_s: float, num_cpus: int, ship: dict,
+def _cell_task(job_key: str, cell_data: dict, work: CellRunner, num_cpus: int, ship: dict,
                board, submitted_at: str, requested: dict[str, float]) -> dict:
     """One cell on this node: unpack, pin to a CPU set, run in a worker process.
 
@@ -197,10 +201,10 @@ def _cell_task(job_key: str, cell_data: dict, ctx_data: dict, timeout_s: float, 
     import ray
 
     from benchkit.machine import host as system
-    from benchkit.run.executors import cpuset
+    from benchkit.runner.executors import cpuset
 
     dispatched = records.utcnow()
-    cell, ctx = Cell(**cell_data), SuiteContext(**ctx_data)
+    cell = Cell.model_validate(cell_data)
     node_id = ray.get_runtime_context().get_node_id()
     node_address = ray.util.get_node_ip_address()
     attempt, earlier = _attempt(), []
@@ -220,21 +224,22 @@ def _cell_task(job_key: str, cell_data: dict, ctx_data: dict, timeout_s: float, 
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="benchkit-ray-") as tmp:
         try:
-            node_cell, node_ctx = _unpack(cell, ctx, ship, Path(tmp))
+            node_cell, node_work = _unpack(cell, work, ship, Path(tmp))
             phase = "pin"
             # Waiting for cores counts against the cell's timeout: a cell never waits longer than it may run.
-            with cpuset.pinned(num_cpus, wait_s=timeout_s) as cores:
-                rec = run_in_worker(node_cell, node_ctx, timeout_s, progress)
+            with cpuset.pinned(num_cpus, wait_s=work.timeout_s) as cores:
+                # always a worker process on the node: `inline` is for debugging on one machine
+                rec = dataclasses.replace(node_work, isolation="process")(node_cell, progress)
             files, left = _files_beside(Path(tmp) / _RUN)
             if left:
-                rec = rec.model_copy(update={"validity": rec.validity.model_copy(update={"warnings": [
-                    *rec.validity.warnings, f"files too large to bring back from node {node_id[:12]}, left there "
-                    f"and deleted: {', '.join(left)}"]})})
+                rec = with_findings(rec, [warning("executor", f"files too large to bring back from node "
+                                                  f"{node_id[:12]}, left there and deleted: {', '.join(left)}")])
         except BenchkitError as e:
-            rec = error_record(cell, ctx, dispatched, f"{type(e).__name__}: {e}", type(e).__name__, phase)
+            rec = work.failed(cell, dispatched, f"{type(e).__name__}: {e}", type(e).__name__, phase)
     # The record names the cell as the submitter wrote it, not this node's copies of its files; its system
     # block gets this node's accelerators, which the submitter cannot see.
-    updates: dict[str, Any] = {"spec": {**rec.spec, "workload": cell.workload, "backend": cell.backend}}
+    updates: dict[str, Any] = {"spec": {**rec.spec, **{k: v for k, v in cell.spec_block().items()
+                                                         if k in ("workload", "backend")}}}
     accelerators = _node_accelerators()
     if accelerators and not rec.system.accelerators:
         updates["system"] = rec.system.model_copy(update={"accelerators": accelerators})
@@ -368,23 +373,22 @@ class RayExecutor(Executor):
 
     def _ship(self, cells: Sequence[Cell], ctx: SuiteContext) -> dict[str, dict]:
         """What each workload's cells need on a node, by workload name (files read and hashed once)."""
-        from benchkit.spec import WorkloadSpec
         from benchkit.workloads import catalog, file_sha256
 
         ships: dict[str, dict] = {}
         devices: dict[str, dict] = {}
         for cell in cells:
-            key = cell.workload_name + "\0" + str(cell.backend.get("device_file"))
+            key = cell.workload_name + "\0" + str(cell.backend.device_file)
             if key in ships:
                 continue
-            entry = WorkloadSpec.model_validate(cell.workload)
+            entry = cell.workload
             if entry.catalog_name is not None:
                 path = catalog.materialize(entry.catalog_name, entry.params, entry.variant,
                                            cache_dir=Path(ctx.cache_dir) if ctx.cache_dir else None)
                 wl = {"kind": "catalog", "sha256": file_sha256(path)}
             else:
                 wl = {"kind": "file", **self._pack(Path(ctx.base_dir) / entry.model, f"{cell.origin}.model")}
-            dev = cell.backend.get("device_file")
+            dev = str(cell.backend.device_file) if cell.backend.device_file else None
             if dev is not None and dev not in devices:
                 devices[dev] = self._pack(Path(dev), f"{cell.origin}: device_file")
             ships[key] = {"workload": wl, "device_file": devices.get(dev) if dev else None}
@@ -402,14 +406,13 @@ class RayExecutor(Executor):
             item["data"] = self._ray.put(data)  # once, shared by every task of this workload
         return item
 
-    def run(self, jobs, ctx, *, isolation, timeout_s, progress_for, emit) -> None:
-        # Cells always run in a worker process on their node: `inline` is for debugging on one machine.
+    def run(self, jobs, work, *, progress_for, emit) -> None:
         ray = self._ray
         if not jobs:  # e.g. --resume of a run that is complete
             return
         cells = [job.cell for job in jobs]
         self.check(cells)
-        ships = self._ship(cells, ctx)
+        ships = self._ship(cells, work.ctx)
         # On the head node: it lives as long as the cluster does, whichever worker nodes are lost.
         board = ray.remote(_Board).options(num_cpus=0, max_restarts=0, resources={_HEAD: 0.001}).remote()
         task = ray.remote(_cell_task)
@@ -425,11 +428,11 @@ class RayExecutor(Executor):
                 if req.memory_bytes:
                     opts["memory"] = req.memory_bytes
                 submitted = records.utcnow()
-                ship = ships[cell.workload_name + "\0" + str(cell.backend.get("device_file"))]
-                ref = task.options(**opts).remote(job.key, dict(cell.__dict__), dict(ctx.__dict__), timeout_s,
-                                                  req.num_cpus, ship, board, submitted.isoformat(), requested)
+                ship = ships[cell.workload_name + "\0" + str(cell.backend.device_file)]
+                ref = task.options(**opts).remote(job.key, cell.model_dump(mode="json"), work, req.num_cpus, ship,
+                                                  board, submitted.isoformat(), requested)
                 pending[ref] = _Pending(job, requested, submitted, progress_for(job))
-            self._collect(pending, board, ctx, timeout_s, emit)
+            self._collect(pending, board, work, emit)
         except BaseException:
             for ref in pending:
                 _cancel(ray, ref)
@@ -440,7 +443,7 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001 - the cluster may be gone; nothing left to release then
                 pass
 
-    def _collect(self, pending: dict, board, ctx: SuiteContext, timeout_s: float, emit) -> None:
+    def _collect(self, pending: dict, board, work: CellRunner, emit) -> None:
         ray = self._ray
         by_key = {p.job.key: p for p in pending.values()}
         next_police = time.monotonic() + _POLICE_S
@@ -452,9 +455,9 @@ class RayExecutor(Executor):
             self._drain(board, by_key)
             for ref in ready:
                 p = pending.pop(ref)
-                emit(p.job, self._record(ref, p, ctx))
+                emit(p.job, self._record(ref, p, work))
             if time.monotonic() >= next_police:
-                self._police(pending, ctx, timeout_s, emit)
+                self._police(pending, work, emit)
                 next_police = time.monotonic() + _POLICE_S
 
     def _drain(self, board, by_key: dict[str, _Pending]) -> None:
@@ -477,9 +480,10 @@ class RayExecutor(Executor):
             elif p.progress:
                 p.progress(p.job.cell.cell_id, ev[2])
 
-    def _police(self, pending: dict, ctx: SuiteContext, timeout_s: float, emit) -> None:
+    def _police(self, pending: dict, work: CellRunner, emit) -> None:
         """Fail, with the cause, cells that no alive node can run any more and started cells past their deadline."""
         ray = self._ray
+        timeout_s = work.timeout_s
         try:
             alive = [n for n in self.nodes() if n.alive]
         except Exception:  # noqa: BLE001 - a control-plane hiccup: look again next round
@@ -496,7 +500,7 @@ class RayExecutor(Executor):
                     lost = f"; it was running on node {p.node_id[:12]} ({p.node_address}), which was lost" \
                         if p.node_id else ""
                     emit(p.job, self._failed(
-                        p, ctx, f"no alive node of the cluster can run the cell any more: it needs "
+                        p, work, f"no alive node of the cluster can run the cell any more: it needs "
                         f"{format_resources(p.requested)}{lost}; waited {self.fleet.reschedule_wait_s:g} s for one "
                         "to join", "NodeLost", "schedule"))
                     continue
@@ -504,11 +508,11 @@ class RayExecutor(Executor):
                 _cancel(ray, ref)
                 del pending[ref]
                 emit(p.job, self._failed(
-                    p, ctx, f"no record from node {p.node_id[:12]} ({p.node_address}) within cell_timeout_s="
+                    p, work, f"no record from node {p.node_id[:12]} ({p.node_address}) within cell_timeout_s="
                     f"{timeout_s:g} plus {_grace_s(timeout_s):g} s after the cell started there; cancelled",
                     "Timeout", "worker"))
 
-    def _record(self, ref, p: _Pending, ctx: SuiteContext) -> ResultRecord:
+    def _record(self, ref, p: _Pending, work: CellRunner) -> ResultRecord:
         """The finished task's record, or a failed record saying why the task gave none."""
         ray = self._ray
         where = f"node {p.node_id[:12]} ({p.node_address})" if p.node_id else "its node"
@@ -517,27 +521,27 @@ class RayExecutor(Executor):
         except ray.exceptions.RayTaskError as e:
             # benchkit's own task code raised: a bug, not a measurement; kept with its traceback
             cause = getattr(e, "cause", None) or e
-            return self._failed(p, ctx, f"the cell's Ray task failed on {where}: {type(cause).__name__}: "
+            return self._failed(p, work, f"the cell's Ray task failed on {where}: {type(cause).__name__}: "
                                 f"{_first_line(cause)}", "ExecutorError", "executor", str(e))
         except ray.exceptions.GetTimeoutError:
-            return self._failed(p, ctx, f"the record from {where} did not arrive within {_FETCH_TIMEOUT_S:g} s",
+            return self._failed(p, work, f"the record from {where} did not arrive within {_FETCH_TIMEOUT_S:g} s",
                                 "NodeLost", "collect")
         except ray.exceptions.RayError as e:
             # Ray gave up after max_attempts: the node (or the task's worker) died on every try.
             return self._failed(
-                p, ctx, f"{where} was lost while running the cell, attempt {max(p.attempt, 1)} of "
+                p, work, f"{where} was lost while running the cell, attempt {max(p.attempt, 1)} of "
                 f"{self.fleet.max_attempts}: {type(e).__name__}: {_first_line(e)}", "NodeLost", "worker", str(e))
         try:
             rec = records.parse(data["record"], f"record of {p.job.cell.cell_id} from {where}")
         except BenchkitError as e:
-            return self._failed(p, ctx, str(e), "RecordError", "collect")
-        if ctx.run_dir:
-            _write_beside(Path(ctx.run_dir), data["files"])
+            return self._failed(p, work, str(e), "RecordError", "collect")
+        if work.ctx.run_dir:
+            _write_beside(Path(work.ctx.run_dir), data["files"])
         return rec
 
-    def _failed(self, p: _Pending, ctx: SuiteContext, message: str, etype: str, phase: str,
+    def _failed(self, p: _Pending, work: CellRunner, message: str, etype: str, phase: str,
                 detail: str = "") -> ResultRecord:
-        rec = error_record(p.job.cell, ctx, p.submitted_at, message, etype, phase, detail)
+        rec = work.failed(p.job.cell, p.submitted_at, message, etype, phase, detail)
         if p.system_block:  # the node that had the cell last, not this machine
             rec = rec.model_copy(update={"system": SystemRecord(**p.system_block)})
         return with_placement(rec, PlacementRecord(

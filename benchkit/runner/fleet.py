@@ -95,10 +95,9 @@ class FleetSpec(_Frozen):
         "join before it is recorded as failed.",
     )
 
-    def request_for(self, backend: Mapping[str, Any]) -> ResourceRequest:
-        """The request of a cell's backend (a ``BackendSpec`` as JSON): by id, then by adapter name, else default."""
-        bid = backend.get("label") or backend["name"]
-        return self.backends.get(bid) or self.backends.get(backend["name"]) or self.default
+    def request_for(self, backend: Any) -> ResourceRequest:
+        """The request of a cell's backend (a ``BackendSpec``): by id, then by adapter name, else the default."""
+        return self.backends.get(backend.id) or self.backends.get(backend.name) or self.default
 
 
 def load_fleet(path: str | Path) -> FleetSpec:

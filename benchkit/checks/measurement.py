@@ -1,0 +1,82 @@
+"""Checks of one measured run: its length, the engine's and the latency rules' verdicts, the precision claim,
+the latency spread and the machine's state. Each returns :class:`~benchkit.checks.verdict.Finding` objects;
+:mod:`benchkit.checks.verdict` alone turns them into ``validity``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchkit import stats
+from benchkit.checks.latency import Verdict, latency_verdict
+from benchkit.checks.verdict import Finding, reason, warning
+from benchkit.measure.loops import Measurement
+
+FLAGGED_PROFILES = frozenset({"certify"})
+"""Profiles under which machine-state flags and an unstable latency make a record INVALID instead of warning."""
+
+
+def run_length(scenario: Any, m: Measurement) -> list[Finding]:
+    """A run stopped by a maximum before both minimums were met (LoadGen's rule). An engine that judges its own
+    run length (LoadGen) is trusted for it: its verdict comes through :func:`engine`."""
+    if m.stop_reason == "min_duration_and_query_count" or m.engine != "benchkit":
+        return []
+    short = []
+    # Server: the minimum duration is met by the last *scheduled* query (LoadGen's rule).
+    spanned = m.final_scheduled_ns if m.final_scheduled_ns is not None else m.duration_ns
+    if spanned < scenario.min_duration_ms * 1_000_000:
+        short.append(f"duration {spanned / 1e6:.0f} ms < min_duration_ms {scenario.min_duration_ms}")
+    if scenario.kind == "offline" and m.sample_count < scenario.min_query_count:
+        short.append(f"{m.sample_count} samples < min_query_count {scenario.min_query_count} (Offline counts samples)")
+    elif scenario.kind != "offline" and m.query_count < scenario.min_query_count:
+        short.append(f"{m.query_count} queries < min_query_count {scenario.min_query_count}")
+    if not short:
+        return []
+    return [reason("stop_rule", f"stopped at {m.stop_reason} before the minimums were met: " + "; ".join(short))]
+
+
+def precision_claim(claimed: str, effective: str, allow_mismatch: bool) -> list[Finding]:
+    """The adapter ran at another precision than the result claims."""
+    if effective == claimed:
+        return []
+    msg = f"effective precision {effective} differs from the claimed {claimed}"
+    if allow_mismatch:
+        return [warning("precision", msg + " (allowed by allow_precision_mismatch)")]
+    return [reason("precision", msg)]
+
+
+def latency(scenario: Any, m: Measurement, sorted_ns: np.ndarray) -> tuple[list[Finding], Verdict]:
+    """The latency rules (bound, early stopping, issue lateness) and the engine's own verdict.
+
+    LoadGen's verdict stands for its own runs: its reasons are the record's, and a disagreement with
+    benchkit's latency rules on the same samples is a warning worth a look."""
+    verdict = latency_verdict(scenario, sorted_ns, m.issue_lateness_ns)
+    found = [reason("engine", r) for r in m.engine_reasons]
+    if m.engine == "benchkit":
+        found += [reason("latency", r) for r in verdict.reasons]
+    elif m.engine_latency_met is not None and m.engine_latency_met != (not verdict.reasons):
+        found.append(warning("engine", "benchkit's latency rules disagree with LoadGen's on these samples: "
+                             + ("; ".join(verdict.reasons) or "benchkit finds the latency constraints met")))
+    found += [warning("latency", w) for w in verdict.warnings]
+    return found, verdict
+
+
+def spread(lat: stats.LatencyStats, profile: str) -> list[Finding]:
+    """A latency spread too wide for the figure to be a property of the backend (``stats.stability_warning``)."""
+    msg = stats.stability_warning(lat)
+    if msg is None:
+        return []
+    if profile in FLAGGED_PROFILES:
+        return [reason("stability", f"stability ({profile} profile): {msg}")]
+    return [warning("stability", msg)]
+
+
+def machine_state(flags: list[str], profile: str) -> list[Finding]:
+    """The machine changed state during the measurement (clocks fell, throttling, ...: ``machine.stability``)."""
+    if profile in FLAGGED_PROFILES:
+        return [reason("stability", f"stability ({profile} profile): {f}") for f in flags]
+    return [warning("stability", f"stability: {f}") for f in flags]
+
+
+__all__ = ["FLAGGED_PROFILES", "run_length", "precision_claim", "latency", "spread", "machine_state"]

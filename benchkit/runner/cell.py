@@ -1,0 +1,208 @@
+"""One cell, in this process: resolve, load, stage, warm up, measure, check, audit, and its record.
+
+This is what a worker process runs (:mod:`benchkit.runner.child`), and what
+``--inline`` runs in the benchkit process. Every failure becomes an error
+record, never an exception (``KeyboardInterrupt`` aside). Each check hands
+back typed findings; the verdict is written once, by
+:func:`benchkit.checks.verdict.verdict`.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from benchkit import stats
+from benchkit.backends import WorkloadInfo, load_backend_class
+from benchkit.checks import accuracy, audits, divisions, measurement, outputs
+from benchkit.checks.verdict import Finding, verdict, warning
+from benchkit.errors import BenchkitError
+from benchkit.measure import measure, run_engine, timed_call, warmup
+from benchkit.results import records
+from benchkit.results.records import ResultRecord
+from benchkit.runner import assemble
+from benchkit.runner.plan import Cell, Progress, SuiteContext
+from benchkit.spec import AUDITED_PROFILES
+
+# Distinct input sets cycled through during a run: enough that a runtime
+# cannot serve repeated identical inputs from a cache, bounded in memory.
+MAX_DISTINCT_INPUTS = 16
+INPUT_POOL_BYTES = 256 << 20
+
+
+class _Phase:
+    """Tracks the current phase so an error record can say where a cell failed."""
+
+    def __init__(self, cell_id: str, progress: Progress | None) -> None:
+        self.name = "resolve"
+        self._cell_id, self._progress = cell_id, progress
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        if self._progress:
+            self._progress(self._cell_id, name)
+
+
+def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None) -> ResultRecord:
+    """Run one cell in this process and return its record (an error record if anything failed)."""
+    from benchkit.workloads import resolve
+
+    started = records.utcnow()
+    phase = _Phase(cell.cell_id, progress)
+    wl = backend = info = None
+    effective_batch = None
+    scenario, bspec = cell.scenario, cell.backend
+    try:
+        wl = resolve(cell.workload, Path(ctx.base_dir), cell.origin, Path(ctx.cache_dir) if ctx.cache_dir else None)
+        asked = scenario.samples_per_call
+        shapes, effective_batch = wl.call_shapes(asked)
+        per_call = max(1, wl.bytes_per_call(asked))
+        n_inputs = int(max(1, min(MAX_DISTINCT_INPUTS, INPUT_POOL_BYTES // per_call)))
+        feeds, _ = wl.make_feeds(asked, n_inputs, cell.seed)
+        cost, cost_warning = assemble.workload_cost(wl, effective_batch)
+
+        phase("load")
+        cls = load_backend_class(bspec.name)
+        backend = cls(bspec.options)
+        winfo = WorkloadInfo(
+            name=wl.name,
+            inputs=shapes,
+            input_dtypes={i.name: i.dtype for i in wl.inputs},
+            output_names=wl.output_names,
+            batch_size=effective_batch,
+            extra={"graph_precision": wl.graph_precision, "source": wl.source, "catalog": wl.catalog,
+                   # what the result claims and how it will be driven, so an adapter can set its runtime's
+                   # precision and performance hints to match (and report what it got)
+                   "claimed_precision": bspec.precision, "scenario": cell.kind},
+        )
+        t0 = time.perf_counter_ns()
+        backend.load(wl.path, winfo)
+        load_ns = time.perf_counter_ns() - t0
+        info = backend.info()
+
+        phase("stage")
+        staged = [backend.stage(f) for f in feeds]
+        first_ns = timed_call(backend, staged[0])
+
+        phase("warmup")
+        t_warm = time.perf_counter_ns()
+        n_warm = warmup(backend, staged, scenario.warmup_ms, scenario.warmup_queries)
+        call_ns = (time.perf_counter_ns() - t_warm) // max(1, n_warm)
+        if ctx.engine == "mlperf":
+            # LoadGen sizes its run from an expected call time: a stall during warmup must not inflate it.
+            call_ns = min(call_ns, int(np.median([timed_call(backend, staged[i % len(staged)]) for i in range(16)])))
+
+        phase("measure")
+        log_dir = Path(ctx.run_dir) / f"{cell.cell_id}.mlperf" if ctx.run_dir else None
+        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir)
+
+        phase("check")
+        outs = backend.fetch(backend.run(staged[0]))
+        backend.synchronize()
+        output_findings = outputs.findings(outs, wl, effective_batch,
+                                           expect_all=getattr(cls, "computes_outputs", True))
+
+        phase("accuracy")
+        cache = Path(ctx.cache_dir) if ctx.cache_dir else None
+        n_acc = min(ctx.accuracy_samples, len(staged))
+        acc, acc_outputs = accuracy.check(
+            backend, staged[:n_acc], feeds[:n_acc], wl, claimed=bspec.precision, effective=info.precision,
+            allow_mismatch=bspec.allow_precision_mismatch, reference=ctx.accuracy_reference, seed=cell.seed,
+            batch=effective_batch, cache_dir=cache)
+
+        audited = ctx.audit or cell.profile in AUDITED_PROFILES
+        audit_block = None
+        if audited:
+            phase("audit")
+            audit_block = _audit(cell, backend, wl, info, staged, acc_outputs, m, asked, n_inputs, effective_batch)
+
+        record = _record(cell, ctx, started, wl, info, effective_batch, m, cost, cost_warning, acc, audit_block,
+                         audited, output_findings, load_ns=load_ns, first_ns=first_ns, n_warm=n_warm)
+    except BaseException as e:  # noqa: BLE001 - every failure becomes a record; KeyboardInterrupt re-raised below
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        detail = "" if isinstance(e, BenchkitError) else traceback.format_exc(limit=8)
+        record = assemble.error_record(cell, ctx, started, f"{type(e).__name__}: {e}", type(e).__name__, phase.name,
+                                       detail, wl=wl, info=info, effective_batch=effective_batch)
+    finally:
+        close_error = None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception as e:  # noqa: BLE001 - a close failure must not hide the measurement, nor go unseen
+                close_error = (e, traceback.format_exc(limit=8))
+    if close_error is not None:
+        record = assemble.close_failed(record, *close_error)
+    return record
+
+
+def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: int, m, cost, cost_warning,
+            acc, audit_block, audited: bool, output_findings: list[Finding], *, load_ns: int, first_ns: int,
+            n_warm: int) -> ResultRecord:
+    """The measured record: every check's findings, in the order a reader expects them, then one verdict."""
+    bspec, scenario = cell.backend, cell.scenario
+    sorted_ns = np.sort(m.samples_ns)
+    lat = stats.summarize(m.samples_ns)
+    latency_findings, lat_verdict = measurement.latency(scenario, m, sorted_ns)
+    found: list[Finding] = [
+        *measurement.run_length(scenario, m),
+        *measurement.precision_claim(bspec.precision, info.precision, bspec.allow_precision_mismatch),
+        *output_findings,
+        *accuracy.findings(acc, required=audited),
+        *audits.findings(audit_block),
+        *latency_findings,
+        *measurement.spread(lat, cell.profile),
+        *([warning("cost", cost_warning)] if cost_warning else []),
+    ]
+    peak, bandwidth, peak_source = assemble.device_peak(bspec, info, info.precision)
+    metrics = assemble.metrics_block(cell, m, lat, assemble.headline(scenario, m, sorted_ns), load_ns=load_ns,
+                                     first_ns=first_ns, n_warm=n_warm, cost=cost, peak=peak,
+                                     early_stopping=lat_verdict.early_stopping)
+    binfo = info.model_dump()
+    binfo["peak_flops_per_s"] = peak
+    record = ResultRecord(
+        **assemble.provenance(cell, ctx, started, m.engine),
+        workload=assemble.workload_block(wl, effective_batch, cost),
+        backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
+                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
+        metrics=metrics,
+        samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
+        validity=verdict(found),
+        accuracy=acc,
+        audits=audit_block,
+    )
+    division = divisions.decide(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
+    return assemble.with_findings(record, divisions.findings(division), division=division)
+
+
+def _audit(cell: Cell, backend, wl, info, staged: list, acc_outputs, m, asked: int, n_inputs: int,
+           effective_batch: int) -> records.Audits:
+    """The compliance audits, after the measurement and outside its timed region."""
+    bspec = cell.backend
+    prec, tol = accuracy.tolerance_for(bspec.precision, info.precision, bspec.allow_precision_mismatch)
+
+    def compare(outs, refs):
+        return accuracy.compare_outputs(outs, refs, wl.output_names, tol, accuracy.is_classifier(wl))
+
+    measured_p50 = int(np.median(m.samples_ns)) if len(m.samples_ns) else None
+    timed = audits.timed_outputs(backend, staged, acc_outputs, compare, cell.seed, measured_p50)
+    # Enough never-seen inputs for stable medians, within the input pool's memory bound.
+    n_fresh = int(max(8, min(128, INPUT_POOL_BYTES // max(1, wl.bytes_per_call(asked)))))
+    fresh = [backend.stage(f) for f in audits.fresh_inputs(wl, asked, n_fresh, cell.seed)]
+    repeated = audits.repeated_input(backend, staged[0], fresh)
+    del fresh
+    alt_seed = cell.seed + audits.ALTERNATE_SEED_OFFSET
+    alt_feeds, _ = wl.make_feeds(asked, n_inputs, alt_seed)
+    alt_staged = [backend.stage(f) for f in alt_feeds]
+    warmup(backend, alt_staged, cell.scenario.warmup_ms, cell.scenario.warmup_queries)
+    m_alt = measure(cell.scenario, backend, alt_staged, effective_batch, alt_seed)
+    h = assemble.headline(cell.scenario, m)
+    h_alt = assemble.headline(cell.scenario, m_alt)
+    alternate = audits.alternate_seed(h.value, h_alt.value, h.higher_is_better, h.name, alt_seed)
+    return records.Audits(timed_outputs=timed, repeated_input=repeated, alternate_seed=alternate)
+
+
+__all__ = ["execute_cell", "Progress", "MAX_DISTINCT_INPUTS", "INPUT_POOL_BYTES"]

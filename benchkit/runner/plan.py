@@ -1,0 +1,189 @@
+"""What a suite runs: its cells (typed, JSON-portable), what they share, and the checks made before any runs.
+
+A :class:`Cell` is one workload x backend x resolved scenario. It travels to a
+worker process, a Ray node and a run directory's manifest as JSON
+(``model_dump`` / ``model_validate``), and the record's ``spec`` block is
+written from it (:meth:`Cell.spec_block`), never read back by hand.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from benchkit.errors import BenchkitError, SpecError
+from benchkit.results.records import Probe, utcnow
+from benchkit.spec import BackendSpec, LoadedSpec, Scenario, WorkloadSpec, load_device_file
+
+Division = Literal["auto", "closed", "open"]
+Progress = Callable[[str, str], None]  # (cell_id, phase): what a cell reports as it goes
+
+
+class Cell(BaseModel):
+    """One workload x backend x scenario combination, fully resolved."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cell_id: str
+    workload: WorkloadSpec
+    backend: BackendSpec  # device_file, when set, is an absolute path
+    scenario: Scenario  # profile defaults filled in, one sweep point
+    seed: int
+    profile: str
+    origin: str  # "spec.yaml: workloads[0] (name)" for error messages
+    probe: Probe | None = None  # the step of a --find-peak search this cell is
+
+    @property
+    def kind(self) -> str:
+        return self.scenario.kind
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload.name
+
+    @property
+    def backend_id(self) -> str:
+        return self.backend.id
+
+    def spec_block(self) -> dict:
+        """The record's ``spec`` block: the resolved cell as JSON."""
+        return {"seed": self.seed, "profile": self.profile,
+                "workload": self.workload.model_dump(mode="json"),
+                "backend": self.backend.model_dump(mode="json"),
+                "scenario": self.scenario.settings()}
+
+
+@dataclass(frozen=True)
+class SuiteContext:
+    """What every cell of one suite run shares: the spec's run rules as the suite driver resolved them."""
+
+    run_id: str
+    spec_name: str
+    spec_sha256: str
+    base_dir: str
+    keep_samples: bool
+    cache_dir: str | None = None
+    audit: bool = False  # run the compliance audits (--audit; always under the certify profile)
+    accuracy_reference: str = "onnxruntime"  # backend computing the accuracy gate's reference outputs
+    accuracy_samples: int = 4  # calls the accuracy gate compares
+    engine: str = "benchkit"  # benchkit | mlperf (benchkit.measure.ENGINES)
+    run_dir: str | None = None  # where records go; the mlperf engine keeps LoadGen's logs beside them
+    max_memory_bytes: int | None = None  # applied by each worker to itself (run.limits), before any runtime loads
+    division: Division = "auto"  # run.division: the division requested for every cell
+
+
+def new_run_id() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def expand(
+    loaded: LoadedSpec,
+    backends: Iterable[str] = (),
+    workloads: Iterable[str] = (),
+    profile: str | None = None,
+    device_file: Path | None = None,
+    find_peak: bool = False,
+) -> list[Cell]:
+    """The suite's cells, in spec order, optionally filtered by backend ids and workload names.
+
+    ``device_file`` (the CLI's ``--device-file``) replaces every backend's descriptor.
+    A sweep (``offline.batch_size`` or ``server.target_qps`` given as a list)
+    becomes one cell per value, its id suffixed ``-b8`` / ``-q1000``. With
+    ``find_peak``, only Server scenarios are kept, one cell each, at the lowest
+    listed rate: the starting point of a peak search (:mod:`benchkit.runner.peak`).
+    """
+    spec = loaded.spec
+    src = str(loaded.path) if loaded.path else spec.name
+    want_b, want_w = set(backends), set(workloads)
+    known_b = {b.id for b in spec.backends}
+    known_w = {w.name for w in spec.workloads}
+    if want_b - known_b:
+        raise SpecError(f"--backend: {', '.join(sorted(want_b - known_b))} not in {src}; backends there: {', '.join(sorted(known_b))}")
+    if want_w - known_w:
+        raise SpecError(f"--workload: {', '.join(sorted(want_w - known_w))} not in {src}; workloads there: {', '.join(sorted(known_w))}")
+    prof = profile or spec.run.profile
+    kinds = [s.kind for s in spec.scenarios]
+    cells = []
+    for wi, w in enumerate(spec.workloads):
+        if want_w and w.name not in want_w:
+            continue
+        for b in spec.backends:
+            if want_b and b.id not in want_b:
+                continue
+            dev = device_file or (loaded.base_dir / b.device_file if b.device_file else None)
+            backend = b.model_copy(update={"device_file": Path(dev).resolve() if dev else None})
+            for si, s in enumerate(spec.scenarios):
+                if find_peak and s.kind != "server":
+                    continue
+                suffix = f"-{si}" if kinds.count(s.kind) > 1 else ""
+                points = s.points(prof)
+                if find_peak:
+                    start = min(s.target_qps) if isinstance(s.target_qps, tuple) else s.target_qps
+                    points = [("", s.effective(prof).model_copy(update={"target_qps": start}))]
+                for point, scenario in points:
+                    cells.append(Cell(
+                        cell_id=f"{w.name}__{b.id}__{s.kind}{suffix}{point}",
+                        workload=w,
+                        backend=backend,
+                        scenario=scenario,
+                        seed=spec.seed,
+                        profile=prof,
+                        origin=f"{src}: workloads[{wi}] ({w.name})",
+                    ))
+    if find_peak and not cells:
+        raise SpecError(f"--find-peak: {src} has no server scenario (for the selected workloads and backends) "
+                        "to search; add one with kind: server, target_qps (a starting rate) and target_latency_ns")
+    return cells
+
+
+def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = None) -> None:
+    """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options."""
+    from benchkit.backends import load_backend_class
+    from benchkit.workloads import resolve
+
+    src = str(loaded.path) if loaded.path else loaded.spec.name
+    seen_w: set[str] = set()
+    seen_b: set[str] = set()
+    for c in cells:
+        if c.workload_name not in seen_w:
+            seen_w.add(c.workload_name)
+            resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
+        if c.backend_id not in seen_b:
+            seen_b.add(c.backend_id)
+            b = c.backend
+            index = [x.id for x in loaded.spec.backends].index(b.id)
+            where = f"{src}: backends[{index}] ({b.id})"
+            try:
+                cls = load_backend_class(b.name)
+            except BenchkitError as e:
+                raise SpecError(f"{where}.name: {e}") from None
+            try:
+                probe = cls(b.options)
+            except BenchkitError as e:
+                raise SpecError(f"{where}.options: {e}") from None
+            except Exception as e:  # an adapter bug, reported without a benchkit traceback
+                raise SpecError(f"{where}: adapter {b.name!r} failed to start: {type(e).__name__}: {e}") from None
+            try:
+                probe.close()
+            except Exception:  # noqa: BLE001 - only the options are checked here; a cell's own close() is reported
+                pass
+            if b.device_file is not None:
+                load_device_file(Path(b.device_file), f"{where}.device_file")
+    _check_power_meters(loaded, src)
+
+
+def _check_power_meters(loaded: LoadedSpec, src: str) -> None:
+    from benchkit import power
+
+    try:
+        power.check(loaded.spec.run.power.meters)
+    except BenchkitError as e:
+        raise SpecError(f"{src}: run.power.meters: {e}") from None
+
+
+__all__ = ["Cell", "SuiteContext", "Progress", "new_run_id", "expand", "preflight"]

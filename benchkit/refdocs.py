@@ -59,15 +59,25 @@ def markdown(which: str) -> str:
         )
     if which == "result":
         from benchkit.checks.divisions import RULES_VERSION
-        from benchkit.results.records import SCHEMA_VERSION, ResultRecord, record_json_schema
+        from benchkit.results.records import (
+            SCHEMA_HISTORY, SCHEMA_MINOR, SCHEMA_VERSION, ResultRecord, record_json_schema,
+        )
 
+        history = ["| schema | change |", "|---|---|"]
+        history += [f"| {version} | {_cell(change)} |" for version, change in SCHEMA_HISTORY.items()]
         return _page(
             ResultRecord,
             record_json_schema(),
             "Result record reference",
-            f"Every field of a result record, `schema_version` {SCHEMA_VERSION} (rules version {RULES_VERSION}). "
-            "Clients may rely on these paths: fields are added, never renamed. A field whose default is shown "
-            "may be absent from records written by an older benchkit of the same schema version.",
+            f"Every field of a result record, schema {SCHEMA_VERSION}.{SCHEMA_MINOR} (`schema_version` "
+            f"{SCHEMA_VERSION}, `schema_minor` {SCHEMA_MINOR}; rules version {RULES_VERSION}). Clients may rely on "
+            "these paths: fields are added, never renamed. A field whose default is shown may be absent from "
+            "records written by an older benchkit of the same schema version.\n\n"
+            "A minor step only adds optional fields. A reader accepts a record of its major and a newer minor, "
+            "ignoring the fields it does not know with a warning that names them; it refuses an unknown field "
+            "in a record of its own or an older minor (a typo or an edit), and a record of a newer major "
+            "(\"written by a newer benchkit (schema N); upgrade benchkit\"). Records written before 1.8 carry no "
+            "`schema_minor` and read as 1.0, whichever of the later blocks they hold.\n\n" + "\n".join(history),
             "benchkit schema result --markdown",
         )
     raise ValueError(f"no reference page for {which!r}; expected spec or result")

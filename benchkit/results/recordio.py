@@ -6,14 +6,13 @@ top-level array out of the bytes, validate the rest of the record with
 ``samples_ns: null``, and hand back the array's text untouched (to be parsed
 by numpy, or not at all). The fast path is taken only when every check
 passes; anything unusual goes through :func:`benchkit.results.records.load`, which
-migrates older versions or raises the precise error.
+applies the version policy: it migrates older versions, drops a newer minor's
+unknown fields with a warning, or raises the precise error.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from benchkit.results import records
 from benchkit.results.records import ResultRecord
@@ -53,10 +52,13 @@ def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
 
     The text holds exactly ``record.metrics.latency_ns.count`` comma-separated elements.
 
-    Fast path: accepted only when the rest validates at the current schema
-    version, holds no samples of its own, and the array has exactly
-    ``metrics.latency_ns.count`` elements. Otherwise the record is read by
-    :func:`benchkit.results.records.load` and its samples (if any) are returned as text.
+    Fast path: accepted only when the rest validates as it stands at the current
+    major (:func:`benchkit.results.records.parse_json_fast`), holds no samples of
+    its own, and the array has exactly ``metrics.latency_ns.count`` elements.
+    Otherwise the record is read by :func:`benchkit.results.records.load`, which
+    applies the version policy (a newer minor's unknown fields dropped with a
+    RecordWarning, anything else refused with the precise error), and its samples
+    (if any) are returned as text.
     """
     try:
         data = path.read_bytes()
@@ -65,11 +67,8 @@ def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
     cut = split_samples(data)
     if cut is not None:
         head, body = cut
-        try:
-            r = ResultRecord.model_validate_json(head)
-        except (ValidationError, ValueError):
-            r = None
-        if (r is not None and r.schema_version == records.SCHEMA_VERSION and r.samples_ns is None
+        r = records.parse_json_fast(head)
+        if (r is not None and r.samples_ns is None
                 and r.metrics is not None and r.metrics.latency_ns.count == body.count(b",") + 1):
             return r, body
     r = records.load(path)

@@ -1,6 +1,8 @@
 """Result records: one versioned JSON document per cell (workload x backend x scenario).
 
-Clients rely on the field paths below; fields may be added, never renamed.
+Clients rely on the field paths below; fields may be added, never renamed. How the
+format evolves, and what a reader does with a record of another version, is written
+next to SCHEMA_VERSION.
 A cell that failed still gets a record (``validity.valid: false``, the error
 in ``validity.reasons``), so a suite never silently loses a cell. Every
 reported percentile can be recomputed from ``samples_ns`` with
@@ -10,28 +12,72 @@ reported percentile can be recomputed from ``samples_ns`` with
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from benchkit.backends.base import BackendInfo
 from benchkit._fsutil import write_atomic  # noqa: F401  (re-exported: records.write_atomic)
 from benchkit.errors import RecordError
 from benchkit.stats import LatencyStats
 
-SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples, provenance, validity)
-# 1: optional blocks and fields added since, absent (null/empty) in older version-1 records:
-#    accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits, --audit / certify);
-#    metrics.early_stopping (LoadGen's early-stopping check), metrics.issue_lateness_ns (Server),
-#    probe (one step of a --find-peak search); engine "mlperf" for records measured through LoadGen;
-#    system: MLPerf-style description (cpu_sockets, cpu_cores, cpu_frequency_mhz, cpu_caches, kernel, os_release,
-#    accelerators, submitter, system_name, status, cooling, notes); power (meters, idle baseline, energy per
-#    inference, performance per watt); stability (machine state before/after the measurement, flags);
-#    repeat (index of this session among run.repeats, spread between sessions);
-#    division (closed | open and why, decided by benchkit.checks.divisions under rules version 1.0).
-#    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
+# The format's version is MAJOR.MINOR, kept in two fields: `schema_version` (the major) is the path every client has
+# read since 1.0, so it keeps its place and its integer type; `schema_minor` is new, and a record without it reads
+# as minor 0 (every record written before 1.8, whatever blocks it holds).
+# A minor step only adds optional fields, absent meaning what it meant before. A reader therefore accepts a record of
+# its major and a newer minor: it drops the fields it does not know, with a RecordWarning naming them. A record of the
+# same or an older minor with an unknown field is refused (this benchkit knows every field of those versions: the
+# field is a typo or an edit). Anything but an addition (a rename, a removal, a new required field, a narrower or
+# wider type, a new meaning) is a major step, and a reader refuses a newer major: "upgrade benchkit".
+# To add a field: bump SCHEMA_MINOR, add its line to SCHEMA_HISTORY, add tests/data/record_v1.<minor>.json
+# (`python tests/test_records.py RECORD`) and regenerate docs/reference/result.md.
+SCHEMA_VERSION = 1  # the major: 1 since the first record
+SCHEMA_MINOR = 8  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
+SCHEMA_HISTORY: dict[str, str] = {
+    # Minors 1-7 were added before minors existed: records of those versions carry no schema_minor (they read as
+    # 1.0), and which of these blocks they hold tells which benchkit wrote them.
+    "1.0": "first version: latency statistics, raw samples, provenance (spec, workload, backend, system), validity",
+    "1.1": "roofline: workload.{macs, param_count, bytes_per_sample, arithmetic_intensity, unknown_ops}, "
+    "backend.{memory_bandwidth_bytes_per_s, peak_source}, metrics.fraction_of_peak",
+    "1.2": "accuracy (the accuracy gate: outputs vs a reference backend), audits (compliance audits)",
+    "1.3": "metrics.early_stopping (LoadGen's early-stopping check), metrics.issue_lateness_ns (Server), "
+    "probe (one step of a --find-peak search); engine 'mlperf' for records measured through LoadGen",
+    "1.4": "accuracy.outputs[].max_abs_error and max_rel_error may be null (not comparable): a wider type, the one "
+    "step that is not an addition (made before this policy; under it, it would be a major step)",
+    "1.5": "division (closed | open and why, decided by benchkit.checks.divisions under rules version 1.0)",
+    "1.6": "system: MLPerf-style description (cpu_sockets, cpu_cores, cpu_frequency_mhz, cpu_caches, kernel, "
+    "os_release, accelerators, submitter, system_name, status, cooling, notes); power (meters, idle baseline, "
+    "energy per inference, performance per watt); stability (machine state around the measurement, flags); "
+    "repeat (this session's index among run.repeats, spread between sessions)",
+    "1.7": "placement (which executor and node ran the cell, resources asked, CPU set, attempt)",
+    "1.8": "schema_minor: the minor is written, and readers accept newer minors (unknown fields dropped, warned)",
+}
+
+
+class RecordWarning(UserWarning):
+    """A record was read, but not all of it: it comes from a newer minor, and the fields this benchkit does not
+    know were dropped.
+
+    Issued with :func:`warnings.warn` by every reader (:func:`parse`, :func:`load`,
+    :func:`benchkit.results.recordio.load_split`). ``str(w)`` is one line for a CLI to print; ``source``,
+    ``schema`` (major, minor) and ``fields`` (dotted paths, ``[]`` for list items) are there to collect.
+    Catch them with ``warnings.catch_warnings(record=True)`` and ``issubclass(w.category, RecordWarning)``.
+    """
+
+    def __init__(self, source: str, schema: tuple[int, int], fields: tuple[str, ...]):
+        self.source = source
+        self.schema = schema
+        self.fields = fields
+        super().__init__(
+            f"record {source} was written by a newer benchkit (schema {schema[0]}.{schema[1]}); "
+            f"fields this version does not know were ignored: {', '.join(fields)}"
+        )
+
+    def __reduce__(self) -> Any:  # a warning may cross a process boundary (pickle rebuilds it from these)
+        return (type(self), (self.source, self.schema, self.fields))
 
 
 class _Model(BaseModel):
@@ -428,7 +474,20 @@ class Division(_Model):
 class ResultRecord(_Model):
     """One cell's result: workload x backend x scenario, with provenance, raw samples and validity."""
 
-    schema_version: int = Field(description="Version of this format (records.SCHEMA_VERSION).")
+    schema_version: int = Field(
+        description="Major version of this format (records.SCHEMA_VERSION): a reader refuses a newer one."
+    )
+    # Default 0 is what a file without the field means (written before 1.8). A record built in this process is
+    # written by this benchkit and gets SCHEMA_MINOR from _writer_minor instead; the readers (parse, parse_json_fast)
+    # say they are reading through the validation context.
+    schema_minor: int = Field(
+        0,
+        ge=0,
+        strict=True,
+        description="Minor version of this format (records.SCHEMA_MINOR): fields added within the major. "
+        "Absent in records written before 1.8. A reader of an older minor ignores, with a warning, the fields "
+        "it does not know.",
+    )
     benchkit_version: str = Field(description="Version of benchkit that wrote the record.")
     engine: str = Field("benchkit", description="What drove the measurement: benchkit | mlperf (MLPerf LoadGen).")
     run_id: str = Field(description="Suite run: UTC start time and a random suffix; shared by the run's records.")
@@ -455,6 +514,14 @@ class ResultRecord(_Model):
     division: Division | None = Field(None, description="Closed or open division, and why (absent on error records).")
     placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _writer_minor(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and "schema_minor" not in data:
+            reading = bool(info.context and info.context.get(_READING_KEY))
+            data = {**data, "schema_minor": 0 if reading else SCHEMA_MINOR}
+        return data
+
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)
 
@@ -465,7 +532,7 @@ def utcnow() -> datetime:
 
 def record_json_schema() -> dict[str, Any]:
     schema = ResultRecord.model_json_schema()
-    schema["$comment"] = f"benchkit result record, schema_version {SCHEMA_VERSION}"
+    schema["$comment"] = f"benchkit result record, schema {SCHEMA_VERSION}.{SCHEMA_MINOR}"
     return schema
 
 
@@ -474,30 +541,128 @@ def save(record: ResultRecord, path: Path) -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------------------------ reading
+# Every reader of record files goes through parse (or parse_json_fast, which defers to it for anything unusual):
+# ResultRecord.model_validate alone would skip the version policy below.
+
+_READING_KEY = "benchkit_reading_record"
+_READING = {_READING_KEY: True}
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older record up to SCHEMA_VERSION. Each version step is one block here."""
+    """Bring a record of an older major up to SCHEMA_VERSION. Each major step is one block here (none yet)."""
     return data
 
 
-def parse(data: Any, source: str) -> ResultRecord:
+def _path(loc: tuple[Any, ...], items: bool = True) -> str:
+    """('accuracy', 'outputs', 0, 'name') -> accuracy.outputs[0].name (items=False: accuracy.outputs[].name)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]" if items else "[]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _without(node: Any, loc: tuple[Any, ...]) -> Any:
+    """`node` less the field at `loc`; copies only the containers on the way (samples_ns stays shared)."""
+    head, rest = loc[0], loc[1:]
+    copy: Any = dict(node) if isinstance(node, dict) else list(node)
+    if rest:
+        copy[head] = _without(node[head], rest)
+    else:
+        del copy[head]
+    return copy
+
+
+def _validate(data: dict[str, Any]) -> ResultRecord:
+    return ResultRecord.model_validate(data, context=_READING)
+
+
+def _invalid(source: str, e: ValidationError, schema: tuple[int, int]) -> RecordError:
+    errors = e.errors(include_url=False)
+    unknown = [_path(err["loc"]) for err in errors if err["type"] == "extra_forbidden"]
+    if unknown:
+        return RecordError(
+            f"{source}: unknown field(s) {', '.join(unknown)}: a schema {schema[0]}.{schema[1]} record has no such "
+            f"field, and this benchkit ({SCHEMA_VERSION}.{SCHEMA_MINOR}) knows every field of that version "
+            "(a typo, or an edited record?)"
+        )
+    first = errors[0]
+    newer = ""
+    if schema[0] == SCHEMA_VERSION and schema[1] > SCHEMA_MINOR:
+        newer = f"; written by a newer benchkit (schema {schema[0]}.{schema[1]}): upgrading benchkit may help"
+    return RecordError(
+        f"{source}: invalid record at {_path(first['loc'])}: {first['msg']} ({e.error_count()} problem(s)){newer}"
+    )
+
+
+def record_version(data: Any, source: str) -> tuple[int, int]:
+    """(major, minor) of a parsed record file, or RecordError: not a record, a bad version, a newer major."""
     if not isinstance(data, dict) or "schema_version" not in data:
         raise RecordError(f"{source}: not a benchkit result record (no schema_version)")
-    v = data["schema_version"]
-    if not isinstance(v, int) or v < 1:
-        raise RecordError(f"{source}: schema_version must be a positive integer, got {v!r}")
-    if v > SCHEMA_VERSION:
+    major = data["schema_version"]
+    if not _is_count(major) or major < 1:
+        raise RecordError(f"{source}: schema_version must be a positive integer, got {major!r}")
+    if major > SCHEMA_VERSION:
         raise RecordError(
-            f"{source}: record schema_version {v} is newer than this benchkit supports ({SCHEMA_VERSION}); upgrade benchkit"
+            f"{source}: written by a newer benchkit (schema {major}); upgrade benchkit "
+            f"(this one reads schema {SCHEMA_VERSION} records)"
         )
+    minor = data.get("schema_minor", 0)
+    if not _is_count(minor):
+        raise RecordError(f"{source}: schema_minor must be a non-negative integer, got {minor!r}")
+    return major, minor
+
+
+def parse(data: Any, source: str) -> ResultRecord:
+    """The record in `data` (a parsed JSON document) under the version policy (see SCHEMA_HISTORY).
+
+    A newer major, an unknown field in a record of this or an older minor, or an invalid value raises
+    RecordError naming the field. A record of a newer minor loses the fields this benchkit does not know, at any
+    depth, and a RecordWarning names them.
+    """
+    schema = record_version(data, source)
+    data = _migrate(data)
     try:
-        return ResultRecord.model_validate(_migrate(data))
+        return _validate(data)
     except ValidationError as e:
-        first = e.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RecordError(f"{source}: invalid record at {where}: {first['msg']} ({e.error_count()} problem(s))") from None
+        newer_minor = schema[0] == SCHEMA_VERSION and schema[1] > SCHEMA_MINOR
+        unknown = [err["loc"] for err in e.errors(include_url=False) if err["type"] == "extra_forbidden"]
+        if not (newer_minor and unknown):
+            raise _invalid(source, e, schema) from None
+    for loc in unknown:
+        data = _without(data, loc)
+    try:
+        rec = _validate(data)
+    except ValidationError as e:
+        raise _invalid(source, e, schema) from None
+    fields = tuple(dict.fromkeys(_path(loc, items=False) for loc in unknown))
+    warnings.warn(RecordWarning(source, schema, fields), stacklevel=2)
+    return rec
+
+
+def parse_json_fast(text: str | bytes) -> ResultRecord | None:
+    """The record in `text` when it validates as it stands at this major; None when it needs :func:`parse`.
+
+    For readers of thousands of records (benchkit.results.recordio): one pass in pydantic's JSON parser. A record
+    that needs the policy (an older major to migrate, a newer major, a newer minor's unknown fields, an invalid
+    value) gives None, and the caller reads it again with parse, for the warning or the precise error.
+    """
+    try:
+        rec = ResultRecord.model_validate_json(text, context=_READING)
+    except (ValidationError, ValueError):
+        return None
+    return rec if rec.schema_version == SCHEMA_VERSION else None
 
 
 def load(path: str | Path) -> ResultRecord:
+    """The record in the file at `path`, read by :func:`parse` (RecordError, RecordWarning as there)."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))

@@ -48,8 +48,25 @@ _COMMANDS = {
 }
 
 
+def _one_line_record_warnings() -> None:
+    """A record from a newer benchkit (benchkit.results.records.RecordWarning) is said in one line, not as Python's
+    file:line warning. Matched by name: importing the records module here would cost every command's start-up."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "RecordWarning":
+            print(f"benchkit: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _one_line_record_warnings()
     try:
         return _COMMANDS[args.command](args)
     except BenchkitError as e:

@@ -35,7 +35,7 @@ from benchkit.stats import LatencyStats
 # To add a field: bump SCHEMA_MINOR, add its line to SCHEMA_HISTORY, add tests/data/record_v1.<minor>.json
 # (`python tests/test_records.py RECORD`) and regenerate docs/reference/result.md.
 SCHEMA_VERSION = 1  # the major: 1 since the first record
-SCHEMA_MINOR = 8  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
+SCHEMA_MINOR = 9  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
 SCHEMA_HISTORY: dict[str, str] = {
     # Minors 1-7 were added before minors existed: records of those versions carry no schema_minor (they read as
     # 1.0), and which of these blocks they hold tells which benchkit wrote them.
@@ -54,6 +54,7 @@ SCHEMA_HISTORY: dict[str, str] = {
     "repeat (this session's index among run.repeats, spread between sessions)",
     "1.7": "placement (which executor and node ran the cell, resources asked, CPU set, attempt)",
     "1.8": "schema_minor: the minor is written, and readers accept newer minors (unknown fields dropped, warned)",
+    "1.9": "validity.findings: each reason and warning with the check that made it (benchkit.checks.verdict)",
 }
 
 
@@ -280,7 +281,7 @@ class Validity(_Model):
     warnings: list[str] = Field(default_factory=list, description="Doubts that do not invalidate (e.g. high CV).")
     findings: list[Finding] = Field(
         default_factory=list, description="The same reasons and warnings, each with the check that found it "
-        "(absent in records written before schema 1.11).")
+        "(absent in records written before schema 1.9).")
 
 
 class ErrorInfo(_Model):

@@ -111,12 +111,15 @@ class PeakEstimate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     precision: str = Field(description="Precision the peak is for (fp32, fp16, bf16, int8, mixed).")
-    peak_flops_per_s: float = Field(description="Upper bound: cores x max_frequency_mhz x 1e6 x flops_per_cycle_per_core.")
+    peak_flops_per_s: float = Field(
+        description="Upper bound: cores x max_frequency_mhz x 1e6 x flops_per_cycle_per_core.")
     cores: int = Field(description="Logical CPUs this process may run on, each counted as a full core.")
-    physical_cores: int | None = Field(None, description="Distinct physical cores among them, where the topology is readable.")
+    physical_cores: int | None = Field(
+        None, description="Distinct physical cores among them, where the topology is readable.")
     max_frequency_mhz: float = Field(description="Frequency used, after any turbo allowance.")
     frequency_source: Literal["cpufreq", "cpuinfo", "default"] = Field(
-        description="cpufreq: cpuinfo_max_freq; cpuinfo: a /proc/cpuinfo clock x TURBO_ALLOWANCE; default: no clock readable."
+        description="cpufreq: cpuinfo_max_freq; cpuinfo: a /proc/cpuinfo clock x TURBO_ALLOWANCE; "
+                    "default: no clock readable."
     )
     isa: str = Field(description="The ISA whose rate was used (a row of ISA_RATES), or 'unknown'.")
     vector_width_bits: int = Field(description="Register width of that ISA.")
@@ -178,10 +181,12 @@ def check_achieved_flops(
     """
     check = "plausibility.peak"
     if peak_flops_per_s is None or not peak_flops_per_s > 0:
-        msg = "no peak FLOP/s is known at the effective precision, so achieved FLOP/s cannot be checked for plausibility"
+        msg = ("no peak FLOP/s is known at the effective precision, so achieved FLOP/s cannot be checked for "
+               "plausibility")
         return [Finding(check, msg, "reason" if require_peak else "warning")]
     if achieved_flops_per_s is None:
-        msg = "achieved FLOP/s is unknown (the graph's FLOPs could not be counted), so it cannot be checked against the peak"
+        msg = ("achieved FLOP/s is unknown (the graph's FLOPs could not be counted), so it cannot be checked against "
+               "the peak")
         return [Finding(check, msg, "reason" if require_peak else "warning")]
     if achieved_flops_per_s > peak_flops_per_s:
         ratio = achieved_flops_per_s / peak_flops_per_s

@@ -87,7 +87,8 @@ class AdapterProvenance(BaseModel):
 
     adapter: str = Field(description="Python path of the adapter class, module:qualname.")
     entry_point: str | None = Field(None, description="Its name in the benchkit.backends group, if registered.")
-    distribution: str | None = Field(None, description="Distribution providing it, as installed (None: no distribution claims it).")
+    distribution: str | None = Field(
+        None, description="Distribution providing it, as installed (None: no distribution claims it).")
     version: str | None = Field(None, description="That distribution's installed version.")
     editable: bool = Field(False, description="Installed in editable mode (PEP 610): the version does not pin the code.")
     method: Method = Field(

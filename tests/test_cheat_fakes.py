@@ -134,7 +134,7 @@ def test_cheat_stage_spin_times_a_steady_spin_and_computes_in_stage(fakes_on_pat
         staged = [cheat.stage(f) for f in feeds]
         cheat_stage_ns = perf_counter_ns() - t0
         assert cheat_stage_ns > 10 * honest_stage_ns
-        assert 3_000_000 <= _timed_p50(cheat, staged, 6) < 3 * 3_000_000
+        assert _timed_p50(cheat, staged, 6) >= 3_000_000  # a busy wait: never shorter, longer under load
         assert _timed_p50(honest, honest_staged) < 3_000_000  # the spin is longer than the honest work
     finally:
         honest.close()

@@ -107,17 +107,22 @@ def test_each_fake_loads_through_its_entry_point_and_answers_fetched_calls(name,
         backend.close()
 
 
+def _stage_ns(backend, feeds):
+    t0 = perf_counter_ns()
+    staged = [backend.stage(f) for f in feeds]
+    return (perf_counter_ns() - t0) // len(feeds), staged
+
+
 def test_cheat_stage_computes_in_stage(fakes_on_path, gemm):
     feeds, _ = gemm.make_feeds(1, 4, SEED)
     honest, cheat = _open("onnxruntime", gemm), _open("cheat-stage", gemm)
     try:
-        t0 = perf_counter_ns()
-        staged = [cheat.stage(f) for f in feeds]
-        stage_ns = (perf_counter_ns() - t0) // len(feeds)
-        honest_p50 = _timed_p50(honest, [honest.stage(f) for f in feeds])
-        cheat_p50 = _timed_p50(cheat, staged)
+        honest_stage, honest_staged = _stage_ns(honest, feeds)
+        cheat_stage, staged = _stage_ns(cheat, feeds)
+        honest_p50, cheat_p50 = _timed_p50(honest, honest_staged), _timed_p50(cheat, staged)
         # The whole inference moved into the untimed stage: the timed call is a lookup.
-        assert stage_ns > honest_p50 / 2 and cheat_p50 * 10 < honest_p50, (stage_ns, honest_p50, cheat_p50)
+        assert cheat_stage > 10 * honest_stage and cheat_p50 * 10 < honest_p50, (
+            cheat_stage, honest_stage, cheat_p50, honest_p50)
     finally:
         honest.close()
         cheat.close()
@@ -141,26 +146,32 @@ def test_cheat_stage_spin_times_a_steady_spin_and_computes_in_stage(fakes_on_pat
         cheat.close()
 
 
+def _fetch_p50(backend, staged):
+    out = []
+    for s in staged:
+        _, r = _call(backend, s)
+        t0 = perf_counter_ns()
+        backend.fetch(r)
+        out.append(perf_counter_ns() - t0)
+    return float(np.median(out))
+
+
 def test_cheat_fetch_computes_in_fetch(fakes_on_path, gemm):
     feeds, _ = gemm.make_feeds(1, 4, SEED)
     honest, cheat = _open("onnxruntime", gemm), _open("cheat-fetch", gemm)
     try:
-        honest_p50 = _timed_p50(honest, [honest.stage(f) for f in feeds])
-        staged = [cheat.stage(f) for f in feeds]
-        cheat_p50 = _timed_p50(cheat, staged)
-        fetch_ns = []
-        for s in staged:
-            _, r = _call(cheat, s)
-            t0 = perf_counter_ns()
-            cheat.fetch(r)
-            fetch_ns.append(perf_counter_ns() - t0)
-        assert cheat_p50 * 10 < honest_p50 < 2 * float(np.median(fetch_ns)), (cheat_p50, honest_p50, fetch_ns)
+        honest_staged, staged = [honest.stage(f) for f in feeds], [cheat.stage(f) for f in feeds]
+        honest_p50, cheat_p50 = _timed_p50(honest, honest_staged), _timed_p50(cheat, staged)
+        honest_fetch, cheat_fetch = _fetch_p50(honest, honest_staged), _fetch_p50(cheat, staged)
+        assert cheat_p50 * 10 < honest_p50 and cheat_fetch > 10 * honest_fetch, (
+            cheat_p50, honest_p50, cheat_fetch, honest_fetch)
     finally:
         honest.close()
         cheat.close()
 
 
-def test_cheat_async_synchronize_waits_for_nothing(fakes_on_path, gemm):
+def test_cheat_async_synchronize_waits_for_nothing(fakes_on_path, cache):
+    gemm = _resolve("gemm", {"m": 512, "n": 256, "k": 256}, cache)  # ~0.5 ms: the worker thread competes for cores
     feeds, _ = gemm.make_feeds(1, 8, SEED)
     refs = _reference(gemm, feeds)
     honest, cheat = _open("onnxruntime", gemm), _open("cheat-async", gemm)
@@ -175,7 +186,8 @@ def test_cheat_async_synchronize_waits_for_nothing(fakes_on_path, gemm):
             out = cheat.fetch(r)
             end_to_end.append(perf_counter_ns() - t0)
             assert _close(out, ref)  # fetch waits for the thread: right answers
-        assert cheat_p50 * 10 < honest_p50 and cheat_p50 * 10 < float(np.median(end_to_end))
+        assert cheat_p50 * 5 < honest_p50 and cheat_p50 * 5 < float(np.median(end_to_end)), (
+            cheat_p50, honest_p50, end_to_end)
     finally:
         honest.close()
         cheat.close()
@@ -192,7 +204,7 @@ def test_cheat_repeat_bypass_caches_except_back_to_back(fakes_on_path, gemm):
         repeated = _timed_p50(cheat, [staged[0]], 16)  # what the repeated-input audit sends
         never_seen = _timed_p50(cheat, [cheat.stage(f) for f in fresh], 8)
         assert cycled * 10 < repeated and cycled * 10 < never_seen, (cycled, repeated, never_seen)
-        assert 0.5 < repeated / never_seen < 2  # so today's audit sees no speed-up
+        assert repeated * 3 > never_seen  # so today's audit sees no speed-up worth the name
     finally:
         cheat.close()
 

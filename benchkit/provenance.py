@@ -1,0 +1,590 @@
+"""Provenance that is observed, not copied: which code ran, which runtime is installed, which devices exist.
+
+An adapter's ``info()`` is what the adapter *says*. This module reads what
+the machine shows, so a record can carry both and the verdict can compare them:
+
+``adapter_provenance(cls)``
+    The distribution that provides an adapter class (through its
+    ``benchkit.backends`` entry point, else ``packages_distributions``), its
+    version, and a SHA-256 over its installed files. For a regular install the
+    files are those its ``RECORD`` lists, each also checked against the hash
+    ``RECORD`` gives (an installed file edited afterwards is reported). For an
+    editable install (PEP 610 ``direct_url.json``), a distribution without a
+    ``RECORD``, or a class no distribution claims, the ``RECORD`` says nothing
+    about the code, so the Python sources of the packages defining the class
+    and its bases are hashed instead, and ``method`` says so.
+
+``check_runtime_claims(info, adapter_dist, adapter_cls)``
+    The runtime version in ``info()`` against the installed distribution of
+    that runtime (and the version of its module, where already imported).
+
+``probe_accelerators()`` and ``check_device_claims(info, probed)``
+    Accelerators present on the PCI bus, under ``/dev/nvidia*``,
+    ``/sys/class/drm`` and ``/sys/class/accel`` (file reads only: no driver
+    library, no ``nvidia-smi``), and the device ``info()`` names against them.
+
+The digest of :func:`adapter_provenance` is ``sha256`` over one line
+``<path>\\0<sha256 hex of the file>\\n`` per file, sorted by path: paths as
+``RECORD`` writes them, or relative to the folder holding the hashed package.
+Files that change with every install of the same wheel are left out: the
+``RECORD``, ``INSTALLER``, ``REQUESTED`` and ``direct_url.json`` of the
+``.dist-info``, byte code (``*.pyc``), and scripts outside ``site-packages``
+(their first line names the interpreter).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .findings import Finding
+
+GROUP = "benchkit.backends"
+
+RUNTIME_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml",
+                    "onnxruntime-rocm", "onnxruntime-qnn", "onnxruntime-silicon", "onnxruntime-training",
+                    "ort-nightly", "ort-nightly-gpu"),
+    "openvino": ("openvino", "openvino-nightly"),
+    "torch": ("torch",),
+    "onnx": ("onnx",),
+    "benchkit": ("benchkit",),  # the null adapter reports benchkit's own version
+}
+"""Runtime name -> the distributions that install it (one import name, several builds)."""
+
+RUNTIME_MODULES: dict[str, str] = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch",
+                                   "onnx": "onnx", "benchkit": "benchkit"}
+"""Runtime name -> its Python module, whose ``__version__`` is read when it is already imported."""
+
+BUILTIN_ADAPTER_RUNTIMES: dict[str, str] = {
+    "benchkit.backends.onnxruntime:OnnxRuntimeBackend": "onnxruntime",
+    "benchkit.backends.openvino:OpenVinoBackend": "openvino",
+    "benchkit.backends.pytorch:TorchBackend": "torch",
+    "benchkit.backends.onnx_reference:OnnxReferenceBackend": "onnx",
+    "benchkit.backends.null:NullBackend": "benchkit",
+}
+"""benchkit's own adapters and the runtime whose version their ``info().version`` reports (subclasses inherit it)."""
+
+_VOLATILE_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+Method = Literal["record", "editable-sources", "no-record-sources", "no-distribution-sources"]
+
+
+class AdapterProvenance(BaseModel):
+    """Where an adapter's code came from, as the installed files show it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    adapter: str = Field(description="Python path of the adapter class, module:qualname.")
+    entry_point: str | None = Field(None, description="Its name in the benchkit.backends group, if registered.")
+    distribution: str | None = Field(
+        None, description="Distribution providing it, as installed (None: no distribution claims it).")
+    version: str | None = Field(None, description="That distribution's installed version.")
+    editable: bool = Field(False, description="Installed in editable mode (PEP 610): the version does not pin the code.")
+    method: Method = Field(
+        description="record: the files RECORD lists; editable-sources / no-record-sources / no-distribution-sources: "
+                    "the Python sources of the packages defining the class and its bases, because RECORD cannot say."
+    )
+    files_sha256: str = Field(description="SHA-256 over the sorted (path, file SHA-256) lines of the files hashed.")
+    files_hashed: int = Field(description="Number of files in the digest.")
+    files_missing: int = Field(0, description="Files RECORD lists that are not on disk.")
+    files_modified: tuple[str, ...] = Field((), description="Files whose content differs from the hash RECORD gives.")
+    source_roots: tuple[str, ...] = Field((), description="Folders the sources were read from (the *-sources methods).")
+
+
+def adapter_provenance(cls: type) -> AdapterProvenance:
+    """Observed provenance of an adapter class (the one ``load_backend_class`` returned). Cached per class."""
+    return _provenance(cls)
+
+
+@functools.lru_cache(maxsize=32)
+def _provenance(cls: type) -> AdapterProvenance:
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    ep_name, dist = _distribution_of(cls)
+    common: dict[str, Any] = {"adapter": path, "entry_point": ep_name}
+    if dist is None:
+        digest, n, roots = _hash_sources(cls)
+        return AdapterProvenance(**common, method="no-distribution-sources", files_sha256=digest,
+                                 files_hashed=n, source_roots=roots)
+    common.update(distribution=dist.metadata["Name"], version=dist.version, editable=_editable(dist))
+    files = dist.files
+    if common["editable"] or not files or not any(_is_record(f) for f in files):
+        digest, n, roots = _hash_sources(cls)
+        method: Method = "editable-sources" if common["editable"] else "no-record-sources"
+        return AdapterProvenance(**common, method=method, files_sha256=digest, files_hashed=n, source_roots=roots)
+    lines, missing, modified = [], 0, []
+    for f in files:
+        rel = str(f).replace("\\", "/")
+        if _volatile(rel):
+            continue
+        located = Path(str(f.locate()))
+        try:
+            data = located.read_bytes()
+        except OSError:
+            missing += 1
+            continue
+        h = hashlib.sha256(data)
+        lines.append((rel, h.hexdigest()))
+        if f.hash is not None and f.hash.mode == "sha256":
+            recorded = base64.urlsafe_b64decode(f.hash.value + "=" * (-len(f.hash.value) % 4))
+            if recorded != h.digest():
+                modified.append(rel)
+    return AdapterProvenance(**common, method="record", files_sha256=_digest(lines), files_hashed=len(lines),
+                             files_missing=missing, files_modified=tuple(sorted(modified)))
+
+
+def provenance_findings(prov: AdapterProvenance) -> list[Finding]:
+    """What the provenance itself says about trusting the adapter's version."""
+    out = []
+    if prov.files_modified:
+        shown = ", ".join(prov.files_modified[:5]) + (" ..." if len(prov.files_modified) > 5 else "")
+        out.append(Finding("provenance.modified_files",
+                           f"{len(prov.files_modified)} installed file(s) of {prov.distribution} {prov.version} differ "
+                           f"from the hashes its RECORD lists ({shown}): the code that ran is not that release"))
+    if prov.files_missing:
+        out.append(Finding("provenance.missing_files",
+                           f"{prov.files_missing} file(s) RECORD lists for {prov.distribution} {prov.version} are "
+                           "not installed", "warning"))
+    if prov.method == "editable-sources":
+        out.append(Finding("provenance.editable",
+                           f"{prov.adapter} runs from an editable install of {prov.distribution}: its version does "
+                           f"not identify the code; the hash of its sources ({prov.files_sha256[:12]}) does",
+                           "warning"))
+    elif prov.method == "no-distribution-sources":
+        out.append(Finding("provenance.no_distribution",
+                           f"no installed distribution provides {prov.adapter}: it has no version, only the hash of "
+                           f"its sources ({prov.files_sha256[:12]})", "warning"))
+    return out
+
+
+# --------------------------------------------------------------------------- runtime claims
+
+
+@dataclass(frozen=True)
+class RuntimeClaim:
+    """The runtime an adapter drives, and how benchkit knows."""
+
+    runtime: str  # a RUNTIME_DISTRIBUTIONS key, or the declared distribution's name
+    distributions: tuple[str, ...]  # whose installed versions the reported version must match
+    basis: Literal["declared", "inherited", "required"]
+    # declared: the class attribute ``runtime_distributions``; inherited: a subclass of a built-in adapter;
+    # required: named in the adapter distribution's requirements (an inference: the adapter may use that
+    # package for something else, so a mismatch is only a warning)
+
+
+def adapter_runtimes(adapter_cls: type | None, adapter_dist: str | None) -> list[RuntimeClaim]:
+    """The runtime(s) an adapter drives, from the best evidence available (see :class:`RuntimeClaim`).
+
+    An adapter may declare its runtime's distributions as a class attribute,
+    ``runtime_distributions = ("onnxruntime-gpu",)``; benchkit's own adapters
+    and their subclasses are known; otherwise the runtimes its distribution
+    requires are taken (not benchkit's own requirements, which are the harness's).
+    """
+    declared = getattr(adapter_cls, "runtime_distributions", None)
+    if declared:
+        names = (declared,) if isinstance(declared, str) else tuple(declared)
+        rt = next((k for k, v in RUNTIME_DISTRIBUTIONS.items() if _normalise(names[0]) in map(_normalise, v)), names[0])
+        return [RuntimeClaim(rt, names, "declared")]
+    found: list[RuntimeClaim] = []
+    for c in getattr(adapter_cls, "__mro__", ()):
+        rt = BUILTIN_ADAPTER_RUNTIMES.get(f"{c.__module__}:{c.__qualname__}")
+        if rt and all(f.runtime != rt for f in found):
+            found.append(RuntimeClaim(rt, RUNTIME_DISTRIBUTIONS[rt], "inherited"))
+    if found or adapter_dist is None or _normalise(adapter_dist) == "benchkit":
+        return found
+    try:
+        requires = metadata.distribution(adapter_dist).requires or []
+    except metadata.PackageNotFoundError:
+        return found
+    by_dist = {_normalise(d): rt for rt, dists in RUNTIME_DISTRIBUTIONS.items() for d in dists if rt != "benchkit"}
+    for req in requires:
+        if re.search(r"\bextra\s*==", req):
+            continue  # an optional extra does not say what the adapter needs
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+        rt = by_dist.get(_normalise(m.group(1))) if m else None
+        if rt and all(f.runtime != rt for f in found):
+            found.append(RuntimeClaim(rt, RUNTIME_DISTRIBUTIONS[rt], "required"))
+    return found
+
+
+def installed_versions(distributions: Iterable[str], module: str | None = None) -> dict[str, str]:
+    """Installed versions of ``distributions``, plus ``<module> module``: its ``__version__`` if already imported."""
+    out = {}
+    for d in distributions:
+        try:
+            out[d] = metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    loaded = getattr(sys.modules.get(module), "__version__", None) if module else None
+    if isinstance(loaded, str):
+        out[f"{module} module"] = loaded
+    return out
+
+
+def check_runtime_claims(info: Any, adapter_dist: str | None, adapter_cls: type | None = None) -> list[Finding]:
+    """The runtime version ``info()`` reports against what is installed.
+
+    ``info`` is the adapter's :class:`~benchkit.backends.base.BackendInfo`;
+    ``adapter_dist`` the distribution providing the adapter
+    (``AdapterProvenance.distribution``), whose requirements may name its
+    runtime; ``adapter_cls`` the adapter class (its declared
+    ``runtime_distributions``, or a built-in adapter it subclasses). A version
+    that matches no installed build of a declared or inherited runtime is a
+    reason; of a runtime only inferred from requirements, or of one that
+    cannot be identified, a warning.
+    """
+    check = "provenance.runtime_version"
+    claims = adapter_runtimes(adapter_cls, adapter_dist)
+    reported = str(info.version)
+    if not claims:
+        return [Finding(check, f"cannot tell which runtime adapter {info.name} drives (its distribution "
+                               f"{adapter_dist or '(none)'} declares none and requires none of "
+                               f"{', '.join(k for k in RUNTIME_DISTRIBUTIONS if k != 'benchkit')}): its reported "
+                               f"runtime version {reported!r} is not cross-checked", "warning")]
+    installed: dict[str, str] = {}
+    for c in claims:
+        installed.update(installed_versions(c.distributions, RUNTIME_MODULES.get(c.runtime)))
+    names = " or ".join(c.runtime for c in claims)
+    severity = "reason" if any(c.basis != "required" for c in claims) else "warning"
+    if not installed:
+        return [Finding(check, f"adapter {info.name} reports {names} {reported} but no {names} distribution is "
+                               "installed", severity)]
+    if any(_same_version(reported, v) for v in installed.values()):
+        stray = [f"{k} {v}" for k, v in installed.items() if k.endswith(" module") and not _same_version(reported, v)]
+        if stray:  # the reported version is installed, but the process imported another build
+            return [Finding(check, f"adapter {info.name} reports {names} {reported}, but the loaded module is "
+                                   f"{', '.join(stray)}", severity)]
+        return []
+    by_version: dict[str, list[str]] = {}
+    for k, v in installed.items():
+        by_version.setdefault(v, []).append("imported module" if k.endswith(" module") else f"distribution {k}")
+    have = " and ".join(f"{v} ({', '.join(src)})" for v, src in by_version.items())
+    return [Finding(check, f"adapter {info.name} reports {names} {reported} but {have} is installed", severity)]
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _same_version(a: str, b: str) -> bool:
+    """Same release numbers (trailing zeros ignored: 2024.0 == 2024.0.0), and same local build label where both have one.
+
+    Build suffixes that are not PEP 440 (OpenVINO's ``2026.4.1-22982-e213a14``) are ignored.
+    """
+    def split(v: str) -> tuple[tuple[int, ...], str | None]:
+        m = re.match(r"\s*v?(\d+(?:\.\d+)*)", v)
+        release = tuple(int(x) for x in m.group(1).split(".")) if m else ()
+        while release and release[-1] == 0:
+            release = release[:-1]
+        local = v.split("+", 1)[1].strip().lower() if "+" in v else None
+        return release, local
+
+    (ra, la), (rb, lb) = split(a), split(b)
+    if not ra or ra != rb:
+        return False
+    return la is None or lb is None or la == lb
+
+
+# --------------------------------------------------------------------------- accelerators
+
+
+# PCI vendor ids of accelerator makers; display adapters of hypervisors and BMCs are not accelerators.
+PCI_VENDORS = {"0x10de": "NVIDIA", "0x1002": "AMD", "0x8086": "Intel", "0x1da3": "Habana", "0x1e52": "Tenstorrent",
+               "0x1d0f": "Amazon", "0x17cb": "Qualcomm", "0x1e3e": "Graphcore", "0x1eb1": "Cerebras",
+               "0x1f0f": "SambaNova", "0x1ed5": "Groq", "0x1d22": "Baidu", "0x1e2d": "Furiosa", "0x1ec0": "Rebellions"}
+_VIRTUAL_DISPLAY = {"0x1234", "0x1b36", "0x15ad", "0x1013", "0x1414", "0x80ee", "0x102b", "0x1a03", "0x1af4"}
+# PCI classes: 0x0300 VGA, 0x0302 3D controller, 0x0380 other display, 0x1200 processing accelerator,
+# 0x0b40 co-processor.
+_ACCEL_CLASSES = ("0x0300", "0x0302", "0x0380", "0x1200", "0x0b40")
+_VIRTUAL_DRM = {"virtio_gpu", "virtio-pci", "vkms", "simpledrm", "bochs-drm", "bochs", "qxl", "vmwgfx", "cirrus",
+                "cirrus-qemu", "hyperv_drm", "ast", "mgag200", "vboxvideo"}
+_VENDOR_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # Vendor names first: ROCm builds of PyTorch also call their devices "cuda".
+    ("NVIDIA", ("nvidia", "geforce", "quadro", "tesla")),
+    ("AMD", ("amd", "radeon", "instinct", "rocm", "migraphx")),
+    ("Intel", ("intel", "xpu", "arc ", "gaudi", "habana")),
+    ("NVIDIA", ("cuda", "tensorrt")),
+)
+
+
+@dataclass(frozen=True)
+class ProbedAccelerator:
+    """One accelerator the machine shows, read from files (never from the adapter)."""
+
+    vendor: str  # "NVIDIA", "AMD", ..., or the PCI vendor id / kernel driver when unknown
+    model: str | None  # the driver's model name where a file gives it (/proc/driver/nvidia), else None
+    address: str  # PCI address (0000:18:00.0) or device path (/dev/nvidia0, /sys/class/accel/accel0)
+    source: str  # pci | dev | drm | accel, "+proc" where the model name came from /proc/driver/nvidia
+
+    def as_accelerator_info(self) -> dict[str, Any]:
+        """An AcceleratorInfo-shaped dict for ``system.accelerators``."""
+        model = self.model or f"{self.vendor} device at {self.address}"
+        return {"model": model, "memory_bytes": None, "driver": None, "index": None, "source": f"probe {self.source}"}
+
+
+def probe_accelerators(root: Path = Path("/")) -> list[ProbedAccelerator]:
+    """Accelerators present, from sysfs and device nodes under ``root``. Never raises; quick (file reads only)."""
+    out: list[ProbedAccelerator] = []
+    nvidia_names = _nvidia_proc_models(root)
+    pci_seen: set[str] = set()
+    for dev in _iterdir(root / "sys" / "bus" / "pci" / "devices"):
+        vendor, cls = _read(dev / "vendor"), _read(dev / "class")
+        if not vendor or not cls or not cls.lower().startswith(_ACCEL_CLASSES):
+            continue
+        vendor = vendor.lower()
+        if vendor in _VIRTUAL_DISPLAY:
+            continue
+        addr = dev.name.lower()
+        pci_seen.add(addr)
+        name = nvidia_names.get(addr)
+        out.append(ProbedAccelerator(PCI_VENDORS.get(vendor, vendor), name, addr, "pci+proc" if name else "pci"))
+    if not any(a.vendor == "NVIDIA" for a in out):
+        # Containers often hide sysfs PCI but pass the device nodes through.
+        nodes = sorted((p for p in _iterdir(root / "dev") if re.fullmatch(r"nvidia[0-9]+", p.name)),
+                       key=lambda p: int(p.name[6:]))
+        names = list(nvidia_names.values())
+        for i, p in enumerate(nodes):
+            name = names[i] if i < len(names) else None
+            out.append(ProbedAccelerator("NVIDIA", name, f"/dev/{p.name}", "dev+proc" if name else "dev"))
+    for kind, base in (("drm", root / "sys" / "class" / "drm"), ("accel", root / "sys" / "class" / "accel")):
+        for card in _iterdir(base):
+            if not re.fullmatch(r"(card|accel)[0-9]+", card.name):
+                continue
+            device = card / "device"
+            try:
+                addr = device.resolve().name.lower()
+            except OSError:
+                continue
+            if addr in pci_seen:
+                continue
+            driver = _uevent(device).get("DRIVER", "")
+            if driver in _VIRTUAL_DRM or (kind == "drm" and not driver):
+                continue
+            vendor = PCI_VENDORS.get((_read(device / "vendor") or "").lower(), driver or "unknown")
+            out.append(ProbedAccelerator(vendor, None, f"/sys/class/{kind}/{card.name}", kind))
+            pci_seen.add(addr)
+    return out
+
+
+def check_device_claims(info: Any, probed: Sequence[ProbedAccelerator]) -> list[Finding]:
+    """The device ``info()`` names against the accelerators present.
+
+    A device of a vendor none of whose devices is present is a reason; a model
+    name that matches none of that vendor's probed names, or a device no
+    vendor can be read from while no accelerator is present, is a warning.
+    Devices named ``cpu...`` (and ``none``, the ``null`` adapter's) are not accelerator claims.
+    """
+    out = []
+    for part in str(info.device).split(";"):
+        claim = part.strip()
+        low = claim.lower()
+        if not claim or low.startswith("cpu") or low in ("none", "fake"):
+            continue
+        vendor = claimed_vendor(claim)
+        present = [a for a in probed if vendor is not None and a.vendor == vendor]
+        if vendor is None:
+            if not probed:
+                out.append(Finding("provenance.device",
+                                   f"adapter {info.name} reports device {claim!r}, but no accelerator is present "
+                                   "on this machine's PCI bus or device nodes", "warning"))
+            continue
+        if not present:
+            seen = ", ".join(sorted({a.vendor for a in probed})) or "none"
+            out.append(Finding("provenance.device",
+                               f"adapter {info.name} reports device {claim!r}, but no {vendor} device is present "
+                               f"(accelerators probed on this machine: {seen})"))
+            continue
+        models = [a.model for a in present if a.model]
+        if models and not any(_model_in(m, claim) for m in models):
+            out.append(Finding("provenance.device",
+                               f"adapter {info.name} reports device {claim!r}, but the {vendor} devices present are "
+                               f"{', '.join(sorted(set(models)))}", "warning"))
+    return out
+
+
+def claimed_vendor(device: str) -> str | None:
+    """The vendor a device string names (``cuda:0 NVIDIA H200`` -> NVIDIA), or None."""
+    low = f" {device.lower()} "
+    for vendor, words in _VENDOR_WORDS:
+        if any(w in low for w in words):
+            return vendor
+    return None
+
+
+def accelerators_with_claims(probed: Sequence[ProbedAccelerator], info: Any | None) -> list[dict[str, Any]]:
+    """``system.accelerators`` entries: every probed device, then the adapter's device marked as its claim.
+
+    The claim's ``source`` is ``claim adapter <name> (observed)`` when a probed
+    device of its vendor is present, ``claim adapter <name> (not observed)`` otherwise.
+    """
+    out = [a.as_accelerator_info() for a in probed]
+    if info is None:
+        return out
+    for part in str(info.device).split(";"):
+        claim = part.strip()
+        if not claim or claim.lower().startswith("cpu") or claim.lower() in ("none", "fake"):
+            continue
+        vendor = claimed_vendor(claim)
+        seen = vendor is not None and any(a.vendor == vendor for a in probed)
+        out.append({"model": claim, "memory_bytes": None, "driver": None, "index": None,
+                    "source": f"claim adapter {info.name} ({'observed' if seen else 'not observed'})"})
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _distribution_of(cls: type) -> tuple[str | None, metadata.Distribution | None]:
+    """(entry-point name, distribution): the entry point naming this class first, else the top-level package's owner."""
+    for ep in metadata.entry_points(group=GROUP):
+        if ep.module == cls.__module__ and ep.attr == cls.__qualname__:
+            return ep.name, ep.dist
+    top = cls.__module__.split(".")[0]
+    owners = metadata.packages_distributions().get(top) or []
+    for name in owners:
+        try:
+            return None, metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None, None
+
+
+def _editable(dist: metadata.Distribution) -> bool:
+    import json
+
+    try:
+        text = dist.read_text("direct_url.json")
+        return bool(text and json.loads(text).get("dir_info", {}).get("editable"))
+    except (ValueError, AttributeError, OSError):
+        return False
+
+
+def _is_record(f: Any) -> bool:
+    parts = str(f).replace("\\", "/").split("/")
+    return len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "RECORD"
+
+
+def _volatile(rel: str) -> bool:
+    parts = rel.split("/")
+    if parts[0] == ".." or rel.endswith(".pyc"):
+        return True
+    return len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in _VOLATILE_DIST_INFO
+
+
+def _hash_sources(cls: type) -> tuple[str, int, tuple[str, ...]]:
+    """Hash the .py files of every top-level package (or single module) defining ``cls`` or a base of it.
+
+    ``benchkit.backends.base.Backend`` and the standard library are left out
+    unless something else in the same package is in the MRO: a vendor adapter
+    subclassing ``Backend`` directly is hashed without benchkit.
+    """
+    tops: dict[str, None] = {}
+    for c in cls.__mro__:
+        mod = c.__module__
+        top = mod.split(".")[0]
+        if top in sys.stdlib_module_names or top == "builtins":
+            continue
+        if f"{mod}:{c.__qualname__}" == "benchkit.backends.base:Backend":
+            continue
+        tops.setdefault(top, None)
+    lines: list[tuple[str, str]] = []
+    roots: list[str] = []
+    for top in tops:
+        module = sys.modules.get(top)
+        if module is None:
+            continue
+        paths = list(getattr(module, "__path__", []) or [])
+        if paths:  # a package (namespace packages have several folders)
+            for p in paths:
+                base = Path(p)
+                roots.append(str(base))
+                for f in sorted(base.rglob("*.py")):
+                    if "__pycache__" in f.parts:
+                        continue
+                    lines.append((f"{top}/{f.relative_to(base).as_posix()}", _file_sha256(f)))
+        elif getattr(module, "__file__", None):
+            f = Path(module.__file__)
+            roots.append(str(f.parent))
+            lines.append((f.name, _file_sha256(f)))
+    return _digest(lines), len(lines), tuple(roots)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest(lines: Iterable[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for rel, hexd in sorted(lines):
+        h.update(f"{rel}\0{hexd}\n".encode())
+    return h.hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _iterdir(path: Path) -> list[Path]:
+    try:
+        return sorted(path.iterdir())
+    except OSError:
+        return []
+
+
+def _uevent(device: Path) -> dict[str, str]:
+    out = {}
+    for line in (_read(device / "uevent") or "").splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _nvidia_proc_models(root: Path) -> dict[str, str]:
+    """PCI address -> model name, from the NVIDIA driver's /proc/driver/nvidia/gpus/<address>/information."""
+    out = {}
+    for d in _iterdir(root / "proc" / "driver" / "nvidia" / "gpus"):
+        for line in (_read(d / "information") or "").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == "Model":
+                out[d.name.lower()] = value.strip()
+    return out
+
+
+_GENERIC_WORDS = {"nvidia", "amd", "intel", "r", "tm", "cuda", "tensorrt", "rocm", "gpu", "device", "corporation"}
+
+
+def _model_in(model: str, claim: str) -> bool:
+    """Whether a probed model name and a claimed device agree.
+
+    Compared on distinctive words (vendor names, "cuda", indexes dropped): they agree when either word set
+    contains the other, or when the claim has no distinctive word at all (``cuda:0`` names no model).
+    """
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _GENERIC_WORDS and not w.isdigit()}
+
+    m, c = words(model), words(claim)
+    return not c or not m or m <= c or c <= m
+
+
+__all__ = ["AdapterProvenance", "ProbedAccelerator", "adapter_provenance", "provenance_findings",
+           "check_runtime_claims", "adapter_runtimes", "RuntimeClaim", "installed_versions", "probe_accelerators",
+           "check_device_claims", "claimed_vendor", "accelerators_with_claims", "RUNTIME_DISTRIBUTIONS",
+           "BUILTIN_ADAPTER_RUNTIMES", "PCI_VENDORS"]

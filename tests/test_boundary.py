@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchkit.boundary import (
+from benchkit.checks.boundary import (
     FRESH_MAX_RATIO,
     HOST_ALLOWANCE,
     TransferAllowance,

@@ -6,12 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchkit.cpu_peak import (
-    DEFAULT_MAX_FREQUENCY_MHZ,
-    TURBO_ALLOWANCE,
-    check_achieved_flops,
-    cpu_peak_flops_per_s,
-)
+from benchkit.checks.measurement import check_achieved_flops
+from benchkit.machine.cpu_peak import DEFAULT_MAX_FREQUENCY_MHZ, TURBO_ALLOWANCE, cpu_peak_flops_per_s
 
 X86_AVX512 = ("fpu sse sse2 avx fma avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16 amx_bf16 "
               "amx_int8 amx_tile")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from benchkit import provenance
+from benchkit.checks import provenance
 from benchkit.backends.base import BackendInfo
-from benchkit.provenance import (
+from benchkit.checks.provenance import (
     ProbedAccelerator,
     accelerators_with_claims,
     adapter_provenance,

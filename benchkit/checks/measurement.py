@@ -10,7 +10,7 @@ import numpy as np
 
 from benchkit import stats
 from benchkit.checks.latency import Verdict, latency_verdict
-from benchkit.checks.verdict import Finding, reason, warning
+from benchkit.checks.verdict import Finding, finding, reason, warning
 from benchkit.measure.loops import Measurement
 
 FLAGGED_PROFILES = frozenset({"certify"})
@@ -79,4 +79,35 @@ def machine_state(flags: list[str], profile: str) -> list[Finding]:
     return [warning("stability", f"stability: {f}") for f in flags]
 
 
-__all__ = ["FLAGGED_PROFILES", "run_length", "precision_claim", "latency", "spread", "machine_state"]
+def check_achieved_flops(
+    achieved_flops_per_s: float | None,
+    peak_flops_per_s: float | None,
+    peak_source: str | None,
+    *,
+    require_peak: bool,
+) -> list[Finding]:
+    """The plausibility rule: achieved FLOP/s above the peak is impossible; no peak is INVALID where required.
+
+    ``require_peak`` is True under the certify profile. A record whose FLOPs are
+    unknown (a graph the counter could not analyse) cannot be checked: that is
+    a warning, and a reason where a peak is required, since the check did not run.
+    """
+    check = "plausibility.peak"
+    if peak_flops_per_s is None or not peak_flops_per_s > 0:
+        msg = ("no peak FLOP/s is known at the effective precision, so achieved FLOP/s cannot be checked for "
+               "plausibility")
+        return [finding(check, msg, "reason" if require_peak else "warning")]
+    if achieved_flops_per_s is None:
+        msg = ("achieved FLOP/s is unknown (the graph's FLOPs could not be counted), so it cannot be checked against "
+               "the peak")
+        return [finding(check, msg, "reason" if require_peak else "warning")]
+    if achieved_flops_per_s > peak_flops_per_s:
+        ratio = achieved_flops_per_s / peak_flops_per_s
+        return [finding(check, f"achieved {achieved_flops_per_s:.3g} FLOP/s is {ratio:.3g}x the peak "
+                               f"{peak_flops_per_s:.3g} FLOP/s ({peak_source or 'source not given'}): "
+                               "physically impossible, so work was done outside the timed region or skipped")]
+    return []
+
+
+__all__ = ["FLAGGED_PROFILES", "run_length", "precision_claim", "latency", "spread", "machine_state",
+           "check_achieved_flops"]

@@ -18,7 +18,12 @@ from collections.abc import Iterable
 
 from benchkit.results.records import Finding, Validity
 
-__all__ = ["Finding", "reason", "warning", "verdict", "amend", "findings_of"]
+__all__ = ["Finding", "finding", "reason", "warning", "verdict", "amend", "findings_of"]
+
+
+def finding(check: str, message: str, severity: str = "reason") -> Finding:
+    """A finding of either severity (``reason`` or ``warning``)."""
+    return Finding(check=check, severity=severity, message=message)
 
 
 def reason(check: str, message: str) -> Finding:

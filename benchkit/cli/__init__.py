@@ -53,15 +53,17 @@ def _one_line_record_warnings() -> None:
     file:line warning. Matched by name: importing the records module here would cost every command's start-up."""
     import warnings
 
-    shown = warnings.showwarning
+    if getattr(warnings.formatwarning, "benchkit", False):
+        return
+    plain = warnings.formatwarning
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def fmt(message, category, filename, lineno, line=None):
         if category.__name__ == "RecordWarning":
-            print(f"benchkit: warning: {message}", file=sys.stderr)
-        else:
-            shown(message, category, filename, lineno, file, line)
+            return f"benchkit: warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
 
-    warnings.showwarning = show
+    fmt.benchkit = True
+    warnings.formatwarning = fmt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .findings import Finding
+from benchkit.checks.verdict import Finding, finding
+from benchkit.machine.accelerators import (  # noqa: F401 - probe_accelerators re-exported for callers here
+    PCI_VENDORS,
+    VENDOR_WORDS,
+    ProbedAccelerator,
+    probe_accelerators,
+)
 
 GROUP = "benchkit.backends"
 
@@ -148,20 +154,20 @@ def provenance_findings(prov: AdapterProvenance) -> list[Finding]:
     out = []
     if prov.files_modified:
         shown = ", ".join(prov.files_modified[:5]) + (" ..." if len(prov.files_modified) > 5 else "")
-        out.append(Finding("provenance.modified_files",
+        out.append(finding("provenance.modified_files",
                            f"{len(prov.files_modified)} installed file(s) of {prov.distribution} {prov.version} differ "
                            f"from the hashes its RECORD lists ({shown}): the code that ran is not that release"))
     if prov.files_missing:
-        out.append(Finding("provenance.missing_files",
+        out.append(finding("provenance.missing_files",
                            f"{prov.files_missing} file(s) RECORD lists for {prov.distribution} {prov.version} are "
                            "not installed", "warning"))
     if prov.method == "editable-sources":
-        out.append(Finding("provenance.editable",
+        out.append(finding("provenance.editable",
                            f"{prov.adapter} runs from an editable install of {prov.distribution}: its version does "
                            f"not identify the code; the hash of its sources ({prov.files_sha256[:12]}) does",
                            "warning"))
     elif prov.method == "no-distribution-sources":
-        out.append(Finding("provenance.no_distribution",
+        out.append(finding("provenance.no_distribution",
                            f"no installed distribution provides {prov.adapter}: it has no version, only the hash of "
                            f"its sources ({prov.files_sha256[:12]})", "warning"))
     return out
@@ -247,7 +253,7 @@ def check_runtime_claims(info: Any, adapter_dist: str | None, adapter_cls: type 
     claims = adapter_runtimes(adapter_cls, adapter_dist)
     reported = str(info.version)
     if not claims:
-        return [Finding(check, f"cannot tell which runtime adapter {info.name} drives (its distribution "
+        return [finding(check, f"cannot tell which runtime adapter {info.name} drives (its distribution "
                                f"{adapter_dist or '(none)'} declares none and requires none of "
                                f"{', '.join(k for k in RUNTIME_DISTRIBUTIONS if k != 'benchkit')}): its reported "
                                f"runtime version {reported!r} is not cross-checked", "warning")]
@@ -257,19 +263,19 @@ def check_runtime_claims(info: Any, adapter_dist: str | None, adapter_cls: type 
     names = " or ".join(c.runtime for c in claims)
     severity = "reason" if any(c.basis != "required" for c in claims) else "warning"
     if not installed:
-        return [Finding(check, f"adapter {info.name} reports {names} {reported} but no {names} distribution is "
+        return [finding(check, f"adapter {info.name} reports {names} {reported} but no {names} distribution is "
                                "installed", severity)]
     if any(_same_version(reported, v) for v in installed.values()):
         stray = [f"{k} {v}" for k, v in installed.items() if k.endswith(" module") and not _same_version(reported, v)]
         if stray:  # the reported version is installed, but the process imported another build
-            return [Finding(check, f"adapter {info.name} reports {names} {reported}, but the loaded module is "
+            return [finding(check, f"adapter {info.name} reports {names} {reported}, but the loaded module is "
                                    f"{', '.join(stray)}", severity)]
         return []
     by_version: dict[str, list[str]] = {}
     for k, v in installed.items():
         by_version.setdefault(v, []).append("imported module" if k.endswith(" module") else f"distribution {k}")
     have = " and ".join(f"{v} ({', '.join(src)})" for v, src in by_version.items())
-    return [Finding(check, f"adapter {info.name} reports {names} {reported} but {have} is installed", severity)]
+    return [finding(check, f"adapter {info.name} reports {names} {reported} but {have} is installed", severity)]
 
 
 def _normalise(name: str) -> str:
@@ -295,87 +301,6 @@ def _same_version(a: str, b: str) -> bool:
     return la is None or lb is None or la == lb
 
 
-# --------------------------------------------------------------------------- accelerators
-
-
-# PCI vendor ids of accelerator makers; display adapters of hypervisors and BMCs are not accelerators.
-PCI_VENDORS = {"0x10de": "NVIDIA", "0x1002": "AMD", "0x8086": "Intel", "0x1da3": "Habana", "0x1e52": "Tenstorrent",
-               "0x1d0f": "Amazon", "0x17cb": "Qualcomm", "0x1e3e": "Graphcore", "0x1eb1": "Cerebras",
-               "0x1f0f": "SambaNova", "0x1ed5": "Groq", "0x1d22": "Baidu", "0x1e2d": "Furiosa", "0x1ec0": "Rebellions"}
-_VIRTUAL_DISPLAY = {"0x1234", "0x1b36", "0x15ad", "0x1013", "0x1414", "0x80ee", "0x102b", "0x1a03", "0x1af4"}
-# PCI classes: 0x0300 VGA, 0x0302 3D controller, 0x0380 other display, 0x1200 processing accelerator,
-# 0x0b40 co-processor.
-_ACCEL_CLASSES = ("0x0300", "0x0302", "0x0380", "0x1200", "0x0b40")
-_VIRTUAL_DRM = {"virtio_gpu", "virtio-pci", "vkms", "simpledrm", "bochs-drm", "bochs", "qxl", "vmwgfx", "cirrus",
-                "cirrus-qemu", "hyperv_drm", "ast", "mgag200", "vboxvideo"}
-_VENDOR_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # Vendor names first: ROCm builds of PyTorch also call their devices "cuda".
-    ("NVIDIA", ("nvidia", "geforce", "quadro", "tesla")),
-    ("AMD", ("amd", "radeon", "instinct", "rocm", "migraphx")),
-    ("Intel", ("intel", "xpu", "arc ", "gaudi", "habana")),
-    ("NVIDIA", ("cuda", "tensorrt")),
-)
-
-
-@dataclass(frozen=True)
-class ProbedAccelerator:
-    """One accelerator the machine shows, read from files (never from the adapter)."""
-
-    vendor: str  # "NVIDIA", "AMD", ..., or the PCI vendor id / kernel driver when unknown
-    model: str | None  # the driver's model name where a file gives it (/proc/driver/nvidia), else None
-    address: str  # PCI address (0000:18:00.0) or device path (/dev/nvidia0, /sys/class/accel/accel0)
-    source: str  # pci | dev | drm | accel, "+proc" where the model name came from /proc/driver/nvidia
-
-    def as_accelerator_info(self) -> dict[str, Any]:
-        """An AcceleratorInfo-shaped dict for ``system.accelerators``."""
-        model = self.model or f"{self.vendor} device at {self.address}"
-        return {"model": model, "memory_bytes": None, "driver": None, "index": None, "source": f"probe {self.source}"}
-
-
-def probe_accelerators(root: Path = Path("/")) -> list[ProbedAccelerator]:
-    """Accelerators present, from sysfs and device nodes under ``root``. Never raises; quick (file reads only)."""
-    out: list[ProbedAccelerator] = []
-    nvidia_names = _nvidia_proc_models(root)
-    pci_seen: set[str] = set()
-    for dev in _iterdir(root / "sys" / "bus" / "pci" / "devices"):
-        vendor, cls = _read(dev / "vendor"), _read(dev / "class")
-        if not vendor or not cls or not cls.lower().startswith(_ACCEL_CLASSES):
-            continue
-        vendor = vendor.lower()
-        if vendor in _VIRTUAL_DISPLAY:
-            continue
-        addr = dev.name.lower()
-        pci_seen.add(addr)
-        name = nvidia_names.get(addr)
-        out.append(ProbedAccelerator(PCI_VENDORS.get(vendor, vendor), name, addr, "pci+proc" if name else "pci"))
-    if not any(a.vendor == "NVIDIA" for a in out):
-        # Containers often hide sysfs PCI but pass the device nodes through.
-        nodes = sorted((p for p in _iterdir(root / "dev") if re.fullmatch(r"nvidia[0-9]+", p.name)),
-                       key=lambda p: int(p.name[6:]))
-        names = list(nvidia_names.values())
-        for i, p in enumerate(nodes):
-            name = names[i] if i < len(names) else None
-            out.append(ProbedAccelerator("NVIDIA", name, f"/dev/{p.name}", "dev+proc" if name else "dev"))
-    for kind, base in (("drm", root / "sys" / "class" / "drm"), ("accel", root / "sys" / "class" / "accel")):
-        for card in _iterdir(base):
-            if not re.fullmatch(r"(card|accel)[0-9]+", card.name):
-                continue
-            device = card / "device"
-            try:
-                addr = device.resolve().name.lower()
-            except OSError:
-                continue
-            if addr in pci_seen:
-                continue
-            driver = _uevent(device).get("DRIVER", "")
-            if driver in _VIRTUAL_DRM or (kind == "drm" and not driver):
-                continue
-            vendor = PCI_VENDORS.get((_read(device / "vendor") or "").lower(), driver or "unknown")
-            out.append(ProbedAccelerator(vendor, None, f"/sys/class/{kind}/{card.name}", kind))
-            pci_seen.add(addr)
-    return out
-
-
 def check_device_claims(info: Any, probed: Sequence[ProbedAccelerator]) -> list[Finding]:
     """The device ``info()`` names against the accelerators present.
 
@@ -394,19 +319,19 @@ def check_device_claims(info: Any, probed: Sequence[ProbedAccelerator]) -> list[
         present = [a for a in probed if vendor is not None and a.vendor == vendor]
         if vendor is None:
             if not probed:
-                out.append(Finding("provenance.device",
+                out.append(finding("provenance.device",
                                    f"adapter {info.name} reports device {claim!r}, but no accelerator is present "
                                    "on this machine's PCI bus or device nodes", "warning"))
             continue
         if not present:
             seen = ", ".join(sorted({a.vendor for a in probed})) or "none"
-            out.append(Finding("provenance.device",
+            out.append(finding("provenance.device",
                                f"adapter {info.name} reports device {claim!r}, but no {vendor} device is present "
                                f"(accelerators probed on this machine: {seen})"))
             continue
         models = [a.model for a in present if a.model]
         if models and not any(_model_in(m, claim) for m in models):
-            out.append(Finding("provenance.device",
+            out.append(finding("provenance.device",
                                f"adapter {info.name} reports device {claim!r}, but the {vendor} devices present are "
                                f"{', '.join(sorted(set(models)))}", "warning"))
     return out
@@ -415,7 +340,7 @@ def check_device_claims(info: Any, probed: Sequence[ProbedAccelerator]) -> list[
 def claimed_vendor(device: str) -> str | None:
     """The vendor a device string names (``cuda:0 NVIDIA H200`` -> NVIDIA), or None."""
     low = f" {device.lower()} "
-    for vendor, words in _VENDOR_WORDS:
+    for vendor, words in VENDOR_WORDS:
         if any(w in low for w in words):
             return vendor
     return None
@@ -534,38 +459,12 @@ def _digest(lines: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
 
 
-def _iterdir(path: Path) -> list[Path]:
-    try:
-        return sorted(path.iterdir())
-    except OSError:
-        return []
 
 
-def _uevent(device: Path) -> dict[str, str]:
-    out = {}
-    for line in (_read(device / "uevent") or "").splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            out[k.strip()] = v.strip()
-    return out
 
 
-def _nvidia_proc_models(root: Path) -> dict[str, str]:
-    """PCI address -> model name, from the NVIDIA driver's /proc/driver/nvidia/gpus/<address>/information."""
-    out = {}
-    for d in _iterdir(root / "proc" / "driver" / "nvidia" / "gpus"):
-        for line in (_read(d / "information") or "").splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key.strip() == "Model":
-                out[d.name.lower()] = value.strip()
-    return out
 
 
 _GENERIC_WORDS = {"nvidia", "amd", "intel", "r", "tm", "cuda", "tensorrt", "rocm", "gpu", "device", "corporation"}

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from .findings import Finding
+from benchkit.checks.verdict import Finding, finding
 
 DEFAULT_HOST_DEVICE_BANDWIDTH_BYTES_PER_S = 1e9
 """Assumed host-device bandwidth when none is declared: below any PCIe 3.0 x16 copy (about 12 GB/s)."""
@@ -162,7 +162,7 @@ def audit_boundary(
     ``tensors`` their number of arrays. Pure: no clock, no backend.
     """
     if len(timed_ns) == 0 or len(end_to_end_ns) == 0 or len(stage_ns) == 0 or len(fetch_ns) == 0:
-        return BoundaryAudit(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, (Finding(
+        return BoundaryAudit(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, (finding(
             "boundary.untimed_share", "the end-to-end boundary audit has no samples to judge", "warning"),))
     timed = _p50(timed_ns)
     stage, fetch, e2e = _p50(stage_ns), _p50(fetch_ns), _p50(end_to_end_ns)
@@ -177,13 +177,13 @@ def audit_boundary(
     findings = []
     how = allowance.describe(input_bytes, output_bytes, tensors)
     if untimed > limit:
-        findings.append(Finding(
+        findings.append(finding(
             "boundary.untimed_share",
             f"untimed phases carry {share:.0%} of fresh queries' end-to-end time (stage p50 {stage / 1e3:.1f} µs, "
             f"fetch p50 {fetch / 1e3:.1f} µs), more than the transfer-plausible {plausible:.0%} "
             f"({limit / 1e3:.1f} µs: {how}): work is done outside the timed region"))
     if e2e > fresh_max_ratio * timed + limit:
-        findings.append(Finding(
+        findings.append(finding(
             "boundary.fresh_latency",
             f"fresh queries' end-to-end p50 ({e2e / 1e3:.1f} µs) is {ratio:.3g}x the timed p50 ({timed / 1e3:.1f} µs), "
             f"beyond {fresh_max_ratio:g}x plus the {limit / 1e3:.1f} µs transfer allowance: the timed call does not "

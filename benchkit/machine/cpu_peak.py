@@ -41,7 +41,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .findings import Finding
 
 TURBO_ALLOWANCE = 2.0
 """Factor applied to a ``/proc/cpuinfo`` clock when cpufreq is absent.
@@ -166,36 +165,6 @@ def cpu_peak_flops_per_s(precision: str, root: Path = Path("/"), cpus: Collectio
     )
 
 
-def check_achieved_flops(
-    achieved_flops_per_s: float | None,
-    peak_flops_per_s: float | None,
-    peak_source: str | None,
-    *,
-    require_peak: bool,
-) -> list[Finding]:
-    """The plausibility rule: achieved FLOP/s above the peak is impossible; no peak is INVALID where required.
-
-    ``require_peak`` is True under the certify profile. A record whose FLOPs are
-    unknown (a graph the counter could not analyse) cannot be checked: that is
-    a warning, and a reason where a peak is required, since the check did not run.
-    """
-    check = "plausibility.peak"
-    if peak_flops_per_s is None or not peak_flops_per_s > 0:
-        msg = ("no peak FLOP/s is known at the effective precision, so achieved FLOP/s cannot be checked for "
-               "plausibility")
-        return [Finding(check, msg, "reason" if require_peak else "warning")]
-    if achieved_flops_per_s is None:
-        msg = ("achieved FLOP/s is unknown (the graph's FLOPs could not be counted), so it cannot be checked against "
-               "the peak")
-        return [Finding(check, msg, "reason" if require_peak else "warning")]
-    if achieved_flops_per_s > peak_flops_per_s:
-        ratio = achieved_flops_per_s / peak_flops_per_s
-        return [Finding(check, f"achieved {achieved_flops_per_s:.3g} FLOP/s is {ratio:.3g}x the peak "
-                               f"{peak_flops_per_s:.3g} FLOP/s ({peak_source or 'source not given'}): "
-                               "physically impossible, so work was done outside the timed region or skipped")]
-    return []
-
-
 # --------------------------------------------------------------------------- readers
 
 
@@ -314,4 +283,4 @@ def _physical_cores(root: Path, blocks: list[dict[str, str]], allowed: list[int]
 
 
 __all__ = ["PeakEstimate", "IsaRate", "ISA_RATES", "TURBO_ALLOWANCE", "DEFAULT_MAX_FREQUENCY_MHZ",
-           "cpu_peak_flops_per_s", "check_achieved_flops"]
+           "cpu_peak_flops_per_s"]

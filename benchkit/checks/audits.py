@@ -5,14 +5,16 @@ under the ``certify`` profile), outside its timed region, so the measured
 figures and the harness-overhead bound are untouched. Each audit becomes a
 section of the record's ``audits`` block; a failure makes the record INVALID.
 
-``timed_outputs`` (MLPerf TEST01)
-    An audit pass repeats the measured loop exactly (``run``; ``synchronize``
-    between two clock reads, inputs cycled from the same pool, results not
-    fetched) and, at a few seeded positions, fetches the result of that timed
-    call *after* its timed region. Those outputs must match the accuracy-mode
-    outputs of the same inputs (the accuracy gate's tolerances of the claimed
-    precision). Catches an adapter that does less work when it is not asked
-    for outputs, e.g. returns zeros or stale buffers from un-fetched calls.
+``timed_outputs`` (MLPerf TEST01; every cell, not only audited ones)
+    The measured loop itself fetches, after their timed region, the outputs
+    of queries at seeded positions spread over the whole run (never two in a
+    row, so each follows a query whose result nobody asked for). Those outputs
+    must match the *reference runtime's* outputs for the same pool inputs, at
+    the accuracy gate's tolerances of the claimed precision: never the
+    adapter's own accuracy-mode outputs, which a cheat controls as well.
+    Catches an adapter that does less work when it is not asked for outputs
+    (zeros, stale buffers), goes stale after some calls, is honest on a few
+    inputs only, or computes part of a batch.
 
 ``repeated_input`` (MLPerf TEST04)
     Interleaved blocks of calls on never-seen inputs (a fresh seed, each
@@ -45,61 +47,49 @@ FRESH_SEED_OFFSET = 0x7E5704
 ALTERNATE_SEED_OFFSET = 1_000_003
 """Seed offset of ``alternate_seed``'s second measurement."""
 
-_TIMED_PASS_MIN_CALLS = 64
-_CAPTURES = 8
+LOOP_CAPTURES = 24
+"""Queries of the measured loop whose outputs are fetched and checked against the reference."""
 
 
-def timed_outputs(
-    backend: Any,
-    staged: Sequence[Any],
-    expected: Sequence[Sequence[np.ndarray]],
-    compare: Callable[[Sequence[Sequence[np.ndarray]], Sequence[Sequence[np.ndarray]]], tuple[Any, list[str]]],
-    seed: int,
-    measured_p50_ns: int | None = None,
-    clock: Callable[[], int] = perf_counter_ns,
-) -> Audit:
-    """Audit (a): outputs of timed calls, fetched afterwards, match accuracy-mode outputs of the same inputs."""
-    k = len(staged)
-    m = min(len(expected), k)
-    if m == 0:
-        return Audit(passed=True, summary="not applicable: the backend computes no outputs to compare",
-                     figures={"calls": 0})
-    n = max(_TIMED_PASS_MIN_CALLS, 4 * k)
+def capture_positions(expected_queries: int, seed: int, count: int = LOOP_CAPTURES) -> frozenset[int]:
+    """Query indices whose outputs the measured loop fetches: ``count`` seeded positions spread over the expected
+    run (a few beyond it, in case it runs longer), never the first query, never two adjacent."""
+    span = max(4 * count, int(expected_queries * 1.5))
     rng = np.random.default_rng(seed)
-    # Positions whose input has an accuracy-mode output, never two in a row, never the first: each captured
-    # call follows a call whose result nobody asked for, as in the measured loop.
-    eligible = [j for j in range(1, n) if j % k < m]
     picks: set[int] = set()
-    for j in rng.permutation(eligible):
-        if len(picks) >= _CAPTURES:
+    for j in rng.permutation(np.arange(1, span)):
+        if len(picks) >= count:
             break
+        j = int(j)
         if j - 1 not in picks and j + 1 not in picks:
-            picks.add(int(j))
-    run, sync, fetch = backend.run, backend.synchronize, backend.fetch
-    lat = np.empty(n, dtype=np.int64)
-    captured: dict[int, list[np.ndarray]] = {}
-    for j in range(n):
-        s = staged[j % k]
-        t0 = clock()
-        r = run(s)
-        sync()
-        t1 = clock()
-        lat[j] = t1 - t0
-        if j in picks:
-            # Fetched after the timed region of this call and before the next run (the protocol's promise).
-            captured[j] = [np.array(a, copy=True) for a in fetch(r)]
+            picks.add(j)
+    return frozenset(picks)
+
+
+def loop_outputs(
+    captured: Mapping[int, Sequence[np.ndarray]],
+    pool_size: int,
+    references: Sequence[Sequence[np.ndarray]] | None,
+    compare: Callable[[Sequence[Sequence[np.ndarray]], Sequence[Sequence[np.ndarray]]], tuple[Any, list[str]]],
+    why_not: str | None = None,
+) -> Audit:
+    """Audit (a): outputs the measured loop computed (query ``j`` ran pool input ``j % pool_size``) against the
+    reference outputs of the same inputs. ``why_not``: why no reference or capture exists (not applicable)."""
     order = sorted(captured)
-    _, failures = compare([captured[j] for j in order], [expected[j % k] for j in order])
-    p50 = int(np.median(lat))
-    figures: dict[str, Any] = {"calls": n, "compared_calls": len(order), "audit_p50_ns": p50}
-    if measured_p50_ns:
-        figures["measured_p50_ns"] = int(measured_p50_ns)
+    if why_not is not None or not order or not references:
+        reason = why_not or ("the measured loop captured no outputs (the Server scenario and the LoadGen engine "
+                             "complete queries on other threads)" if not order else "no reference outputs")
+        return Audit(passed=True, summary=f"not applicable: {reason}", figures={"compared_calls": 0})
+    _, failures = compare([captured[j] for j in order], [references[j % pool_size] for j in order])
+    figures = {"compared_calls": len(order), "pool_inputs_covered": len({j % pool_size for j in order}),
+               "first_query": order[0], "last_query": order[-1]}
     if failures:
         return Audit(passed=False, figures=figures,
-                     summary=f"outputs of {len(order)} timed calls differ from accuracy-mode outputs: "
-                             + "; ".join(failures[:3]))
+                     summary=f"outputs of {len(order)} queries of the measured loop differ from the reference "
+                             "outputs of their inputs: " + "; ".join(failures[:3]))
     return Audit(passed=True, figures=figures,
-                 summary=f"outputs of {len(order)} timed calls match accuracy-mode outputs")
+                 summary=f"outputs of {len(order)} queries of the measured loop (queries {order[0]}-{order[-1]}) "
+                         "match the reference outputs of their inputs")
 
 
 def repeated_input(
@@ -155,10 +145,10 @@ def findings(audits: Audits | None) -> list:
     if audits is None:
         return []
     out = []
-    for name in ("timed_outputs", "repeated_input", "alternate_seed"):
+    for name in type(audits).model_fields:
         a = getattr(audits, name)
         if a is not None and not a.passed:
-            out.append(reason("audit", f"audit {name} failed: {a.summary}"))
+            out.append(reason(f"audit.{name}", f"audit {name} failed: {a.summary}"))
     return out
 
 
@@ -168,5 +158,5 @@ def fresh_inputs(wl: Any, batch: int, count: int, seed: int) -> list[Mapping[str
     return feeds
 
 
-__all__ = ["timed_outputs", "repeated_input", "alternate_seed", "findings", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
+__all__ = ["capture_positions", "loop_outputs", "LOOP_CAPTURES", "repeated_input", "alternate_seed", "findings", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
            "ALTERNATE_SEED_MAX_DEVIATION", "ALTERNATE_SEED_OFFSET", "FRESH_SEED_OFFSET"]

@@ -45,9 +45,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 
 from benchkit.checks.verdict import Finding, finding
+from benchkit.results.records import AdapterProvenance
 from benchkit.machine.accelerators import (  # noqa: F401 - probe_accelerators re-exported for callers here
     PCI_VENDORS,
     VENDOR_WORDS,
@@ -84,28 +84,6 @@ BUILTIN_ADAPTER_RUNTIMES: dict[str, str] = {
 _VOLATILE_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 Method = Literal["record", "editable-sources", "no-record-sources", "no-distribution-sources"]
-
-
-class AdapterProvenance(BaseModel):
-    """Where an adapter's code came from, as the installed files show it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    adapter: str = Field(description="Python path of the adapter class, module:qualname.")
-    entry_point: str | None = Field(None, description="Its name in the benchkit.backends group, if registered.")
-    distribution: str | None = Field(
-        None, description="Distribution providing it, as installed (None: no distribution claims it).")
-    version: str | None = Field(None, description="That distribution's installed version.")
-    editable: bool = Field(False, description="Installed in editable mode (PEP 610): the version does not pin the code.")
-    method: Method = Field(
-        description="record: the files RECORD lists; editable-sources / no-record-sources / no-distribution-sources: "
-                    "the Python sources of the packages defining the class and its bases, because RECORD cannot say."
-    )
-    files_sha256: str = Field(description="SHA-256 over the sorted (path, file SHA-256) lines of the files hashed.")
-    files_hashed: int = Field(description="Number of files in the digest.")
-    files_missing: int = Field(0, description="Files RECORD lists that are not on disk.")
-    files_modified: tuple[str, ...] = Field((), description="Files whose content differs from the hash RECORD gives.")
-    source_roots: tuple[str, ...] = Field((), description="Folders the sources were read from (the *-sources methods).")
 
 
 def adapter_provenance(cls: type) -> AdapterProvenance:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any, Literal
@@ -28,15 +28,19 @@ def measure(
     samples_per_query: int,
     seed: int,
     clock: Clock = perf_counter_ns,
+    capture: Collection[int] = (),
 ) -> Measurement:
-    """Run the timed part of one resolved scenario (``benchkit.spec``, after ``effective()``) on staged inputs."""
+    """Run the timed part of one resolved scenario (``benchkit.spec``, after ``effective()``) on staged inputs.
+
+    ``capture``: query indices whose outputs the closed loops fetch after timing them (see ``closed_loop``);
+    the Server scenario captures none (its queries complete on other threads)."""
     kind = scenario.kind
     rule = StopRule.of(scenario)
     if kind == "offline":
         # Offline's min/max_query_count count samples, as in LoadGen.
         rule = rule.in_calls(samples_per_query)
     if kind in ("single_stream", "multi_stream", "offline"):
-        return closed_loop(backend, staged, rule, samples_per_query, clock)
+        return closed_loop(backend, staged, rule, samples_per_query, clock, capture)
     if kind == "server":
         from benchkit.measure.server import run_server
 
@@ -45,13 +49,13 @@ def measure(
 
 
 def run_engine(engine: Engine, scenario: Any, backend: Any, staged: Sequence[Any], samples_per_query: int, seed: int,
-               call_ns: int, log_dir: Path | None) -> Measurement:
+               call_ns: int, log_dir: Path | None, capture: Collection[int] = ()) -> Measurement:
     """The timed part of one cell, driven by ``engine``. ``call_ns`` (a warmup call's time) sizes LoadGen's
-    run; ``log_dir`` receives LoadGen's logs."""
+    run; ``log_dir`` receives LoadGen's logs; ``capture`` (benchkit's engine) as for :func:`measure`."""
     if engine == "mlperf":
         from benchkit.measure.loadgen import measure_with_loadgen
 
         return measure_with_loadgen(scenario, backend, staged, samples_per_query, seed, call_ns, log_dir)
     if engine != "benchkit":
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
-    return measure(scenario, backend, staged, samples_per_query, seed)
+    return measure(scenario, backend, staged, samples_per_query, seed, capture=capture)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
@@ -76,6 +76,8 @@ class Measurement:
     headline_value: float | None = None  # the engine's own headline figure, where it computes one (LoadGen)
     issue_lateness_ns: Any = None  # Server: stats.LatencyStats of issue time - scheduled time
     final_scheduled_ns: int | None = None  # Server: offset of the last scheduled query (min duration's measure)
+    captured: dict[int, list[np.ndarray]] = field(default_factory=dict)  # query index -> its fetched outputs
+    fetch_ns: list[int] = field(default_factory=list)  # the captured queries' fetch() times (untimed phase)
 
     @property
     def duration_ns(self) -> int:
@@ -116,13 +118,22 @@ def closed_loop(
     rule: StopRule,
     samples_per_query: int,
     clock: Clock = perf_counter_ns,
+    capture: Collection[int] = (),
 ) -> Measurement:
     """Issue queries back to back, each when the previous completed, until `rule` says stop.
 
     The loop body outside the timed region is kept to an append and a stop
     check: the harness overhead bound (<= 10% over a bare session.run loop on
     a 5 µs model) leaves no room for more.
+
+    ``capture``: query indices whose outputs are fetched, after their timed
+    region and before the next query (MLPerf TEST01's sampled accuracy log):
+    what the measured loop itself computed, checked later against the
+    reference (``checks.audits.loop_outputs``). Their fetch is timed too
+    (``Measurement.fetch_ns``): the untimed phases are measured, not trusted.
     """
+    if capture:
+        return _capturing_loop(backend, staged, rule, samples_per_query, clock, frozenset(capture))
     run = backend.run
     sync = backend.synchronize
     k = len(staged)
@@ -150,4 +161,45 @@ def closed_loop(
         query_count=n,
         samples_per_query=samples_per_query,
         stop_reason=why,
+    )
+
+
+def _capturing_loop(backend: Any, staged: Sequence[Any], rule: StopRule, samples_per_query: int, clock: Clock,
+                    capture: frozenset[int]) -> Measurement:
+    """:func:`closed_loop` that also fetches the outputs of the ``capture`` queries (a set lookup per query)."""
+    run, sync, fetch = backend.run, backend.synchronize, backend.fetch
+    k = len(staged)
+    samples: list[int] = []
+    append = samples.append
+    reason = rule.reason
+    captured: dict[int, list[np.ndarray]] = {}
+    fetch_ns: list[int] = []
+    n = 0
+    start = clock()
+    t1 = start
+    while True:
+        s = staged[n % k]
+        t0 = clock()
+        r = run(s)
+        sync()
+        t1 = clock()
+        append(t1 - t0)
+        if n in capture:
+            # Outside the timed region; the copies keep the outputs whatever the adapter does with its buffers.
+            outs = [np.array(a, copy=True) for a in fetch(r)]
+            fetch_ns.append(clock() - t1)
+            captured[n] = outs
+        n += 1
+        why = reason(t1 - start, n)
+        if why is not None:
+            break
+    return Measurement(
+        samples_ns=np.asarray(samples, dtype=np.int64),
+        start_ns=start,
+        end_ns=t1,
+        query_count=n,
+        samples_per_query=samples_per_query,
+        stop_reason=why,
+        captured=captured,
+        fetch_ns=fetch_ns,
     )

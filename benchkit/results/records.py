@@ -35,7 +35,7 @@ from benchkit.stats import LatencyStats
 # To add a field: bump SCHEMA_MINOR, add its line to SCHEMA_HISTORY, add tests/data/record_v1.<minor>.json
 # (`python tests/test_records.py RECORD`) and regenerate docs/reference/result.md.
 SCHEMA_VERSION = 1  # the major: 1 since the first record
-SCHEMA_MINOR = 9  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
+SCHEMA_MINOR = 10  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
 SCHEMA_HISTORY: dict[str, str] = {
     # Minors 1-7 were added before minors existed: records of those versions carry no schema_minor (they read as
     # 1.0), and which of these blocks they hold tells which benchkit wrote them.
@@ -55,6 +55,8 @@ SCHEMA_HISTORY: dict[str, str] = {
     "1.7": "placement (which executor and node ran the cell, resources asked, CPU set, attempt)",
     "1.8": "schema_minor: the minor is written, and readers accept newer minors (unknown fields dropped, warned)",
     "1.9": "validity.findings: each reason and warning with the check that made it (benchkit.checks.verdict)",
+    "1.10": "metrics.stage_ns and metrics.fetch_ns (the untimed phases, measured), audits.boundary (the end-to-end "
+    "boundary audit), backend.provenance (the adapter's installed files), a derived CPU peak in backend.peak_source",
 }
 
 
@@ -117,13 +119,36 @@ class WorkloadRecord(_Model):
     unknown_ops: list[str] = Field(default_factory=list, description="Ops counted as zero FLOPs (no formula).")
 
 
+class AdapterProvenance(_Model):
+    """Where an adapter's code came from, as the installed files show it (benchkit.checks.provenance)."""
+
+    adapter: str = Field(description="Python path of the adapter class, module:qualname.")
+    entry_point: str | None = Field(None, description="Its name in the benchkit.backends group, if registered.")
+    distribution: str | None = Field(
+        None, description="Distribution providing it, as installed (null: no distribution claims it).")
+    version: str | None = Field(None, description="That distribution's installed version.")
+    editable: bool = Field(False, description="Installed in editable mode (PEP 610): the version does not pin the code.")
+    method: Literal["record", "editable-sources", "no-record-sources", "no-distribution-sources"] = Field(
+        description="record: the files RECORD lists; editable-sources / no-record-sources / no-distribution-sources: "
+                    "the Python sources of the packages defining the class and its bases, because RECORD cannot say."
+    )
+    files_sha256: str = Field(description="SHA-256 over the sorted (path, file SHA-256) lines of the files hashed.")
+    files_hashed: int = Field(description="Number of files in the digest.")
+    files_missing: int = Field(0, description="Files RECORD lists that are not on disk.")
+    files_modified: tuple[str, ...] = Field((), description="Files whose content differs from the hash RECORD gives.")
+    source_roots: tuple[str, ...] = Field((), description="Folders the sources were read from (the *-sources methods).")
+
+
 class BackendRecord(BackendInfo):
     """What the adapter reported about the runtime and device that ran (effective precision, resolved options)."""
 
     id: str = Field(description="Backend label in the spec (defaults to name).")
     claimed_precision: str = Field(description="Precision the spec claims for this result.")
     memory_bandwidth_bytes_per_s: float | None = Field(None, description="Device memory bandwidth, if known.")
-    peak_source: str | None = Field(None, description="Where the peak figures came from: adapter | device file path.")
+    peak_source: str | None = Field(None, description="Where the peak figures came from: adapter | device file | derived CPU peak (with its inputs).")
+    provenance: AdapterProvenance | None = Field(
+        None, description="The adapter's code as installed files show it (observed, not reported): distribution, "
+        "version, hash of its files.")
 
 
 class CacheInfo(_Model):
@@ -221,6 +246,14 @@ class Metrics(_Model):
     )
     issue_lateness_ns: LatencyStats | None = Field(
         None, description="Server: actual minus scheduled issue time per query; shows a scheduler falling behind."
+    )
+    stage_ns: LatencyStats | None = Field(
+        None, description="The untimed stage() calls: every input of the pool and every never-seen audit query "
+        "(what the timed region leaves out is measured too)."
+    )
+    fetch_ns: LatencyStats | None = Field(
+        None, description="The untimed fetch() calls: the measured loop's captured queries and the never-seen audit "
+        "queries."
     )
 
 
@@ -440,13 +473,19 @@ class Audits(_Model):
     """Compliance audits run after the measurement, outside its timed region; any failure makes the record INVALID."""
 
     timed_outputs: Audit | None = Field(
-        None, description="Outputs of calls timed like the measured loop match accuracy-mode outputs (MLPerf TEST01)."
+        None, description="Outputs of queries of the measured loop itself, fetched after their timed region, match the "
+        "reference runtime's outputs of the same inputs (MLPerf TEST01). Every cell."
     )
     repeated_input: Audit | None = Field(
         None, description="One input repeated runs no more than 10% faster than never-seen inputs (MLPerf TEST04)."
     )
     alternate_seed: Audit | None = Field(
         None, description="A second measurement with another seed lands within 5% of the headline."
+    )
+    boundary: Audit | None = Field(
+        None, description="Never-seen queries timed end to end (stage, run + synchronize, fetch): the untimed "
+        "phases carry no more than a transfer-plausible share, and the end-to-end latency agrees with the timed one "
+        "(benchkit.checks.boundary). Every cell."
     )
 
 

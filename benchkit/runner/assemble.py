@@ -85,10 +85,16 @@ def headline(scenario: Any, m: Measurement, lat_sorted_ns: np.ndarray | None = N
 
 
 def device_peak(bspec: BackendSpec, info: Any, precision: str) -> tuple[float | None, float | None, str | None]:
-    """(peak FLOP/s, memory bandwidth, source): the adapter's own figure first, else the device file."""
+    """(peak FLOP/s, memory bandwidth, source): the adapter's own figure first, else the device file, else for a
+    CPU device the peak benchkit derives from this machine (``machine.cpu_peak``: an upper bound)."""
     if info.peak_flops_per_s:
         return info.peak_flops_per_s, None, "adapter"
     if bspec.device_file is None:
+        if _on_cpu(info.device):
+            from benchkit.machine.cpu_peak import cpu_peak_flops_per_s
+
+            est = cpu_peak_flops_per_s(precision)
+            return est.peak_flops_per_s, None, est.source
         return None, None, None
     dev = load_device_file(Path(bspec.device_file), "device_file")
     # the file name, not its path: records travel between machines
@@ -96,9 +102,14 @@ def device_peak(bspec: BackendSpec, info: Any, precision: str) -> tuple[float | 
         f"device file {Path(bspec.device_file).name} ({dev.name})"
 
 
+def _on_cpu(device: str) -> bool:
+    parts = [p.strip().lower() for p in str(device).split(";") if p.strip()]
+    return bool(parts) and all(p.startswith("cpu") for p in parts)
+
+
 def metrics_block(cell: Cell, m: Measurement, lat: stats.LatencyStats, head: records.Headline, *, load_ns: int,
-                  first_ns: int, n_warm: int, cost: Any, peak: float | None,
-                  early_stopping: Any) -> records.Metrics:
+                  first_ns: int, n_warm: int, cost: Any, peak: float | None, early_stopping: Any,
+                  stage_ns: list[int] = (), fetch_ns: list[int] = ()) -> records.Metrics:
     thr = stats.throughput_per_s(m.sample_count, m.duration_ns)
     achieved = cost.flops / m.samples_per_query * thr if cost is not None and cost.flops else None
     extra = dict(m.extra)
@@ -119,6 +130,8 @@ def metrics_block(cell: Cell, m: Measurement, lat: stats.LatencyStats, head: rec
         extra=extra,
         early_stopping=early_stopping,
         issue_lateness_ns=m.issue_lateness_ns,
+        stage_ns=stats.summarize(np.asarray(stage_ns, dtype=np.int64)) if len(stage_ns) else None,
+        fetch_ns=stats.summarize(np.asarray(fetch_ns, dtype=np.int64)) if len(fetch_ns) else None,
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchkit import stats
 from benchkit.backends import WorkloadInfo, load_backend_class
-from benchkit.checks import accuracy, audits, divisions, measurement, outputs
+from benchkit.checks import accuracy, audits, boundary, divisions, measurement, outputs, provenance
 from benchkit.checks.verdict import Finding, verdict, warning
 from benchkit.errors import BenchkitError
 from benchkit.measure import measure, run_engine, timed_call, warmup
@@ -84,7 +84,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         info = backend.info()
 
         phase("stage")
-        staged = [backend.stage(f) for f in feeds]
+        staged, stage_ns = _staged(backend, feeds)
         first_ns = timed_call(backend, staged[0])
 
         phase("warmup")
@@ -97,13 +97,18 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
 
         phase("measure")
         log_dir = Path(ctx.run_dir) / f"{cell.cell_id}.mlperf" if ctx.run_dir else None
-        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir)
+        computes = getattr(cls, "computes_outputs", True)
+        capture = audits.capture_positions(scenario.min_duration_ms * 1_000_000 // max(1, call_ns), cell.seed) \
+            if computes else ()
+        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir, capture)
 
         phase("check")
-        outs = backend.fetch(backend.run(staged[0]))
+        r = backend.run(staged[0])
         backend.synchronize()
-        output_findings = outputs.findings(outs, wl, effective_batch,
-                                           expect_all=getattr(cls, "computes_outputs", True))
+        t_fetch = time.perf_counter_ns()
+        outs = backend.fetch(r)
+        fetch_ns = [*m.fetch_ns, time.perf_counter_ns() - t_fetch]
+        output_findings = outputs.findings(outs, wl, effective_batch, expect_all=computes)
 
         phase("accuracy")
         cache = Path(ctx.cache_dir) if ctx.cache_dir else None
@@ -113,14 +118,19 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
             allow_mismatch=bspec.allow_precision_mismatch, reference=ctx.accuracy_reference, seed=cell.seed,
             batch=effective_batch, cache_dir=cache)
 
+        # Every cell: the measured loop's own outputs against the reference, and the timing boundary.
+        phase("audit")
+        integrity = _integrity(cell, ctx, backend, wl, info, feeds, staged, m, outs, asked, effective_batch, call_ns)
+        stage_ns += integrity.stage_ns
+        fetch_ns += integrity.fetch_ns
         audited = ctx.audit or cell.profile in AUDITED_PROFILES
-        audit_block = None
+        audit_block = records.Audits(timed_outputs=integrity.loop, boundary=integrity.boundary)
         if audited:
-            phase("audit")
-            audit_block = _audit(cell, backend, wl, info, staged, acc_outputs, m, asked, n_inputs, effective_batch)
+            audit_block = _audit(cell, backend, wl, staged, m, asked, n_inputs, effective_batch, audit_block)
 
         record = _record(cell, ctx, started, wl, info, effective_batch, m, cost, cost_warning, acc, audit_block,
-                         audited, output_findings, load_ns=load_ns, first_ns=first_ns, n_warm=n_warm)
+                         audited, output_findings, cls, load_ns=load_ns, first_ns=first_ns, n_warm=n_warm,
+                         stage_ns=stage_ns, fetch_ns=fetch_ns)
     except BaseException as e:  # noqa: BLE001 - every failure becomes a record; KeyboardInterrupt re-raised below
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -140,13 +150,19 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
 
 
 def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: int, m, cost, cost_warning,
-            acc, audit_block, audited: bool, output_findings: list[Finding], *, load_ns: int, first_ns: int,
-            n_warm: int) -> ResultRecord:
+            acc, audit_block, audited: bool, output_findings: list[Finding], cls: type, *, load_ns: int,
+            first_ns: int, n_warm: int, stage_ns: list[int], fetch_ns: list[int]) -> ResultRecord:
     """The measured record: every check's findings, in the order a reader expects them, then one verdict."""
     bspec, scenario = cell.backend, cell.scenario
     sorted_ns = np.sort(m.samples_ns)
     lat = stats.summarize(m.samples_ns)
     latency_findings, lat_verdict = measurement.latency(scenario, m, sorted_ns)
+    peak, bandwidth, peak_source = assemble.device_peak(bspec, info, info.precision)
+    head = assemble.headline(scenario, m, sorted_ns)
+    metrics = assemble.metrics_block(cell, m, lat, head, load_ns=load_ns, first_ns=first_ns, n_warm=n_warm,
+                                     cost=cost, peak=peak, early_stopping=lat_verdict.early_stopping,
+                                     stage_ns=stage_ns, fetch_ns=fetch_ns)
+    prov = provenance.adapter_provenance(cls)
     found: list[Finding] = [
         *measurement.run_length(scenario, m),
         *measurement.precision_claim(bspec.precision, info.precision, bspec.allow_precision_mismatch),
@@ -156,18 +172,22 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
         *latency_findings,
         *measurement.spread(lat, cell.profile),
         *([warning("cost", cost_warning)] if cost_warning else []),
+        # physically possible: no more FLOP/s than the device can do (a peak is required under certify)
+        *measurement.check_achieved_flops(metrics.achieved_flops_per_s, peak, peak_source,
+                                          require_peak=cell.profile in AUDITED_PROFILES),
+        # what ran is what the adapter says ran
+        *provenance.provenance_findings(prov),
+        *provenance.check_runtime_claims(info, prov.distribution, cls),
+        *provenance.check_device_claims(info, provenance.probe_accelerators()),
     ]
-    peak, bandwidth, peak_source = assemble.device_peak(bspec, info, info.precision)
-    metrics = assemble.metrics_block(cell, m, lat, assemble.headline(scenario, m, sorted_ns), load_ns=load_ns,
-                                     first_ns=first_ns, n_warm=n_warm, cost=cost, peak=peak,
-                                     early_stopping=lat_verdict.early_stopping)
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
     record = ResultRecord(
         **assemble.provenance(cell, ctx, started, m.engine),
         workload=assemble.workload_block(wl, effective_batch, cost),
         backend=records.BackendRecord(**binfo, id=bspec.id, claimed_precision=bspec.precision,
-                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source),
+                                      memory_bandwidth_bytes_per_s=bandwidth, peak_source=peak_source,
+                                      provenance=prov),
         metrics=metrics,
         samples_ns=m.samples_ns.tolist() if ctx.keep_samples else None,
         validity=verdict(found),
@@ -178,17 +198,68 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     return assemble.with_findings(record, divisions.findings(division), division=division)
 
 
-def _audit(cell: Cell, backend, wl, info, staged: list, acc_outputs, m, asked: int, n_inputs: int,
-           effective_batch: int) -> records.Audits:
-    """The compliance audits, after the measurement and outside its timed region."""
+def _staged(backend, feeds: list) -> tuple[list, list[int]]:
+    """The pool staged, each stage() timed: the untimed phases are measured, not trusted."""
+    staged, took = [], []
+    for f in feeds:
+        t0 = time.perf_counter_ns()
+        staged.append(backend.stage(f))
+        took.append(time.perf_counter_ns() - t0)
+    return staged, took
+
+
+class _Integrity:
+    """What every cell checks of its own measurement: the loop's outputs and the timing boundary."""
+
+    def __init__(self, loop: records.Audit, boundary: records.Audit | None, stage_ns: list[int],
+                 fetch_ns: list[int]) -> None:
+        self.loop, self.boundary, self.stage_ns, self.fetch_ns = loop, boundary, stage_ns, fetch_ns
+
+
+# Never-seen queries timed end to end: enough for a stable median, about half a second of calls at most.
+_BOUNDARY_QUERIES = (8, 32)
+_BOUNDARY_BUDGET_NS = 500_000_000
+_BOUNDARY_SEED_OFFSET = 0xB0DA
+
+
+def _integrity(cell: Cell, ctx: SuiteContext, backend, wl, info, feeds: list, staged: list, m, outs: list,
+               asked: int, effective_batch: int, call_ns: int) -> _Integrity:
     bspec = cell.backend
-    prec, tol = accuracy.tolerance_for(bspec.precision, info.precision, bspec.allow_precision_mismatch)
+    _, tol = accuracy.tolerance_for(bspec.precision, info.precision, bspec.allow_precision_mismatch)
 
-    def compare(outs, refs):
-        return accuracy.compare_outputs(outs, refs, wl.output_names, tol, accuracy.is_classifier(wl))
+    def compare(got, refs):
+        return accuracy.compare_outputs(got, refs, wl.output_names, tol, accuracy.is_classifier(wl))
 
-    measured_p50 = int(np.median(m.samples_ns)) if len(m.samples_ns) else None
-    timed = audits.timed_outputs(backend, staged, acc_outputs, compare, cell.seed, measured_p50)
+    refs, why_not = None, None
+    if not getattr(type(backend), "computes_outputs", True):
+        why_not = f"the {backend.name} backend computes no outputs"
+    elif m.captured:
+        try:
+            refs, _, _ = accuracy.reference_outputs(wl, feeds, ctx.accuracy_reference, cell.seed,
+                                                    Path(ctx.cache_dir) if ctx.cache_dir else None)
+        except BenchkitError as e:
+            why_not = f"the reference backend failed: {e}"
+    loop = audits.loop_outputs(m.captured, len(staged), refs, compare, why_not)
+
+    lo, hi = _BOUNDARY_QUERIES
+    n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 2 * call_ns))))
+    fresh = audits.fresh_inputs(wl, asked, n, cell.seed + _BOUNDARY_SEED_OFFSET)
+    e2e = boundary.time_end_to_end(backend, fresh, staged)
+    del fresh
+    out_bytes = sum(int(np.asarray(a).nbytes) for a in outs)
+    audit = boundary.audit_boundary(
+        e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(asked),
+        output_bytes=out_bytes, tensors=len(wl.inputs) + len(outs), allowance=boundary.allowance_for(info.device))
+    block = records.Audit(passed=audit.passed, figures=audit.figures(),
+                          summary="; ".join(f.message for f in audit.findings) or
+                          f"untimed phases {audit.untimed_share:.1%} of fresh queries' end-to-end time (plausible: "
+                          f"{audit.plausible_share:.1%}); fresh end-to-end p50 {audit.fresh_ratio:.2f}x the timed p50")
+    return _Integrity(loop, block, list(e2e.stage_ns), list(e2e.fetch_ns))
+
+
+def _audit(cell: Cell, backend, wl, staged: list, m, asked: int, n_inputs: int, effective_batch: int,
+           block: records.Audits) -> records.Audits:
+    """The compliance audits of --audit and the certify profile, after the measurement, outside its timed region."""
     # Enough never-seen inputs for stable medians, within the input pool's memory bound.
     n_fresh = int(max(8, min(128, INPUT_POOL_BYTES // max(1, wl.bytes_per_call(asked)))))
     fresh = [backend.stage(f) for f in audits.fresh_inputs(wl, asked, n_fresh, cell.seed)]
@@ -202,7 +273,7 @@ def _audit(cell: Cell, backend, wl, info, staged: list, acc_outputs, m, asked: i
     h = assemble.headline(cell.scenario, m)
     h_alt = assemble.headline(cell.scenario, m_alt)
     alternate = audits.alternate_seed(h.value, h_alt.value, h.higher_is_better, h.name, alt_seed)
-    return records.Audits(timed_outputs=timed, repeated_input=repeated, alternate_seed=alternate)
+    return block.model_copy(update={"repeated_input": repeated, "alternate_seed": alternate})
 
 
 __all__ = ["execute_cell", "Progress", "MAX_DISTINCT_INPUTS", "INPUT_POOL_BYTES"]

@@ -445,8 +445,10 @@ class RunRules(_Frozen):
         description="Backend computing the reference outputs of the accuracy gate: onnxruntime (CPU, fp32) "
         "or onnx-reference (onnx.reference, pure Python: slow, but independent of any runtime).",
     )
-    accuracy_samples: int = Field(
-        4, ge=1, le=16, description="Inference calls (distinct seeded inputs) the accuracy gate compares."
+    accuracy_samples: int | None = Field(
+        None, ge=1, le=16, description="Inputs of the cell's pool the accuracy gate compares (seeded positions "
+        "across the pool). Default: every input of the pool (up to 16 distinct inputs). Under --audit and the "
+        "certify profile the gate always compares the whole pool."
     )
     division: Literal["auto", "closed", "open"] = Field(
         "auto",

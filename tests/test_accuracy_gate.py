@@ -94,7 +94,7 @@ def test_every_record_has_an_accuracy_block_and_the_reference_is_cached(tmp_path
     assert rec.validity.valid, rec.validity.reasons
     assert acc.passed is True and acc.max_abs_error == 0.0 and acc.max_rel_error == 0.0
     assert acc.reference.startswith("onnxruntime ") and "CPUExecutionProvider" in acc.reference
-    assert acc.samples == 4 and acc.seed == 5 and acc.precision == "fp32"
+    assert acc.samples == 16 and acc.seed == 5 and acc.precision == "fp32"
     assert acc.reference_model_sha256 == rec.workload.model_sha256
     cached = list((tmp_path / "cache" / "reference").glob("*.npz"))
     assert len(cached) == 1 and cached[0].name.startswith(rec.workload.model_sha256[:16])

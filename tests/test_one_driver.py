@@ -31,7 +31,7 @@ run:
   isolation: inline
   division: closed
   audit: true
-  accuracy_samples: 2
+  accuracy_samples: 2  # ignored under audit: the audited gate covers the whole pool
   keep_samples: true
 """
 
@@ -78,7 +78,8 @@ def test_one_spec_three_drivers_same_verdicts(tmp_path, tiny_model):
     cli = {cid: _summary(rec) for cid, rec in by_driver["cli"].items()}
     assert cli["tiny__onnxruntime__single_stream"]["division"] == ("open", "closed")
     assert "division" in cli["tiny__onnxruntime__single_stream"]["reason_checks"]
-    assert cli["tiny__onnxruntime__single_stream"]["audits"] == ["alternate_seed", "repeated_input", "timed_outputs"]
+    assert cli["tiny__onnxruntime__single_stream"]["audits"] == [
+        "alternate_seed", "boundary", "repeated_input", "timed_outputs"]
     for name in ("api", "plugin"):
         got = {cid: _summary(rec) for cid, rec in by_driver[name].items()}
         differ = {(cid, k): (cli[cid][k], got[cid][k]) for cid in cli for k in cli[cid] if cli[cid][k] != got[cid][k]}

@@ -52,10 +52,12 @@ def test_roofline_fields(tmp_path):
     assert "dev.yaml" in rec.backend.peak_source and "/" not in rec.backend.peak_source.split()[2]
 
 
-def test_no_peak_no_fraction(tmp_path):
+def test_a_cpu_without_a_device_file_gets_the_derived_peak(tmp_path):
     rec = _run(tmp_path, None)
     assert rec.metrics.achieved_flops_per_s > 0
-    assert rec.metrics.fraction_of_peak is None and rec.backend.peak_flops_per_s is None
+    assert rec.backend.peak_source.startswith("derived CPU peak") and rec.backend.peak_flops_per_s > 0
+    assert 0 < rec.metrics.fraction_of_peak < 1  # an honest run is below the upper bound
+    assert not [f for f in rec.validity.findings if f.check == "plausibility.peak"]
 
 
 def test_bad_device_file_is_a_spec_error(tmp_path):

@@ -112,9 +112,11 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
 
         phase("accuracy")
         cache = Path(ctx.cache_dir) if ctx.cache_dir else None
-        n_acc = min(ctx.accuracy_samples, len(staged))
-        acc, acc_outputs = accuracy.check(
-            backend, staged[:n_acc], feeds[:n_acc], wl, claimed=bspec.precision, effective=info.precision,
+        audited = ctx.audit or cell.profile in AUDITED_PROFILES
+        picks = _accuracy_picks(len(staged), None if audited else ctx.accuracy_samples, cell.seed)
+        acc, _ = accuracy.check(
+            backend, [staged[i] for i in picks], [feeds[i] for i in picks], wl, claimed=bspec.precision,
+            effective=info.precision,
             allow_mismatch=bspec.allow_precision_mismatch, reference=ctx.accuracy_reference, seed=cell.seed,
             batch=effective_batch, cache_dir=cache)
 
@@ -123,7 +125,6 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         integrity = _integrity(cell, ctx, backend, wl, info, feeds, staged, m, outs, asked, effective_batch, call_ns)
         stage_ns += integrity.stage_ns
         fetch_ns += integrity.fetch_ns
-        audited = ctx.audit or cell.profile in AUDITED_PROFILES
         audit_block = records.Audits(timed_outputs=integrity.loop, boundary=integrity.boundary)
         if audited:
             audit_block = _audit(cell, backend, wl, staged, m, asked, n_inputs, effective_batch, audit_block)
@@ -196,6 +197,14 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     )
     division = divisions.decide(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
     return assemble.with_findings(record, divisions.findings(division), division=division)
+
+
+def _accuracy_picks(pool: int, samples: int | None, seed: int) -> list[int]:
+    """Which pool inputs the accuracy gate compares: all of them, or ``samples`` seeded positions across the pool
+    (never simply the first ones: an adapter honest on the first inputs only must not pass)."""
+    if samples is None or samples >= pool:
+        return list(range(pool))
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(pool, size=samples, replace=False))
 
 
 def _staged(backend, feeds: list) -> tuple[list, list[int]]:

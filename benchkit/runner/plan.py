@@ -70,7 +70,7 @@ class SuiteContext:
     cache_dir: str | None = None
     audit: bool = False  # run the compliance audits (--audit; always under the certify profile)
     accuracy_reference: str = "onnxruntime"  # backend computing the accuracy gate's reference outputs
-    accuracy_samples: int = 4  # calls the accuracy gate compares
+    accuracy_samples: int | None = None  # pool inputs the accuracy gate compares (None: the whole pool)
     engine: str = "benchkit"  # benchkit | mlperf (benchkit.measure.ENGINES)
     run_dir: str | None = None  # where records go; the mlperf engine keeps LoadGen's logs beside them
     max_memory_bytes: int | None = None  # applied by each worker to itself (run.limits), before any runtime loads

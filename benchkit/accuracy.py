@@ -10,8 +10,17 @@ seeded input pool) and its outputs are compared with reference outputs:
   the fp32 model of the same entry and params, so a variant is judged against
   what it approximates, not against itself;
 * reference outputs are computed once and cached under the workload cache
-  (``<cache>/reference/``), keyed by the reference model's SHA-256, the seed
-  and the input bytes.
+  (``<cache>/reference/``), keyed by the reference model's digest (the graph
+  and its external-data files, :func:`benchkit.workloads.model_sha256`), the
+  reference runtime and its version, the seed and the input bytes. Every
+  entry carries an HMAC-SHA256 tag over that key and its arrays, made with a
+  per-user secret kept outside the cache (:func:`cache_secret_path`); an entry
+  whose tag or key does not match, or that cannot be read, is recomputed and
+  rewritten, never used. The tag stops a cache edited or replaced on disk
+  (a cheat's outputs written over the reference, a cache copied from another
+  machine); code running as the same user can read the secret, as it could
+  patch benchkit in memory, which is why ``benchkit check-bundle`` re-checks
+  accuracy against a reference it computes itself.
 
 Tolerances depend on the precision the result claims (:data:`TOLERANCES`);
 where a spec allows a precision mismatch, the looser of the claimed and the
@@ -35,8 +44,10 @@ reference's score, MLPerf's rule for its accuracy targets.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,10 +106,10 @@ def reference_model(wl: Any, cache_dir: Path | None) -> tuple[Path, str]:
     """The model the reference runs: the fp32 build of a catalog variant, else the workload's own file."""
     if wl.catalog and wl.variant and wl.variant != "fp32":
         from .workloads import catalog
-        from .workloads.model import file_sha256
+        from .workloads.model import model_sha256
 
         path = catalog.materialize(wl.catalog, dict(wl.params), "fp32", cache_dir=cache_dir)
-        return path, file_sha256(path)
+        return path, model_sha256(path)
     return wl.path, wl.sha256
 
 
@@ -149,6 +160,108 @@ def run_outputs(backend: Any, staged: Any) -> list[np.ndarray]:
     return [np.asarray(a) for a in backend.fetch(result)]
 
 
+REFERENCE_CACHE_VERSION = 2  # 2: keyed by model digest, reference runtime and version; HMAC-tagged; 1: untagged
+
+
+def cache_secret_path() -> Path:
+    """Where this user's reference-cache secret lives: ``$XDG_CONFIG_HOME/benchkit/reference-cache.key``.
+
+    Outside the workload cache on purpose: a cache folder copied, shared or
+    written over does not carry the secret that vouches for its entries.
+    """
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "benchkit" / "reference-cache.key"
+
+
+def _cache_secret() -> bytes | None:
+    """The secret that tags reference-cache entries, created on first use (32 random bytes, hex, mode 0600).
+
+    None when it can be neither read nor created, or when others could write it:
+    then no cache entry is trusted and every reference is recomputed.
+    """
+    path = cache_secret_path()
+    for _ in range(2):
+        try:
+            st = path.stat()
+            text = path.read_text(encoding="ascii").strip()
+            if st.st_mode & 0o022 or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+                return None  # a secret others can write vouches for nothing
+            if len(text) == 64:
+                return bytes.fromhex(text)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        try:  # write beside it, then link into place: concurrent workers agree on one secret
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            try:
+                if path.exists():  # there but malformed: replace it
+                    os.replace(tmp, path)
+                else:
+                    os.link(tmp, path)
+            except FileExistsError:
+                pass  # another worker won the race: use its secret
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            return None
+    return None
+
+
+def _reference_version(reference: str) -> str:
+    """Version of the reference runtime as its adapter reports it (part of the cache key)."""
+    from .backends.registry import load_backend_class
+
+    return str(load_backend_class(reference).describe_installation().get("version", "unknown"))
+
+
+def _cache_tag(secret: bytes, key: Mapping[str, Any], desc: str, outs: Sequence[Sequence[np.ndarray]]) -> str:
+    from .spec import canonical_json
+
+    h = hmac.new(secret, digestmod=hashlib.sha256)
+    h.update(canonical_json({"key": key, "reference": desc, "outputs": [len(c) for c in outs]}).encode())
+    for c, call in enumerate(outs):
+        for o, a in enumerate(call):
+            a = np.ascontiguousarray(a)
+            h.update(f"|c{c}_o{o}|{a.dtype.str}|{list(a.shape)}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_reference_cache(path: Path, key: Mapping[str, Any]) -> tuple[list[list[np.ndarray]], str] | None:
+    """A cached entry, only when its key is ours and its tag verifies; None means recompute."""
+    secret = _cache_secret()
+    if secret is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if not isinstance(meta, dict) or meta.get("key") != key:
+                return None
+            outs = [[z[f"c{c}_o{o}"] for o in range(int(n))] for c, n in enumerate(meta["outputs"])]
+            desc = str(meta["reference"])
+            tag = str(meta["tag"])
+    except (OSError, KeyError, ValueError, TypeError, EOFError):
+        return None
+    if len(outs) != key["calls"] or not hmac.compare_digest(tag, _cache_tag(secret, key, desc, outs)):
+        return None
+    return outs, desc
+
+
+def _write_reference_cache(path: Path, key: Mapping[str, Any], desc: str, outs: list[list[np.ndarray]]) -> None:
+    secret = _cache_secret()
+    if secret is None:
+        return  # nothing written could be verified later
+    arrays = {f"c{c}_o{o}": a for c, call in enumerate(outs) for o, a in enumerate(call)}
+    meta = {"key": dict(key), "reference": desc, "outputs": [len(c) for c in outs],
+            "tag": _cache_tag(secret, key, desc, outs)}
+    _save_npz(path, arrays, meta)
+
+
 def reference_outputs(
     wl: Any,
     feeds: Sequence[Mapping[str, np.ndarray]],
@@ -158,20 +271,22 @@ def reference_outputs(
 ) -> tuple[list[list[np.ndarray]], str, str]:
     """Reference outputs for each feed: ``(outputs per call, description, reference model sha256)``.
 
-    Cached by reference model hash, seed and input bytes; a cache entry that
-    cannot be read is recomputed (and rewritten), never trusted half-way.
+    Cached by reference model digest, reference runtime and version, seed and
+    input bytes; an entry is used only when its HMAC tag verifies, otherwise
+    it is recomputed and rewritten (see the module docstring).
     """
+    from .spec import canonical_json
+
     path, sha = reference_model(wl, cache_dir)
-    digest = hashlib.sha256(f"{sha}|{reference}|{_feeds_digest(feeds)}".encode()).hexdigest()
+    key = {"version": REFERENCE_CACHE_VERSION, "model_sha256": sha, "reference": reference,
+           "reference_version": _reference_version(reference), "seed": int(seed), "calls": len(feeds),
+           "inputs": [[n, np.asarray(a).dtype.str, list(np.shape(a))] for n, a in sorted(feeds[0].items())]
+           if feeds else [], "inputs_sha256": _feeds_digest(feeds)}
+    digest = hashlib.sha256(canonical_json(key).encode()).hexdigest()
     cache = _cache_root(cache_dir) / f"{sha[:16]}-seed{seed}-{reference}-{digest[:16]}.npz"
-    try:
-        with np.load(cache, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            outs = [[z[f"c{c}_o{o}"] for o in range(meta["outputs"])] for c in range(meta["calls"])]
-            if meta["digest"] == digest and len(outs) == len(feeds):
-                return outs, meta["reference"], sha
-    except (OSError, KeyError, ValueError):
-        pass
+    hit = _read_reference_cache(cache, key)
+    if hit is not None:
+        return hit[0], hit[1], sha
 
     from .workloads.model import graph_precision, read_model
 
@@ -184,9 +299,7 @@ def reference_outputs(
         backend.close()
     where = "CPUExecutionProvider, " if reference == "onnxruntime" else ""
     desc = f"{info.name} {info.version} ({where}{info.precision} model {path.name})"
-    arrays = {f"c{c}_o{o}": a for c, call in enumerate(outs) for o, a in enumerate(call)}
-    meta = {"calls": len(outs), "outputs": len(outs[0]) if outs else 0, "digest": digest, "reference": desc}
-    _save_npz(cache, arrays, meta)
+    _write_reference_cache(cache, key, desc, outs)
     return outs, desc, sha
 
 
@@ -400,4 +513,4 @@ def summary(acc: Accuracy) -> str:
 
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance_for", "reference_model", "reference_outputs", "compare_outputs",
-           "task_metric", "check", "summary", "run_outputs", "WorkloadError"]
+           "task_metric", "check", "summary", "run_outputs", "cache_secret_path", "WorkloadError"]

@@ -54,7 +54,10 @@ class WorkloadRecord(_Model):
     catalog: str | None = Field(None, description="Catalog entry built (source catalog).")
     variant: str | None = Field(None, description="Catalog precision variant built: fp32 | fp16 | int8.")
     params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides given in the spec.")
-    model_sha256: str = Field(description="SHA-256 of the model file's bytes: the workload version.")
+    model_sha256: str = Field(
+        description="The workload version: SHA-256 of the model file's bytes; for a graph with external-data files, "
+        "of a manifest of the graph's and each data file's SHA-256 (benchkit.workloads.model_sha256)."
+    )
     model_file: str = Field(description="File name of the model (not its path: records travel between machines).")
     graph_precision: str = Field(description="Precision of the graph's weights and quantisation: fp32 | fp16 | int8 ...")
     dims: dict[str, int] = Field(default_factory=dict, description="Values of the named dynamic dims (batch excluded).")

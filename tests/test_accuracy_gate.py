@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,74 @@ def test_task_metric_on_the_accuracy_workload(tmp_path):
     assert tm.value == tm.reference_value >= 0.95 and tm.passed
     assert tm.min_value == pytest.approx(0.99 * tm.reference_value)
     assert rec.accuracy.top1_agreement == 1.0
+
+
+# --------------------------------------------------------------------------- the reference cache is verified
+
+
+def test_a_reference_cache_written_over_is_rebuilt_never_trusted(tmp_path, monkeypatch):
+    """The issue's cheat: the cached reference .npz overwritten with a low-precision adapter's own outputs.
+
+    Trusted as read, the cheat's fp32 claim would pass with error 0.0; the entry's
+    tag does not verify, so it is recomputed and the verdict is unchanged.
+    """
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import resolve
+    from fakes.benchkit_cheating_adapters import LowPrecisionCheat
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    cache = tmp_path / "cache"
+    wl = resolve(WorkloadSpec(name="gemm", params={"m": 16, "n": 64, "k": 64}), tmp_path, "w", cache)
+    feeds, batch = wl.make_feeds(1, 4, 5)
+    cheat = LowPrecisionCheat({})
+    cheat.load(wl.path, accuracy._winfo(wl, feeds[0], "fp32"))
+    staged = [cheat.stage(f) for f in feeds]
+
+    def gate():
+        acc, _ = accuracy.check(cheat, staged, feeds, wl, claimed="fp32", effective="fp32", allow_mismatch=False,
+                                reference="onnxruntime", seed=5, batch=batch, cache_dir=cache)
+        return acc
+
+    honest = gate()
+    assert honest.passed is False and honest.max_rel_error > 1e-3
+    (entry,) = (cache / "reference").glob("*.npz")
+    good_bytes = entry.read_bytes()
+    cheat_outputs = [accuracy.run_outputs(cheat, s) for s in staged]
+
+    def overwrite(meta_edit=lambda m: None):
+        with np.load(entry, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        meta_edit(meta)
+        arrays = {f"c{c}_o{o}": a for c, call in enumerate(cheat_outputs) for o, a in enumerate(call)}
+        np.savez(entry, meta=np.array(json.dumps(meta)), **arrays)
+
+    cases = {
+        "arrays replaced, tag kept": lambda m: None,
+        "no tag (the old, unverified format)": lambda m: m.pop("tag"),
+        "tag made with another secret (a cache copied from elsewhere)": None,
+    }
+    for what, edit in cases.items():
+        if edit is None:  # another user's secret tags the cheat's outputs correctly for *that* secret
+            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+            accuracy._write_reference_cache(entry, json.loads(str(np.load(entry)["meta"]))["key"], "forged",
+                                            cheat_outputs)
+            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        else:
+            overwrite(edit)
+        assert entry.read_bytes() != good_bytes
+        again = gate()
+        assert again.passed is False and again.max_rel_error == honest.max_rel_error, what
+        assert entry.read_bytes() == good_bytes, what  # rebuilt: the honest reference is back
+    # Garbage in the file: recomputed too, not a crash.
+    entry.write_bytes(b"not an npz")
+    assert gate().max_rel_error == honest.max_rel_error and entry.read_bytes() == good_bytes
+    cheat.close()
+
+
+def test_without_a_usable_secret_nothing_cached_is_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    secret = accuracy.cache_secret_path()
+    assert accuracy._cache_secret() is not None and secret.stat().st_mode & 0o777 == 0o600
+    assert accuracy._cache_secret() == bytes.fromhex(secret.read_text().strip())  # created once, then read
+    secret.chmod(0o666)  # anyone could have written it: it vouches for nothing
+    assert accuracy._cache_secret() is None

@@ -57,7 +57,7 @@ import numpy as np
 
 from ._fsutil import write_atomic
 from .errors import BenchkitError, WorkloadError
-from .records import Accuracy, OutputAccuracy, TaskMetric
+from .records import Accuracy, OutputAccuracy, OutputArray, StoredOutputs, TaskMetric
 
 
 @dataclass(frozen=True)
@@ -445,6 +445,152 @@ def task_metric(backend: Any, wl: Any, batch: int, reference: str, cache_dir: Pa
                       samples=n)
 
 
+# --------------------------------------------------------------------------- outputs kept for a reviewer
+
+OUTPUTS_MAX_BYTES = 1 << 20
+"""Outputs of the gate up to this size are kept whole in the record; larger ones as a seeded sample of this size."""
+
+
+def sample_positions(size: int, count: int, seed: int, call: int, output: int) -> np.ndarray:
+    """Flat positions kept of an output too large to keep whole: ``count`` distinct ones, sorted, seeded."""
+    if count >= size:
+        return np.arange(size)
+    return np.sort(np.random.default_rng([int(seed), call, output]).choice(size, count, replace=False))
+
+
+def store_outputs(outs: Sequence[Sequence[np.ndarray]], feeds: Sequence[Mapping[str, np.ndarray]],
+                  seed: int) -> StoredOutputs | None:
+    """The gate's outputs as the record keeps them (None for outputs that are not numeric arrays)."""
+    import base64
+    import zlib
+
+    arrays = [(c, o, np.ascontiguousarray(a)) for c, call in enumerate(outs) for o, a in enumerate(call)]
+    if not arrays or any(a.dtype.hasobject for _, _, a in arrays):
+        return None
+    sampled = sum(a.nbytes for _, _, a in arrays) > OUTPUTS_MAX_BYTES
+    budget = OUTPUTS_MAX_BYTES // len(arrays)
+    parts, kept = [], []
+    for c, o, a in arrays:
+        flat = a.reshape(-1)
+        values = flat[sample_positions(flat.size, max(1, budget // a.itemsize), seed, c, o)] if sampled else flat
+        parts.append(values.tobytes())
+        kept.append(OutputArray(call=c, output=o, dtype=a.dtype.str, shape=list(a.shape), elements=int(values.size)))
+    raw = b"".join(parts)
+    return StoredOutputs(inputs_sha256=_feeds_digest(feeds), sha256=hashlib.sha256(raw).hexdigest(), sampled=sampled,
+                         arrays=kept, data=base64.b64encode(zlib.compress(raw, 6)).decode("ascii"))
+
+
+def load_outputs(stored: StoredOutputs) -> list[list[np.ndarray]]:
+    """Outputs per call as kept: whole arrays, or the sampled values (1-D); ValueError when damaged."""
+    import base64
+    import binascii
+    import zlib
+
+    try:
+        raw = zlib.decompress(base64.b64decode(stored.data, validate=True))
+    except (binascii.Error, zlib.error) as e:
+        raise ValueError(f"the kept outputs do not decode ({e})") from None
+    if hashlib.sha256(raw).hexdigest() != stored.sha256:
+        raise ValueError("the kept outputs do not match their SHA-256")
+    calls: list[list[np.ndarray]] = []
+    at = 0
+    for k in stored.arrays:
+        dt = np.dtype(k.dtype)
+        size = int(np.prod(k.shape, dtype=np.int64))
+        if (not stored.sampled and k.elements != size) or k.elements > size:
+            raise ValueError(f"call {k.call} output {k.output}: {k.elements} values kept of shape {k.shape}")
+        values = np.frombuffer(raw, dt, k.elements, at)
+        at += k.elements * dt.itemsize
+        while len(calls) <= k.call:
+            calls.append([])
+        if k.output != len(calls[k.call]):
+            raise ValueError(f"call {k.call}: outputs out of order")
+        calls[k.call].append(values if stored.sampled else values.reshape(k.shape))
+    if at != len(raw):
+        raise ValueError(f"the kept outputs hold {len(raw) - at} bytes more than their arrays")
+    return calls
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A reviewer's re-check of one record's accuracy gate."""
+
+    passed: bool
+    detail: str
+
+
+def _standard_workload(record: Any):
+    """The spec entry of benchkit's own build of the record's model, or a reason why there is none."""
+    from .spec import WorkloadSpec
+
+    w = record.workload
+    if w.source == "catalog":
+        return WorkloadSpec.model_validate(record.spec["workload"]), None
+    div = record.division
+    if div is not None and div.name == "closed" and div.standard_workload:
+        entry, _, variant = div.standard_workload.partition(" ")
+        return WorkloadSpec(name=w.name, catalog=entry, variant=variant or "fp32", dims=dict(w.dims)), None
+    return None, "its model is a file that is not a standard build, and model files do not travel in a bundle"
+
+
+def recheck(record: Any, cache_dir: Path) -> Recheck:
+    """Re-check a record's accuracy gate as a reviewer, trusting nothing the submitter computed.
+
+    The workload is built afresh into ``cache_dir`` (it must hash to the
+    record's ``model_sha256``), the gate's inputs are regenerated from the seed
+    (their digest must be the one kept), the reference is computed here with
+    ONNX Runtime on the CPU, and the kept outputs are compared with it at the
+    standard's tolerance for the claimed precision. The outputs themselves
+    are the submitter's: this proves they meet the standard and that the
+    record's figures are theirs, not that the device produced them.
+    """
+    from .workloads import resolve
+
+    acc, w, b = record.accuracy, record.workload, record.backend
+    stored = acc.measured_outputs
+    if stored is None:
+        return Recheck(False, "the record keeps no outputs of the gate (accuracy.measured_outputs)")
+    entry, why = _standard_workload(record)
+    if entry is None:
+        return Recheck(False, f"cannot rebuild the model: {why}")
+    wl = resolve(entry, Path(cache_dir), f"{record.cell_id}: workload", Path(cache_dir))
+    if wl.sha256 != w.model_sha256:
+        return Recheck(False, f"benchkit's build of {entry.catalog_name} {entry.variant} here has SHA-256 "
+                              f"{wl.sha256[:16]}…, the record's model {w.model_sha256[:16]}… (the build depends on the "
+                              "versions of benchkit, numpy and onnx in system.packages)")
+    _, ref_sha = reference_model(wl, Path(cache_dir))
+    if acc.reference_model_sha256 != ref_sha:
+        return Recheck(False, f"the record's reference model {str(acc.reference_model_sha256)[:16]}… is not the "
+                              f"standard's fp32 build ({ref_sha[:16]}…)")
+    outs = load_outputs(stored)
+    if len(outs) != acc.samples:
+        return Recheck(False, f"{len(outs)} calls' outputs kept, the gate compared {acc.samples}")
+    feeds = wl.feeds_for_shapes({i.name: tuple(i.shape) for i in w.inputs}, len(outs), acc.seed)
+    if _feeds_digest(feeds) != stored.inputs_sha256:
+        return Recheck(False, f"the inputs regenerated from seed {acc.seed} are not those of the gate")
+    refs, desc, _ = reference_outputs(wl, feeds, "onnxruntime", acc.seed, Path(cache_dir))
+    if stored.sampled:
+        refs = [[np.asarray(r).reshape(-1)[sample_positions(np.asarray(r).size, k.elements, acc.seed, k.call, k.output)]
+                 for r, k in zip(call, [a for a in stored.arrays if a.call == c])] for c, call in enumerate(refs)]
+    allow = bool(record.spec.get("backend", {}).get("allow_precision_mismatch", False))
+    prec, tol = tolerance_for(b.claimed_precision, b.precision, allow)
+    if acc.precision != prec or acc.tolerance != {k: float(v) for k, v in asdict(tol).items()}:
+        return Recheck(False, f"the record applied {acc.precision} tolerances {acc.tolerance}, the standard's for "
+                              f"this claim are {prec} {asdict(tol)}")
+    per, failures = compare_outputs(outs, refs, wl.output_names, tol, is_classifier(wl) and not stored.sampled)
+    kept = "a seeded sample of the outputs" if stored.sampled else "the outputs"
+    if failures:
+        return Recheck(False, f"{kept} fail against {desc}: " + "; ".join(failures[:2]))
+    worst = max((o.max_rel_error for o in per if o.max_rel_error is not None), default=0.0)
+    # Another build of the reference runtime differs by fp32 noise (about 1e-6 of the scale); a record
+    # reporting less error than its own outputs carry by more than that understates it.
+    if not stored.sampled and worst > (acc.max_rel_error or 0.0) + 1e-5:
+        return Recheck(False, f"the record reports max rel error {acc.max_rel_error:.3g}, its outputs have "
+                              f"{worst:.3g} against {desc}")
+    return Recheck(True, f"{kept} of {len(outs)} calls within {prec} tolerances of {desc} "
+                         f"(max rel error {worst:.3g})")
+
+
 # --------------------------------------------------------------------------- the gate
 
 
@@ -472,6 +618,9 @@ def check(
         return Accuracy(passed=None, reference="none", skipped=f"the {backend.name} backend computes no outputs",
                         **base), []
     measured = [run_outputs(backend, s) for s in staged]
+    # Kept in the record (under its signature), so that a reviewer can re-check the gate with a reference of
+    # their own: check-bundle does (recheck() below).
+    base["measured_outputs"] = store_outputs(measured, feeds, seed)
     try:
         refs, desc, ref_sha = reference_outputs(wl, feeds, reference, seed, cache_dir)
     except BenchkitError as e:
@@ -513,4 +662,5 @@ def summary(acc: Accuracy) -> str:
 
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance_for", "reference_model", "reference_outputs", "compare_outputs",
-           "task_metric", "check", "summary", "run_outputs", "cache_secret_path", "WorkloadError"]
+           "task_metric", "check", "summary", "run_outputs", "cache_secret_path", "store_outputs", "load_outputs",
+           "sample_positions", "recheck", "Recheck", "WorkloadError"]

@@ -189,11 +189,15 @@ def _parser() -> argparse.ArgumentParser:
                     "spec of that name, if its SHA-256 matches)")
     bd.add_argument("--key", type=Path, help="sign the manifest with this private key (benchkit keygen)")
 
-    cb = sub.add_parser("check-bundle", help="validate a bundle rule by rule (PASS/FAIL each; exit 1 if any failed)")
+    cb = sub.add_parser("check-bundle", help="review a bundle rule by rule (PASS/FAIL each; exit 1 if any failed or "
+                        "no trusted key was given)")
     cb.add_argument("bundle", type=Path)
-    cb.add_argument("--pubkey", type=Path, help="require every signature to be by this public key")
+    cb.add_argument("--pubkey", type=Path, help="the public key of the signer you trust; without it the verdict is "
+                    "UNTRUSTED")
+    cb.add_argument("--trust-bundle-key", action="store_true",
+                    help="INSECURE: accept the key the bundle carries itself (proves integrity, not who signed)")
     cb.add_argument("--require-accuracy", action="store_true",
-                    help="fail records that carry no accuracy figures")
+                    help="kept for old scripts: a passed accuracy gate is always required")
 
     rp = sub.add_parser("report", help="one self-contained HTML report (leaderboards, CDFs, roofline, ...)")
     rp.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories")
@@ -877,17 +881,23 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_check_bundle(args) -> int:
-    from .bundle import RULES, check_bundle
+    from .bundle import RULES, check_bundle, verdict
 
-    results = check_bundle(args.bundle, args.pubkey, args.require_accuracy)
+    results = check_bundle(args.bundle, args.pubkey, trust_bundle_key=args.trust_bundle_key)
     width = max(len(name) for name, _, _ in RULES)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.rule:<{width}}  {r.detail}")
     failed = [r.rule for r in results if not r.passed]
+    v = verdict(results)
+    if v == "UNTRUSTED":
+        print(f"UNTRUSTED: every other rule passes, but nothing says who signed {args.bundle}; check it with "
+              "--pubkey SIGNER.pub")
+        return 1
     if failed:
         print(f"FAILED: {len(failed)} of {len(results)} rules ({', '.join(failed)}) in {args.bundle}")
         return 1
-    print(f"all {len(results)} rules PASS for {args.bundle}")
+    trusted = "" if args.pubkey else " (INSECURE: the signer's key was taken from the bundle, --trust-bundle-key)"
+    print(f"all {len(results)} rules PASS for {args.bundle}{trusted}")
     return 0
 
 

@@ -32,6 +32,7 @@ SCHEMA_VERSION = 1  # 1: first version (core harness: latency stats, raw samples
 #    repeat (index of this session among run.repeats, spread between sessions);
 #    division (closed | open and why, decided by benchkit.divisions under rules version 1.0).
 #    placement (which executor and node ran the cell, resources asked, CPU set, attempt).
+#    accuracy.measured_outputs (the gate's outputs, kept so that check-bundle can re-check them).
 
 
 class _Model(BaseModel):
@@ -342,6 +343,34 @@ class TaskMetric(_Model):
     samples: int = Field(description="Labelled samples scored.")
 
 
+class OutputArray(_Model):
+    """One array kept in ``StoredOutputs.data``: which call and output it is, and how much of it is kept."""
+
+    call: int = Field(ge=0, description="Index of the gate's call (0-based, in the order of its inputs).")
+    output: int = Field(ge=0, description="Index of the graph output.")
+    dtype: str = Field(description="numpy dtype string of the values, e.g. <f4.")
+    shape: list[int] = Field(description="Shape of the whole output of that call.")
+    elements: int = Field(ge=0, description="Values kept: every element, or a seeded sample when `sampled`.")
+
+
+class StoredOutputs(_Model):
+    """The measured backend's outputs on the accuracy gate's inputs, kept so a reviewer can re-check the gate.
+
+    ``benchkit check-bundle`` regenerates the inputs from the seed (their
+    digest must be ``inputs_sha256``), computes reference outputs itself from
+    benchkit's own build of the workload, and compares them with these.
+    """
+
+    inputs_sha256: str = Field(description="SHA-256 of the gate's inputs (names, dtypes, shapes, bytes).")
+    sha256: str = Field(description="SHA-256 of the kept values (data, decoded): a damaged copy is evident.")
+    sampled: bool = Field(
+        description="false: every element is kept; true: the outputs exceed 1 MiB, so each array keeps `elements` "
+        "values at positions drawn by benchkit.accuracy.sample_positions."
+    )
+    arrays: list[OutputArray] = Field(description="What data holds, in order.")
+    data: str = Field(description="The kept values, C order, concatenated in `arrays` order; zlib, then base64.")
+
+
 class Accuracy(_Model):
     """The accuracy gate: the measured backend's outputs on a fixed sample set vs reference outputs.
 
@@ -367,6 +396,9 @@ class Accuracy(_Model):
     task_metric: TaskMetric | None = Field(None, description="The workload's own quality metric, where it has one.")
     failures: list[str] = Field(default_factory=list, description="Each tolerance exceeded, with its figures.")
     skipped: str | None = Field(None, description="Why nothing was compared (passed is null).")
+    measured_outputs: StoredOutputs | None = Field(
+        None, description="The measured backend's outputs on the gate's inputs, for check-bundle to re-check."
+    )
 
 
 class Audit(_Model):

@@ -218,3 +218,46 @@ def test_without_a_usable_secret_nothing_cached_is_trusted(tmp_path, monkeypatch
     assert accuracy._cache_secret() == bytes.fromhex(secret.read_text().strip())  # created once, then read
     secret.chmod(0o666)  # anyone could have written it: it vouches for nothing
     assert accuracy._cache_secret() is None
+
+
+# --------------------------------------------------------------------------- outputs kept for a reviewer
+
+
+def test_outputs_are_kept_in_the_record_and_a_reviewer_rechecks_them(tmp_path, monkeypatch, fakes_on_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: onnxruntime}")
+    kept = rec.accuracy.measured_outputs
+    assert kept is not None and not kept.sampled and len(kept.arrays) == rec.accuracy.samples
+    outs = accuracy.load_outputs(kept)
+    assert [a.shape for call in outs for a in call] == [tuple(k.shape) for k in kept.arrays]
+    review = accuracy.recheck(rec, tmp_path / "review")  # a fresh folder: the reviewer's own build and reference
+    assert review.passed, review.detail
+    assert "within fp32 tolerances of onnxruntime" in review.detail
+
+    # Outputs over the limit are kept as a seeded sample, which any reader can locate again.
+    monkeypatch.setattr(accuracy, "OUTPUTS_MAX_BYTES", 1024)
+    (big,) = run_inline(tmp_path / "s", GEMM, "{name: onnxruntime}")
+    kept = big.accuracy.measured_outputs
+    assert kept.sampled and all(k.elements == 1024 // 4 // 4 for k in kept.arrays)
+    review = accuracy.recheck(big, tmp_path / "review2")
+    assert review.passed and "a seeded sample of the outputs" in review.detail
+
+    # A low-precision cheat's kept outputs fail the reviewer's comparison too.
+    monkeypatch.setattr(accuracy, "OUTPUTS_MAX_BYTES", 1 << 20)
+    (cheat,) = run_inline(tmp_path / "c", GEMM, "{name: cheat-precision}")
+    review = accuracy.recheck(cheat, tmp_path / "review3")
+    assert not review.passed and "exceeds" in review.detail
+
+
+def test_damaged_kept_outputs_are_refused():
+    rng = np.random.default_rng(3)
+    outs = [[rng.standard_normal((2, 8)).astype(np.float32)] for _ in range(2)]
+    kept = accuracy.store_outputs(outs, [], 0)
+    assert all(np.array_equal(a, b[0]) for a, b in zip([c[0] for c in accuracy.load_outputs(kept)], outs))
+    import base64
+    import zlib
+
+    other = base64.b64encode(zlib.compress(b"\0" * 128)).decode()
+    with pytest.raises(ValueError, match="do not match their SHA-256"):
+        accuracy.load_outputs(kept.model_copy(update={"data": other}))
+    with pytest.raises(ValueError, match="do not decode"):
+        accuracy.load_outputs(kept.model_copy(update={"data": "!!"}))

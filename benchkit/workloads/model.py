@@ -95,14 +95,20 @@ class ResolvedWorkload:
     def make_feeds(self, batch_size: int, count: int, seed: int) -> tuple[list[dict[str, np.ndarray]], int]:
         """`count` distinct seeded input sets for calls of `batch_size`; returns (feeds, effective batch)."""
         shapes, effective = self.call_shapes(batch_size)
+        return self.feeds_for_shapes(shapes, count, seed), effective
+
+    def feeds_for_shapes(self, shapes: Mapping[str, tuple[int, ...]], count: int, seed: int) -> list[dict[str, np.ndarray]]:
+        """`count` seeded input sets of the given per-input shapes (what a record's ``workload.inputs`` states).
+
+        The pool is drawn from one generator, set after set, so the first k sets
+        of a larger pool are the same as a pool of k: a reviewer regenerates the
+        accuracy gate's inputs from the seed alone.
+        """
         rng = np.random.default_rng(seed)
         feeds = []
         for _ in range(count):
-            feed = {}
-            for inp in self.inputs:
-                feed[inp.name] = _generate(rng, inp, shapes[inp.name])
-            feeds.append(feed)
-        return feeds, effective
+            feeds.append({inp.name: _generate(rng, inp, tuple(shapes[inp.name])) for inp in self.inputs})
+        return feeds
 
     def bytes_per_call(self, batch_size: int) -> int:
         shapes, _ = self.call_shapes(batch_size)

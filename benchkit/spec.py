@@ -93,7 +93,10 @@ class WorkloadSpec(_Frozen):
     variant: Literal["fp32", "fp16", "int8"] = Field("fp32", description="Catalog precision variant to build.")
     params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides (e.g. layers).")
     sha256: str | None = Field(
-        None, pattern=r"^[0-9a-f]{64}$", description="Pin of the model file's SHA-256; a mismatch is an error."
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Pin of the model's SHA-256 as records give it (workload.model_sha256: covers the graph and every "
+        "external-data file it references); a mismatch is an error.",
     )
     dims: dict[str, int] = Field(
         default_factory=dict,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,125 @@ def test_task_metric_on_the_accuracy_workload(tmp_path):
     assert tm.value == tm.reference_value >= 0.95 and tm.passed
     assert tm.min_value == pytest.approx(0.99 * tm.reference_value)
     assert rec.accuracy.top1_agreement == 1.0
+
+
+# --------------------------------------------------------------------------- the reference cache is verified
+
+
+def test_a_reference_cache_written_over_is_rebuilt_never_trusted(tmp_path, monkeypatch):
+    """The issue's cheat: the cached reference .npz overwritten with a low-precision adapter's own outputs.
+
+    Trusted as read, the cheat's fp32 claim would pass with error 0.0; the entry's
+    tag does not verify, so it is recomputed and the verdict is unchanged.
+    """
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import resolve
+    from fakes.benchkit_cheating_adapters import LowPrecisionCheat
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    cache = tmp_path / "cache"
+    wl = resolve(WorkloadSpec(name="gemm", params={"m": 16, "n": 64, "k": 64}), tmp_path, "w", cache)
+    feeds, batch = wl.make_feeds(1, 4, 5)
+    cheat = LowPrecisionCheat({})
+    cheat.load(wl.path, accuracy._winfo(wl, feeds[0], "fp32"))
+    staged = [cheat.stage(f) for f in feeds]
+
+    def gate():
+        acc, _ = accuracy.check(cheat, staged, feeds, wl, claimed="fp32", effective="fp32", allow_mismatch=False,
+                                reference="onnxruntime", seed=5, batch=batch, cache_dir=cache)
+        return acc
+
+    honest = gate()
+    assert honest.passed is False and honest.max_rel_error > 1e-3
+    (entry,) = (cache / "reference").glob("*.npz")
+    good_bytes = entry.read_bytes()
+
+    def honest_reference_is_back() -> bool:  # np.savez stamps the time: compare contents, not bytes
+        with np.load(entry, allow_pickle=False) as z:
+            return "tag" in json.loads(str(z["meta"])) and all(
+                np.array_equal(z[k], ref) for k, ref in honest_arrays.items())
+
+    with np.load(entry, allow_pickle=False) as z:
+        honest_arrays = {k: z[k] for k in z.files if k != "meta"}
+    cheat_outputs = [accuracy.run_outputs(cheat, s) for s in staged]
+
+    def overwrite(meta_edit=lambda m: None):
+        with np.load(entry, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        meta_edit(meta)
+        arrays = {f"c{c}_o{o}": a for c, call in enumerate(cheat_outputs) for o, a in enumerate(call)}
+        np.savez(entry, meta=np.array(json.dumps(meta)), **arrays)
+
+    cases = {
+        "arrays replaced, tag kept": lambda m: None,
+        "no tag (the old, unverified format)": lambda m: m.pop("tag"),
+        "tag made with another secret (a cache copied from elsewhere)": None,
+    }
+    for what, edit in cases.items():
+        if edit is None:  # another user's secret tags the cheat's outputs correctly for *that* secret
+            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+            accuracy._write_reference_cache(entry, json.loads(str(np.load(entry)["meta"]))["key"], "forged",
+                                            cheat_outputs)
+            monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        else:
+            overwrite(edit)
+        assert entry.read_bytes() != good_bytes
+        again = gate()
+        assert again.passed is False and again.max_rel_error == honest.max_rel_error, what
+        assert honest_reference_is_back(), what  # rebuilt
+    # Garbage in the file: recomputed too, not a crash.
+    entry.write_bytes(b"not an npz")
+    assert gate().max_rel_error == honest.max_rel_error and honest_reference_is_back()
+    cheat.close()
+
+
+def test_without_a_usable_secret_nothing_cached_is_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    secret = accuracy.cache_secret_path()
+    assert accuracy._cache_secret() is not None and secret.stat().st_mode & 0o777 == 0o600
+    assert accuracy._cache_secret() == bytes.fromhex(secret.read_text().strip())  # created once, then read
+    secret.chmod(0o666)  # anyone could have written it: it vouches for nothing
+    assert accuracy._cache_secret() is None
+
+
+# --------------------------------------------------------------------------- outputs kept for a reviewer
+
+
+def test_outputs_are_kept_in_the_record_and_a_reviewer_rechecks_them(tmp_path, monkeypatch, fakes_on_path):
+    (rec,) = run_inline(tmp_path, GEMM, "{name: onnxruntime}", run="accuracy_samples: 4")
+    kept = rec.accuracy.measured_outputs
+    assert kept is not None and not kept.sampled and len(kept.arrays) == rec.accuracy.samples
+    outs = accuracy.load_outputs(kept)
+    assert [a.shape for call in outs for a in call] == [tuple(k.shape) for k in kept.arrays]
+    review = accuracy.recheck(rec, tmp_path / "review")  # a fresh folder: the reviewer's own build and reference
+    assert review.passed, review.detail
+    assert "within fp32 tolerances of onnxruntime" in review.detail
+
+    # Outputs over the limit are kept as a seeded sample, which any reader can locate again.
+    monkeypatch.setattr(accuracy, "OUTPUTS_MAX_BYTES", 1024)
+    (big,) = run_inline(tmp_path / "s", GEMM, "{name: onnxruntime}", run="accuracy_samples: 4")
+    kept = big.accuracy.measured_outputs
+    assert kept.sampled and all(k.elements == 1024 // 4 // 4 for k in kept.arrays)
+    review = accuracy.recheck(big, tmp_path / "review2")
+    assert review.passed and "a seeded sample of the outputs" in review.detail
+
+    # A low-precision cheat's kept outputs fail the reviewer's comparison too.
+    monkeypatch.setattr(accuracy, "OUTPUTS_MAX_BYTES", 1 << 20)
+    (cheat,) = run_inline(tmp_path / "c", GEMM, "{name: cheat-precision}")
+    review = accuracy.recheck(cheat, tmp_path / "review3")
+    assert not review.passed and "exceeds" in review.detail
+
+
+def test_damaged_kept_outputs_are_refused():
+    rng = np.random.default_rng(3)
+    outs = [[rng.standard_normal((2, 8)).astype(np.float32)] for _ in range(2)]
+    kept = accuracy.store_outputs(outs, [], 0)
+    assert all(np.array_equal(a, b[0]) for a, b in zip([c[0] for c in accuracy.load_outputs(kept)], outs))
+    import base64
+    import zlib
+
+    other = base64.b64encode(zlib.compress(b"\0" * 128)).decode()
+    with pytest.raises(ValueError, match="do not match their SHA-256"):
+        accuracy.load_outputs(kept.model_copy(update={"data": other}))
+    with pytest.raises(ValueError, match="do not decode"):
+        accuracy.load_outputs(kept.model_copy(update={"data": "!!"}))

@@ -133,3 +133,18 @@ def test_missing_cryptography_names_the_extra(signed, monkeypatch):
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
     with pytest.raises(TrustError, match=r"pip install 'benchkit\[sign\]'"):
         verify_record(rec)
+
+
+def test_bytes_signature_as_bundles_use_it(tmp_path):
+    """A bundle's manifest is signed as bytes: any edit, or another signer, fails against the trusted key."""
+    lab, lab_pub = keygen(tmp_path / "lab")
+    mallory, _ = keygen(tmp_path / "mallory")
+    data = b"0" * 64 + b"  records/x.json\n"
+    sig = sign_bytes(data, None, load_private_key(lab), "MANIFEST.sha256")
+    assert sig["signed"] == "bytes"
+    assert verify_bytes(data, sig, "MANIFEST.sha256", load_public_key(lab_pub)).ok
+    assert not verify_bytes(data + b"1" * 64 + b"  extra\n", sig, "MANIFEST.sha256", load_public_key(lab_pub)).ok
+    forged = sign_bytes(data, None, load_private_key(mallory), "MANIFEST.sha256")
+    assert verify_bytes(data, forged, "MANIFEST.sha256").ok  # integrity alone: anyone can sign
+    v = verify_bytes(data, forged, "MANIFEST.sha256", load_public_key(lab_pub))
+    assert not v.ok and [c.name for c in v.checks if not c.passed] == ["key", "signature"]

@@ -10,8 +10,17 @@ seeded input pool) and its outputs are compared with reference outputs:
   the fp32 model of the same entry and params, so a variant is judged against
   what it approximates, not against itself;
 * reference outputs are computed once and cached under the workload cache
-  (``<cache>/reference/``), keyed by the reference model's SHA-256, the seed
-  and the input bytes.
+  (``<cache>/reference/``), keyed by the reference model's digest (the graph
+  and its external-data files, :func:`benchkit.workloads.model_sha256`), the
+  reference runtime and its version, the seed and the input bytes. Every
+  entry carries an HMAC-SHA256 tag over that key and its arrays, made with a
+  per-user secret kept outside the cache (:func:`cache_secret_path`); an entry
+  whose tag or key does not match, or that cannot be read, is recomputed and
+  rewritten, never used. The tag stops a cache edited or replaced on disk
+  (a cheat's outputs written over the reference, a cache copied from another
+  machine); code running as the same user can read the secret, as it could
+  patch benchkit in memory, which is why ``benchkit check-bundle`` re-checks
+  accuracy against a reference it computes itself.
 
 Tolerances depend on the precision the result claims (:data:`TOLERANCES`);
 where a spec allows a precision mismatch, the looser of the claimed and the
@@ -35,8 +44,10 @@ reference's score, MLPerf's rule for its accuracy targets.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +57,7 @@ import numpy as np
 
 from benchkit._fsutil import write_atomic
 from benchkit.errors import BenchkitError, WorkloadError
-from benchkit.results.records import Accuracy, OutputAccuracy, TaskMetric
+from benchkit.results.records import Accuracy, OutputAccuracy, OutputArray, StoredOutputs, TaskMetric
 
 
 @dataclass(frozen=True)
@@ -95,10 +106,10 @@ def reference_model(wl: Any, cache_dir: Path | None) -> tuple[Path, str]:
     """The model the reference runs: the fp32 build of a catalog variant, else the workload's own file."""
     if wl.catalog and wl.variant and wl.variant != "fp32":
         from benchkit.workloads import catalog
-        from benchkit.workloads.model import file_sha256
+        from benchkit.workloads.model import model_sha256
 
         path = catalog.materialize(wl.catalog, dict(wl.params), "fp32", cache_dir=cache_dir)
-        return path, file_sha256(path)
+        return path, model_sha256(path)
     return wl.path, wl.sha256
 
 
@@ -149,6 +160,108 @@ def run_outputs(backend: Any, staged: Any) -> list[np.ndarray]:
     return [np.asarray(a) for a in backend.fetch(result)]
 
 
+REFERENCE_CACHE_VERSION = 2  # 2: keyed by model digest, reference runtime and version; HMAC-tagged; 1: untagged
+
+
+def cache_secret_path() -> Path:
+    """Where this user's reference-cache secret lives: ``$XDG_CONFIG_HOME/benchkit/reference-cache.key``.
+
+    Outside the workload cache on purpose: a cache folder copied, shared or
+    written over does not carry the secret that vouches for its entries.
+    """
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "benchkit" / "reference-cache.key"
+
+
+def _cache_secret() -> bytes | None:
+    """The secret that tags reference-cache entries, created on first use (32 random bytes, hex, mode 0600).
+
+    None when it can be neither read nor created, or when others could write it:
+    then no cache entry is trusted and every reference is recomputed.
+    """
+    path = cache_secret_path()
+    for _ in range(2):
+        try:
+            st = path.stat()
+            text = path.read_text(encoding="ascii").strip()
+            if st.st_mode & 0o022 or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+                return None  # a secret others can write vouches for nothing
+            if len(text) == 64:
+                return bytes.fromhex(text)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        try:  # write beside it, then link into place: concurrent workers agree on one secret
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(os.urandom(32).hex() + "\n")
+            try:
+                if path.exists():  # there but malformed: replace it
+                    os.replace(tmp, path)
+                else:
+                    os.link(tmp, path)
+            except FileExistsError:
+                pass  # another worker won the race: use its secret
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError:
+            return None
+    return None
+
+
+def _reference_version(reference: str) -> str:
+    """Version of the reference runtime as its adapter reports it (part of the cache key)."""
+    from benchkit.backends.registry import load_backend_class
+
+    return str(load_backend_class(reference).describe_installation().get("version", "unknown"))
+
+
+def _cache_tag(secret: bytes, key: Mapping[str, Any], desc: str, outs: Sequence[Sequence[np.ndarray]]) -> str:
+    from benchkit.spec import canonical_json
+
+    h = hmac.new(secret, digestmod=hashlib.sha256)
+    h.update(canonical_json({"key": key, "reference": desc, "outputs": [len(c) for c in outs]}).encode())
+    for c, call in enumerate(outs):
+        for o, a in enumerate(call):
+            a = np.ascontiguousarray(a)
+            h.update(f"|c{c}_o{o}|{a.dtype.str}|{list(a.shape)}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_reference_cache(path: Path, key: Mapping[str, Any]) -> tuple[list[list[np.ndarray]], str] | None:
+    """A cached entry, only when its key is ours and its tag verifies; None means recompute."""
+    secret = _cache_secret()
+    if secret is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if not isinstance(meta, dict) or meta.get("key") != key:
+                return None
+            outs = [[z[f"c{c}_o{o}"] for o in range(int(n))] for c, n in enumerate(meta["outputs"])]
+            desc = str(meta["reference"])
+            tag = str(meta["tag"])
+    except (OSError, KeyError, ValueError, TypeError, EOFError):
+        return None
+    if len(outs) != key["calls"] or not hmac.compare_digest(tag, _cache_tag(secret, key, desc, outs)):
+        return None
+    return outs, desc
+
+
+def _write_reference_cache(path: Path, key: Mapping[str, Any], desc: str, outs: list[list[np.ndarray]]) -> None:
+    secret = _cache_secret()
+    if secret is None:
+        return  # nothing written could be verified later
+    arrays = {f"c{c}_o{o}": a for c, call in enumerate(outs) for o, a in enumerate(call)}
+    meta = {"key": dict(key), "reference": desc, "outputs": [len(c) for c in outs],
+            "tag": _cache_tag(secret, key, desc, outs)}
+    _save_npz(path, arrays, meta)
+
+
 def reference_outputs(
     wl: Any,
     feeds: Sequence[Mapping[str, np.ndarray]],
@@ -158,20 +271,22 @@ def reference_outputs(
 ) -> tuple[list[list[np.ndarray]], str, str]:
     """Reference outputs for each feed: ``(outputs per call, description, reference model sha256)``.
 
-    Cached by reference model hash, seed and input bytes; a cache entry that
-    cannot be read is recomputed (and rewritten), never trusted half-way.
+    Cached by reference model digest, reference runtime and version, seed and
+    input bytes; an entry is used only when its HMAC tag verifies, otherwise
+    it is recomputed and rewritten (see the module docstring).
     """
+    from benchkit.spec import canonical_json
+
     path, sha = reference_model(wl, cache_dir)
-    digest = hashlib.sha256(f"{sha}|{reference}|{_feeds_digest(feeds)}".encode()).hexdigest()
+    key = {"version": REFERENCE_CACHE_VERSION, "model_sha256": sha, "reference": reference,
+           "reference_version": _reference_version(reference), "seed": int(seed), "calls": len(feeds),
+           "inputs": [[n, np.asarray(a).dtype.str, list(np.shape(a))] for n, a in sorted(feeds[0].items())]
+           if feeds else [], "inputs_sha256": _feeds_digest(feeds)}
+    digest = hashlib.sha256(canonical_json(key).encode()).hexdigest()
     cache = _cache_root(cache_dir) / f"{sha[:16]}-seed{seed}-{reference}-{digest[:16]}.npz"
-    try:
-        with np.load(cache, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            outs = [[z[f"c{c}_o{o}"] for o in range(meta["outputs"])] for c in range(meta["calls"])]
-            if meta["digest"] == digest and len(outs) == len(feeds):
-                return outs, meta["reference"], sha
-    except (OSError, KeyError, ValueError):
-        pass
+    hit = _read_reference_cache(cache, key)
+    if hit is not None:
+        return hit[0], hit[1], sha
 
     from benchkit.workloads.model import graph_precision, read_model
 
@@ -184,9 +299,7 @@ def reference_outputs(
         backend.close()
     where = "CPUExecutionProvider, " if reference == "onnxruntime" else ""
     desc = f"{info.name} {info.version} ({where}{info.precision} model {path.name})"
-    arrays = {f"c{c}_o{o}": a for c, call in enumerate(outs) for o, a in enumerate(call)}
-    meta = {"calls": len(outs), "outputs": len(outs[0]) if outs else 0, "digest": digest, "reference": desc}
-    _save_npz(cache, arrays, meta)
+    _write_reference_cache(cache, key, desc, outs)
     return outs, desc, sha
 
 
@@ -332,6 +445,155 @@ def task_metric(backend: Any, wl: Any, batch: int, reference: str, cache_dir: Pa
                       samples=n)
 
 
+# --------------------------------------------------------------------------- outputs kept for a reviewer
+
+OUTPUTS_MAX_BYTES = 1 << 20
+"""Outputs of the gate up to this size are kept whole in the record; larger ones as a seeded sample of this size."""
+
+
+def sample_positions(size: int, count: int, seed: int, call: int, output: int) -> np.ndarray:
+    """Flat positions kept of an output too large to keep whole: ``count`` distinct ones, sorted, seeded."""
+    if count >= size:
+        return np.arange(size)
+    return np.sort(np.random.default_rng([int(seed), call, output]).choice(size, count, replace=False))
+
+
+def store_outputs(outs: Sequence[Sequence[np.ndarray]], feeds: Sequence[Mapping[str, np.ndarray]],
+                  seed: int) -> StoredOutputs | None:
+    """The gate's outputs as the record keeps them (None for outputs that are not numeric arrays)."""
+    import base64
+    import zlib
+
+    arrays = [(c, o, np.ascontiguousarray(a)) for c, call in enumerate(outs) for o, a in enumerate(call)]
+    if not arrays or any(a.dtype.hasobject for _, _, a in arrays):
+        return None
+    sampled = sum(a.nbytes for _, _, a in arrays) > OUTPUTS_MAX_BYTES
+    budget = OUTPUTS_MAX_BYTES // len(arrays)
+    parts, kept = [], []
+    for c, o, a in arrays:
+        flat = a.reshape(-1)
+        values = flat[sample_positions(flat.size, max(1, budget // a.itemsize), seed, c, o)] if sampled else flat
+        parts.append(values.tobytes())
+        kept.append(OutputArray(call=c, output=o, dtype=a.dtype.str, shape=list(a.shape), elements=int(values.size)))
+    raw = b"".join(parts)
+    return StoredOutputs(inputs_sha256=_feeds_digest(feeds), sha256=hashlib.sha256(raw).hexdigest(), sampled=sampled,
+                         arrays=kept, data=base64.b64encode(zlib.compress(raw, 6)).decode("ascii"))
+
+
+def load_outputs(stored: StoredOutputs) -> list[list[np.ndarray]]:
+    """Outputs per call as kept: whole arrays, or the sampled values (1-D); ValueError when damaged."""
+    import base64
+    import binascii
+    import zlib
+
+    try:
+        raw = zlib.decompress(base64.b64decode(stored.data, validate=True))
+    except (binascii.Error, zlib.error) as e:
+        raise ValueError(f"the kept outputs do not decode ({e})") from None
+    if hashlib.sha256(raw).hexdigest() != stored.sha256:
+        raise ValueError("the kept outputs do not match their SHA-256")
+    calls: list[list[np.ndarray]] = []
+    at = 0
+    for k in stored.arrays:
+        dt = np.dtype(k.dtype)
+        size = int(np.prod(k.shape, dtype=np.int64))
+        if (not stored.sampled and k.elements != size) or k.elements > size:
+            raise ValueError(f"call {k.call} output {k.output}: {k.elements} values kept of shape {k.shape}")
+        values = np.frombuffer(raw, dt, k.elements, at)
+        at += k.elements * dt.itemsize
+        while len(calls) <= k.call:
+            calls.append([])
+        if k.output != len(calls[k.call]):
+            raise ValueError(f"call {k.call}: outputs out of order")
+        calls[k.call].append(values if stored.sampled else values.reshape(k.shape))
+    if at != len(raw):
+        raise ValueError(f"the kept outputs hold {len(raw) - at} bytes more than their arrays")
+    return calls
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A reviewer's re-check of one record's accuracy gate."""
+
+    passed: bool
+    detail: str
+
+
+def _standard_workload(record: Any):
+    """The spec entry of benchkit's own build of the record's model, or a reason why there is none."""
+    from benchkit.spec import WorkloadSpec
+
+    w = record.workload
+    if w.source == "catalog":
+        return WorkloadSpec.model_validate(record.spec["workload"]), None
+    div = record.division
+    if div is not None and div.name == "closed" and div.standard_workload:
+        entry, _, variant = div.standard_workload.partition(" ")
+        return WorkloadSpec(name=w.name, catalog=entry, variant=variant or "fp32", dims=dict(w.dims)), None
+    return None, "its model is a file that is not a standard build, and model files do not travel in a bundle"
+
+
+def recheck(record: Any, cache_dir: Path) -> Recheck:
+    """Re-check a record's accuracy gate as a reviewer, trusting nothing the submitter computed.
+
+    The workload is built afresh into ``cache_dir`` (it must hash to the
+    record's ``model_sha256``), the gate's inputs are regenerated from the seed
+    (their digest must be the one kept), the reference is computed here with
+    ONNX Runtime on the CPU, and the kept outputs are compared with it at the
+    standard's tolerance for the claimed precision. The outputs themselves
+    are the submitter's: this proves they meet the standard and that the
+    record's figures are theirs, not that the device produced them.
+    """
+    from benchkit.workloads import resolve
+
+    acc, w, b = record.accuracy, record.workload, record.backend
+    stored = acc.measured_outputs
+    if stored is None:
+        return Recheck(False, "the record keeps no outputs of the gate (accuracy.measured_outputs)")
+    entry, why = _standard_workload(record)
+    if entry is None:
+        return Recheck(False, f"cannot rebuild the model: {why}")
+    wl = resolve(entry, Path(cache_dir), f"{record.cell_id}: workload", Path(cache_dir))
+    if wl.sha256 != w.model_sha256:
+        return Recheck(False, f"benchkit's build of {entry.catalog_name} {entry.variant} here has SHA-256 "
+                              f"{wl.sha256[:16]}…, the record's model {w.model_sha256[:16]}… (the build depends on the "
+                              "versions of benchkit, numpy and onnx in system.packages)")
+    _, ref_sha = reference_model(wl, Path(cache_dir))
+    if acc.reference_model_sha256 != ref_sha:
+        return Recheck(False, f"the record's reference model {str(acc.reference_model_sha256)[:16]}… is not the "
+                              f"standard's fp32 build ({ref_sha[:16]}…)")
+    outs = load_outputs(stored)
+    if len(outs) != acc.samples:
+        return Recheck(False, f"{len(outs)} calls' outputs kept, the gate compared {acc.samples}")
+    shapes = {i.name: tuple(i.shape) for i in w.inputs}
+    positions = acc.pool_positions if acc.pool_positions is not None else list(range(len(outs)))
+    pool = wl.feeds_for_shapes(shapes, max(positions) + 1 if positions else 0, acc.seed)
+    feeds = [pool[i] for i in positions]
+    if _feeds_digest(feeds) != stored.inputs_sha256:
+        return Recheck(False, f"the inputs regenerated from seed {acc.seed} are not those of the gate")
+    refs, desc, _ = reference_outputs(wl, feeds, "onnxruntime", acc.seed, Path(cache_dir))
+    if stored.sampled:
+        refs = [[np.asarray(r).reshape(-1)[sample_positions(np.asarray(r).size, k.elements, acc.seed, k.call, k.output)]
+                 for r, k in zip(call, [a for a in stored.arrays if a.call == c])] for c, call in enumerate(refs)]
+    allow = bool(record.spec.get("backend", {}).get("allow_precision_mismatch", False))
+    prec, tol = tolerance_for(b.claimed_precision, b.precision, allow)
+    if acc.precision != prec or acc.tolerance != {k: float(v) for k, v in asdict(tol).items()}:
+        return Recheck(False, f"the record applied {acc.precision} tolerances {acc.tolerance}, the standard's for "
+                              f"this claim are {prec} {asdict(tol)}")
+    per, failures = compare_outputs(outs, refs, wl.output_names, tol, is_classifier(wl) and not stored.sampled)
+    kept = "a seeded sample of the outputs" if stored.sampled else "the outputs"
+    if failures:
+        return Recheck(False, f"{kept} fail against {desc}: " + "; ".join(failures[:2]))
+    worst = max((o.max_rel_error for o in per if o.max_rel_error is not None), default=0.0)
+    # Another build of the reference runtime differs by fp32 noise (about 1e-6 of the scale); a record
+    # reporting less error than its own outputs carry by more than that understates it.
+    if not stored.sampled and worst > (acc.max_rel_error or 0.0) + 1e-5:
+        return Recheck(False, f"the record reports max rel error {acc.max_rel_error:.3g}, its outputs have "
+                              f"{worst:.3g} against {desc}")
+    return Recheck(True, f"{kept} of {len(outs)} calls within {prec} tolerances of {desc} "
+                         f"(max rel error {worst:.3g})")
+
+
 # --------------------------------------------------------------------------- the gate
 
 
@@ -348,17 +610,23 @@ def check(
     seed: int,
     batch: int,
     cache_dir: Path | None,
+    positions: Sequence[int] | None = None,
 ) -> tuple[Accuracy, list[list[np.ndarray]]]:
     """Run the gate for one cell. Returns the record block and the backend's accuracy-mode outputs per call.
 
-    ``staged``/``feeds`` are the sample set (same order). Nothing here is timed.
+    ``staged``/``feeds`` are the sample set (same order), ``positions`` their places in the cell's input pool
+    (kept in the record so a reviewer regenerates the same inputs). Nothing here is timed.
     """
     prec, tol = tolerance_for(claimed, effective, allow_mismatch)
-    base = dict(precision=prec, tolerance={k: float(v) for k, v in asdict(tol).items()}, samples=len(feeds), seed=seed)
+    base = dict(precision=prec, tolerance={k: float(v) for k, v in asdict(tol).items()}, samples=len(feeds), seed=seed,
+                pool_positions=list(positions) if positions is not None else None)
     if not getattr(type(backend), "computes_outputs", True):
         return Accuracy(passed=None, reference="none", skipped=f"the {backend.name} backend computes no outputs",
                         **base), []
     measured = [run_outputs(backend, s) for s in staged]
+    # Kept in the record (under its signature), so that a reviewer can re-check the gate with a reference of
+    # their own: check-bundle does (recheck() below).
+    base["measured_outputs"] = store_outputs(measured, feeds, seed)
     try:
         refs, desc, ref_sha = reference_outputs(wl, feeds, reference, seed, cache_dir)
     except BenchkitError as e:
@@ -415,4 +683,6 @@ def summary(acc: Accuracy) -> str:
 
 
 __all__ = ["Tolerance", "TOLERANCES", "tolerance_for", "reference_model", "reference_outputs", "compare_outputs",
-           "task_metric", "check", "summary", "findings", "run_outputs", "WorkloadError"]
+           "task_metric", "check", "summary", "findings", "run_outputs", "cache_secret_path", "store_outputs",
+           "load_outputs",
+           "sample_positions", "recheck", "Recheck", "WorkloadError"]

@@ -149,7 +149,7 @@ def standard_build(wl: Any, cache_dir: Path | None = None) -> StandardBuild | No
     """
     from benchkit.errors import BenchkitError
     from benchkit.workloads import catalog
-    from benchkit.workloads.model import file_sha256
+    from benchkit.workloads.model import model_sha256
 
     if wl.source == "catalog":
         defaults = catalog.resolve_params(wl.catalog)
@@ -171,7 +171,7 @@ def standard_build(wl: Any, cache_dir: Path | None = None) -> StandardBuild | No
             continue  # a build this machine cannot make (an optional extra missing) cannot vouch for the file
         if path.stat().st_size != size and first is not None:
             continue  # cannot match; only the first candidate is hashed for the record
-        digest = file_sha256(path)
+        digest = model_sha256(path)
         build = StandardBuild(entry.name, variant, digest, (), _inputs_changed(wl, entry))
         if digest == wl.sha256:
             return build

@@ -176,11 +176,15 @@ def _parser() -> argparse.ArgumentParser:
                     "spec of that name, if its SHA-256 matches)")
     bd.add_argument("--key", type=Path, help="sign the manifest with this private key (benchkit keygen)")
 
-    cb = sub.add_parser("check-bundle", help="validate a bundle rule by rule (PASS/FAIL each; exit 1 if any failed)")
+    cb = sub.add_parser("check-bundle", help="review a bundle rule by rule (PASS/FAIL each; exit 1 if any failed or "
+                        "no trusted key was given)")
     cb.add_argument("bundle", type=Path)
-    cb.add_argument("--pubkey", type=Path, help="require every signature to be by this public key")
+    cb.add_argument("--pubkey", type=Path, help="the public key of the signer you trust; without it the verdict is "
+                    "UNTRUSTED")
+    cb.add_argument("--trust-bundle-key", action="store_true",
+                    help="INSECURE: accept the key the bundle carries itself (proves integrity, not who signed)")
     cb.add_argument("--require-accuracy", action="store_true",
-                    help="fail records that carry no accuracy figures")
+                    help="kept for old scripts: a passed accuracy gate is always required")
 
     rp = sub.add_parser("report", help="one self-contained HTML report (leaderboards, CDFs, roofline, ...)")
     rp.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories")

@@ -55,15 +55,21 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_check_bundle(args) -> int:
-    from benchkit.results.bundle import RULES, check_bundle
+    from benchkit.results.bundle import RULES, check_bundle, verdict
 
-    results = check_bundle(args.bundle, args.pubkey, args.require_accuracy)
+    results = check_bundle(args.bundle, args.pubkey, trust_bundle_key=args.trust_bundle_key)
     width = max(len(name) for name, _, _ in RULES)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.rule:<{width}}  {r.detail}")
     failed = [r.rule for r in results if not r.passed]
+    v = verdict(results)
+    if v == "UNTRUSTED":
+        print(f"UNTRUSTED: every other rule passes, but nothing says who signed {args.bundle}; check it with "
+              "--pubkey SIGNER.pub")
+        return 1
     if failed:
         print(f"FAILED: {len(failed)} of {len(results)} rules ({', '.join(failed)}) in {args.bundle}")
         return 1
-    print(f"all {len(results)} rules PASS for {args.bundle}")
+    trusted = "" if args.pubkey else " (INSECURE: the signer's key was taken from the bundle, --trust-bundle-key)"
+    print(f"all {len(results)} rules PASS for {args.bundle}{trusted}")
     return 0

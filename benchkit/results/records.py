@@ -35,7 +35,7 @@ from benchkit.stats import LatencyStats
 # To add a field: bump SCHEMA_MINOR, add its line to SCHEMA_HISTORY, add tests/data/record_v1.<minor>.json
 # (`python tests/test_records.py RECORD`) and regenerate docs/reference/result.md.
 SCHEMA_VERSION = 1  # the major: 1 since the first record
-SCHEMA_MINOR = 10  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
+SCHEMA_MINOR = 11  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
 SCHEMA_HISTORY: dict[str, str] = {
     # Minors 1-7 were added before minors existed: records of those versions carry no schema_minor (they read as
     # 1.0), and which of these blocks they hold tells which benchkit wrote them.
@@ -57,6 +57,8 @@ SCHEMA_HISTORY: dict[str, str] = {
     "1.9": "validity.findings: each reason and warning with the check that made it (benchkit.checks.verdict)",
     "1.10": "metrics.stage_ns and metrics.fetch_ns (the untimed phases, measured), audits.boundary (the end-to-end "
     "boundary audit), backend.provenance (the adapter's installed files), a derived CPU peak in backend.peak_source",
+    "1.11": "accuracy.measured_outputs (the gate's outputs, kept so that check-bundle can re-check them), "
+    "accuracy.pool_positions (which inputs of the pool the gate compared)",
 }
 
 
@@ -103,7 +105,10 @@ class WorkloadRecord(_Model):
     catalog: str | None = Field(None, description="Catalog entry built (source catalog).")
     variant: str | None = Field(None, description="Catalog precision variant built: fp32 | fp16 | int8.")
     params: dict[str, Any] = Field(default_factory=dict, description="Catalog builder overrides given in the spec.")
-    model_sha256: str = Field(description="SHA-256 of the model file's bytes: the workload version.")
+    model_sha256: str = Field(
+        description="The workload version: SHA-256 of the model file's bytes; for a graph with external-data files, "
+        "of a manifest of the graph's and each data file's SHA-256 (benchkit.workloads.model_sha256)."
+    )
     model_file: str = Field(description="File name of the model (not its path: records travel between machines).")
     graph_precision: str = Field(description="Precision of the graph's weights and quantisation: fp32 | fp16 | int8 ...")
     dims: dict[str, int] = Field(default_factory=dict, description="Values of the named dynamic dims (batch excluded).")
@@ -434,6 +439,34 @@ class TaskMetric(_Model):
     samples: int = Field(description="Labelled samples scored.")
 
 
+class OutputArray(_Model):
+    """One array kept in ``StoredOutputs.data``: which call and output it is, and how much of it is kept."""
+
+    call: int = Field(ge=0, description="Index of the gate's call (0-based, in the order of its inputs).")
+    output: int = Field(ge=0, description="Index of the graph output.")
+    dtype: str = Field(description="numpy dtype string of the values, e.g. <f4.")
+    shape: list[int] = Field(description="Shape of the whole output of that call.")
+    elements: int = Field(ge=0, description="Values kept: every element, or a seeded sample when `sampled`.")
+
+
+class StoredOutputs(_Model):
+    """The measured backend's outputs on the accuracy gate's inputs, kept so a reviewer can re-check the gate.
+
+    ``benchkit check-bundle`` regenerates the inputs from the seed (their
+    digest must be ``inputs_sha256``), computes reference outputs itself from
+    benchkit's own build of the workload, and compares them with these.
+    """
+
+    inputs_sha256: str = Field(description="SHA-256 of the gate's inputs (names, dtypes, shapes, bytes).")
+    sha256: str = Field(description="SHA-256 of the kept values (data, decoded): a damaged copy is evident.")
+    sampled: bool = Field(
+        description="false: every element is kept; true: the outputs exceed 1 MiB, so each array keeps `elements` "
+        "values at positions drawn by benchkit.checks.accuracy.sample_positions."
+    )
+    arrays: list[OutputArray] = Field(description="What data holds, in order.")
+    data: str = Field(description="The kept values, C order, concatenated in `arrays` order; zlib, then base64.")
+
+
 class Accuracy(_Model):
     """The accuracy gate: the measured backend's outputs on a fixed sample set vs reference outputs.
 
@@ -451,6 +484,9 @@ class Accuracy(_Model):
     tolerance: dict[str, float] = Field(default_factory=dict, description="abs, rel, min_cosine, min_top1_agreement.")
     samples: int = Field(0, description="Inference calls compared (distinct seeded inputs).")
     seed: int = Field(0, description="Seed of the sample inputs.")
+    pool_positions: list[int] | None = Field(
+        None, description="Positions in the cell's seeded input pool of the inputs compared, in order (null: the "
+        "first `samples` inputs of the pool, as before schema 1.11).")
     max_abs_error: float | None = Field(None, description="Largest max_abs_error over the outputs; null: not comparable.")
     max_rel_error: float | None = Field(None, description="Largest max_rel_error over the outputs; null: not comparable.")
     min_cosine_similarity: float | None = Field(None, description="Lowest cosine similarity over the float outputs.")
@@ -459,6 +495,9 @@ class Accuracy(_Model):
     task_metric: TaskMetric | None = Field(None, description="The workload's own quality metric, where it has one.")
     failures: list[str] = Field(default_factory=list, description="Each tolerance exceeded, with its figures.")
     skipped: str | None = Field(None, description="Why nothing was compared (passed is null).")
+    measured_outputs: StoredOutputs | None = Field(
+        None, description="The measured backend's outputs on the gate's inputs, for check-bundle to re-check."
+    )
 
 
 class Audit(_Model):

@@ -118,7 +118,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
             backend, [staged[i] for i in picks], [feeds[i] for i in picks], wl, claimed=bspec.precision,
             effective=info.precision,
             allow_mismatch=bspec.allow_precision_mismatch, reference=ctx.accuracy_reference, seed=cell.seed,
-            batch=effective_batch, cache_dir=cache)
+            batch=effective_batch, cache_dir=cache, positions=picks)
 
         # Every cell: the measured loop's own outputs against the reference, and the timing boundary.
         phase("audit")

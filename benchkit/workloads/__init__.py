@@ -1,7 +1,8 @@
 """Workloads: the standard catalog (built deterministically) and any ONNX file, resolved for a run.
 
 ``resolve()`` turns a spec's workload entry into a :class:`ResolvedWorkload`:
-a model file on disk, its SHA-256, and the input signature with every
+a model file on disk, its SHA-256 (:func:`model_sha256`: the graph and every
+external-data file it references), and the input signature with every
 dynamic dimension except the batch fixed.
 """
 
@@ -10,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchkit.errors import WorkloadError
-from benchkit.workloads.model import BATCH, GraphInput, ResolvedWorkload, file_sha256, graph_precision, read_model, signature
+from benchkit.workloads.model import (BATCH, GraphInput, ResolvedWorkload, file_sha256, graph_precision, model_sha256, read_model,
+                    signature)
 
-__all__ = ["resolve", "ResolvedWorkload", "GraphInput", "file_sha256"]
+__all__ = ["resolve", "ResolvedWorkload", "GraphInput", "file_sha256", "model_sha256"]
 
 
 def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -> ResolvedWorkload:
@@ -49,10 +51,14 @@ def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -
         path = (base_dir / entry.model).resolve()
         source, cat_name = "file", None
     model = read_model(path, origin)
-    digest = file_sha256(path)
+    digest = model_sha256(path, model, origin)
     if entry.sha256 is not None and entry.sha256 != digest:
+        from benchkit.workloads.model import external_data_files
+
+        n = len(external_data_files(model))
+        covers = f" (over the graph and its {n} external-data file{'s' if n != 1 else ''})" if n else ""
         raise WorkloadError(
-            f"{origin}.sha256: model {path.name} has SHA-256 {digest}, but the spec pins {entry.sha256}"
+            f"{origin}.sha256: model {path.name} has SHA-256 {digest}{covers}, but the spec pins {entry.sha256}"
         )
     inputs, outputs, used_dims = signature(model, origin, dims, entry.inputs, declared_ranges)
     unused = sorted(set(entry.dims) - set(used_dims))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -95,14 +95,20 @@ class ResolvedWorkload:
     def make_feeds(self, batch_size: int, count: int, seed: int) -> tuple[list[dict[str, np.ndarray]], int]:
         """`count` distinct seeded input sets for calls of `batch_size`; returns (feeds, effective batch)."""
         shapes, effective = self.call_shapes(batch_size)
+        return self.feeds_for_shapes(shapes, count, seed), effective
+
+    def feeds_for_shapes(self, shapes: Mapping[str, tuple[int, ...]], count: int, seed: int) -> list[dict[str, np.ndarray]]:
+        """`count` seeded input sets of the given per-input shapes (what a record's ``workload.inputs`` states).
+
+        The pool is drawn from one generator, set after set, so the first k sets
+        of a larger pool are the same as a pool of k: a reviewer regenerates the
+        accuracy gate's inputs from the seed alone.
+        """
         rng = np.random.default_rng(seed)
         feeds = []
         for _ in range(count):
-            feed = {}
-            for inp in self.inputs:
-                feed[inp.name] = _generate(rng, inp, shapes[inp.name])
-            feeds.append(feed)
-        return feeds, effective
+            feeds.append({inp.name: _generate(rng, inp, tuple(shapes[inp.name])) for inp in self.inputs})
+        return feeds
 
     def bytes_per_call(self, batch_size: int) -> int:
         shapes, _ = self.call_shapes(batch_size)
@@ -132,6 +138,96 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+MODEL_DIGEST_HEADER = "benchkit-model-digest 1"  # 1: first version (graph SHA-256, then each external-data file)
+
+
+def external_data_files(model) -> dict[str, list[str]]:
+    """Every external-data file a graph references: its location (as written in the graph) -> tensor names.
+
+    Walks everything that can hold a tensor: initializers, sparse
+    initializers, node attributes (``Constant`` values and the like) and the
+    subgraphs of control-flow nodes and of local functions.
+    """
+    found: dict[str, list[str]] = {}
+
+    def tensor(t) -> None:
+        if t.data_location == 1:  # TensorProto.EXTERNAL
+            entries = {e.key: e.value for e in t.external_data}
+            found.setdefault(entries.get("location", ""), []).append(t.name)
+
+    def graph(g) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for st in g.sparse_initializer:
+            tensor(st.values)
+            tensor(st.indices)
+        nodes(g.node)
+
+    def nodes(ns) -> None:
+        for n in ns:
+            for a in n.attribute:
+                if a.HasField("t"):
+                    tensor(a.t)
+                if a.HasField("sparse_tensor"):
+                    tensor(a.sparse_tensor.values)
+                    tensor(a.sparse_tensor.indices)
+                for t in a.tensors:
+                    tensor(t)
+                if a.HasField("g"):
+                    graph(a.g)
+                for g in a.graphs:
+                    graph(g)
+
+    graph(model.graph)
+    for f in model.functions:
+        nodes(f.node)
+    return found
+
+
+def model_sha256(path: Path, model=None, origin: str = "model") -> str:
+    """The workload version: one SHA-256 over the graph file and every external-data file it references.
+
+    A self-contained graph (every catalog build) has exactly the SHA-256 of
+    its file, what ``sha256sum model.onnx`` prints. A graph that keeps weights
+    in external-data files has the SHA-256 of this manifest (UTF-8, each line
+    ending in a newline)::
+
+        benchkit-model-digest 1
+        <SHA-256 of the graph file>
+        <SHA-256 of a data file>  <its location, as the graph writes it>
+        ...                                  (one line per file, sorted by location)
+
+    so editing, adding or swapping any weights file changes the digest. A
+    location that leaves the model's folder, or a file that is missing, is an
+    error: such a model cannot be identified, so it cannot be run.
+    """
+    path = Path(path)
+    graph_digest = file_sha256(path)
+    if model is None:
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf DecodeError and friends
+            raise WorkloadError(f"{origin}: {display_path(path)} is not a valid ONNX model ({type(e).__name__})") from None
+    files = external_data_files(model)
+    if not files:
+        return graph_digest
+    lines = [MODEL_DIGEST_HEADER, graph_digest]
+    for location in sorted(files):
+        tensors = ", ".join(sorted(set(files[location]))[:3])
+        pure = PurePosixPath(location)
+        if not location or "\\" in location or "\n" in location or pure.is_absolute() or ".." in pure.parts:
+            raise WorkloadError(f"{origin}: tensor {tensors} of {display_path(path)} keeps its data at {location!r}: "
+                                "an external-data location must be a relative path inside the model's folder")
+        data = path.parent / location
+        if not data.is_file():
+            raise WorkloadError(f"{origin}: external-data file {location} (tensor {tensors}) of "
+                                f"{display_path(path)} not found at {display_path(data)}")
+        lines.append(f"{file_sha256(data)}  {location}")
+    return hashlib.sha256(("\n".join(lines) + "\n").encode("utf-8")).hexdigest()
 
 
 def display_path(path: Path) -> str:

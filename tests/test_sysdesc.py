@@ -4,7 +4,6 @@ NVML accelerators (fake module), and the description in every record."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -111,10 +110,6 @@ def test_nvml_accelerators_with_the_fake_module():
                          "driver": "580.159.03"}
     accels, why = sysdesc.nvml_accelerators(fake_nvml.make([], fail_init=True))
     assert accels == [] and "Driver Not Loaded" in why
-    assert sysdesc.adapter_accelerator(SimpleNamespace(name="openvino", device="GPU.0 (Intel Arc A770)")) == {
-        "model": "GPU.0 (Intel Arc A770)", "source": "adapter openvino", "driver": None, "memory_bytes": None,
-        "index": None}
-    assert sysdesc.adapter_accelerator(SimpleNamespace(name="onnxruntime", device="cpu: AMD EPYC")) is None
 
 
 @pytest.mark.parametrize("text, match", [

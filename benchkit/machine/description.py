@@ -214,16 +214,6 @@ def nvml_accelerators(nvml: Any = None) -> tuple[list[dict[str, Any]], str | Non
         return [], str(e)
 
 
-def adapter_accelerator(backend: Any) -> dict[str, Any] | None:
-    """What the adapter says about its device, when it is not the host CPU."""
-    if backend is None:
-        return None
-    device = str(getattr(backend, "device", "") or "")
-    if not device or device.lower() in ("cpu", "fake", "none") or device.lower().startswith("cpu"):
-        return None
-    return {"model": device, "source": f"adapter {backend.name}", "driver": None, "memory_bytes": None, "index": None}
-
-
 def suite_fields(user: SystemFile | None, nvml: Any = None) -> dict[str, Any]:
     """SystemRecord fields the benchkit process adds to every record: user fields and NVML accelerators."""
     fields: dict[str, Any] = {}

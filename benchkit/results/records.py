@@ -172,7 +172,9 @@ class AcceleratorInfo(_Model):
     memory_bytes: int | None = Field(None, description="Device memory, where known.")
     driver: str | None = Field(None, description="Driver version, where known.")
     index: int | None = Field(None, description="Device index as the source numbers it.")
-    source: str = Field(description="Where the description came from: nvml | adapter <name>.")
+    source: str = Field(description="Where the description came from: nvml | probe pci|dev|drm|accel (files on the "
+                        "machine) | claim adapter <name> (observed | not observed): the adapter's word, marked as such "
+                        "(records before 1.10: adapter <name>).")
 
 
 class SystemRecord(_Model):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from benchkit.runner import limits, repeats, rundir
 from benchkit import power
-from benchkit.checks import measurement
+from benchkit.checks import measurement, provenance
 from benchkit.checks.verdict import Finding, amend, findings_of, reason, warning
 from benchkit.results import records
 from benchkit.machine import stability, description as sysdesc
@@ -251,9 +251,10 @@ class CellWatch:
         fields = s.system_fields if self.local else {k: v for k, v in s.system_fields.items() if k != "accelerators"}
         system = {**rec.system.model_dump(), **fields}  # a remote record keeps its node's own accelerators
         if not system.get("accelerators"):
-            acc = sysdesc.adapter_accelerator(rec.backend)
-            if acc:
-                system["accelerators"] = [acc]
+            # What the machine shows (probed here; a remote node's record brings its own), then the adapter's
+            # device marked as its claim, observed or not: an adapter's word is never listed as a fact.
+            probed = provenance.probe_accelerators() if self.local else []
+            system["accelerators"] = provenance.accelerators_with_claims(probed, rec.backend)
         updates["system"] = records.SystemRecord(**system)
         found: list[Finding] = []
         redo: list[str] = []  # checks whose findings this session re-judges

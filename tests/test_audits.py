@@ -83,15 +83,33 @@ def test_certify_defaults_are_the_standard_minimums():
     assert _PROFILE_DEFAULTS["certify"] == _PROFILE_DEFAULTS["standard"]
 
 
-@pytest.mark.parametrize("alt, ok", [(104.9, True), (95.1, True), (105.1, False), (94.0, False)])
-def test_alternate_seed_bound(alt, ok):
-    a = audits.alternate_seed(100.0, alt, True, "throughput_per_s", 9)
-    assert a.passed is ok and a.figures["max_deviation"] == 0.05
-    assert ("within" in a.summary) is ok
+def _noisy(n: int, median_ns: float, seed: int, sigma: float = 0.05) -> "np.ndarray":
+    import numpy as np
+
+    return np.round(median_ns * np.exp(sigma * np.random.default_rng(seed).standard_normal(n))).astype(np.int64)
+
+
+@pytest.mark.parametrize("factor, ok", [(1.0, True), (1.02, True), (0.98, True), (1.5, False), (0.6, False)])
+def test_alternate_seed_fails_only_a_difference_beyond_the_runs_own_noise(factor, ok):
+    base = _noisy(2000, 100_000, 1)
+    other = _noisy(2000, 100_000 * factor, 2)
+    a = audits.alternate_seed(base, other, 90.0, "latency_p90_ns", 1.0, factor, 9)
+    assert a.passed is ok, a.summary
+    assert 0.05 <= a.figures["noise_margin"] <= 0.25 and ("not beyond" in a.summary) is ok
+
+
+def test_alternate_seed_margin_follows_a_noisy_run():
+    """A run whose own blocks wander by ~15 % tolerates a 10 % difference; a quiet one does not."""
+    import numpy as np
+
+    noisy = np.concatenate([_noisy(250, 100_000 * (1 + 0.15 * (i % 2)), i) for i in range(8)])
+    assert audits.alternate_seed(noisy, _noisy(2000, 110_000, 99), 50.0, "x", 1, 1, 9).passed
+    quiet = _noisy(2000, 100_000, 5, sigma=0.01)
+    assert not audits.alternate_seed(quiet, _noisy(2000, 110_000, 6, sigma=0.01), 50.0, "x", 1, 1, 9).passed
 
 
 def test_repeated_input_verdict_on_a_fake_clock():
-    """The 1.10 bound, exactly: a fake backend whose calls advance a fake clock by set amounts."""
+    """The bound: a repeat may be faster by on-chip caching (1.5x) or noise, never by a result cache."""
 
     class Timed:
         def __init__(self, repeated_ns, fresh_ns):
@@ -107,7 +125,7 @@ def test_repeated_input_verdict_on_a_fake_clock():
         def synchronize(self):
             pass
 
-    for repeated_ns, ok in ((1000, True), (910, True), (900, False)):
+    for repeated_ns, ok in ((1000, True), (820, True), (700, True), (600, False), (10, False)):
         b = Timed(repeated_ns, 1000)
         a = audits.repeated_input(b, "r", ["f"] * 16, clock=b.clock)
         assert a.passed is ok, (repeated_ns, a.summary)

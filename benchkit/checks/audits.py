@@ -19,13 +19,19 @@ section of the record's ``audits`` block; a failure makes the record INVALID.
 ``repeated_input`` (MLPerf TEST04)
     Interleaved blocks of calls on never-seen inputs (a fresh seed, each
     input used once) and on one input repeated. The repeated input must not
-    run more than 10% faster (median latency ratio <= 1.10). Catches a
-    runtime or adapter that caches results by input.
+    run faster than the run's own noise and on-chip caching explain
+    (:data:`REPEATED_MAX_SPEEDUP`), judged on the 95 % interval of the median
+    ratio. Catches a runtime or adapter that caches results by input.
 
 ``alternate_seed``
     The whole scenario measured again with inputs (and, for Server, arrivals)
-    from another seed: the headline must land within 5% of the original.
+    from another seed: it must not differ from the measured run by more than
+    the run's own block-to-block noise (``stats.equivalence``'s margin).
     Catches results tuned to, or cached for, the standard seed's inputs.
+
+The bounds are relative to each run's measured noise, not fixed percentages:
+a fixed 5 % fails every honest run of a shared machine and hides any cheat
+smaller than the machine's noise.
 """
 
 from __future__ import annotations
@@ -38,10 +44,9 @@ import numpy as np
 
 from benchkit.results.records import Audit, Audits
 
-REPEATED_MAX_SPEEDUP = 1.10
-"""Distinct-input median latency / repeated-input median latency above this fails ``repeated_input``."""
-ALTERNATE_SEED_MAX_DEVIATION = 0.05
-"""|alternate headline - headline| / headline above this fails ``alternate_seed``."""
+REPEATED_MAX_SPEEDUP = 1.5
+"""A repeated input may run this much faster than never-seen ones (or the run's noise margin, if larger) before
+``repeated_input`` fails: on-chip caches make an honest repeat up to ~1.2x faster; a result cache 10x and more."""
 FRESH_SEED_OFFSET = 0x7E5704
 """Seed offset of the never-seen inputs of ``repeated_input`` (distinct from every pool seed)."""
 ALTERNATE_SEED_OFFSET = 1_000_003
@@ -99,7 +104,14 @@ def repeated_input(
     rounds: int = 2,
     clock: Callable[[], int] = perf_counter_ns,
 ) -> Audit:
-    """Audit (b): one input repeated vs never-seen inputs, in `rounds` interleaved blocks of len(fresh)//rounds."""
+    """Audit (b): one input repeated vs never-seen inputs, in ``rounds`` interleaved blocks of len(fresh)//rounds.
+
+    Fails when the repeated input is faster by more than both the run's own noise (the margin of
+    :func:`benchkit.stats.equivalence`) and :data:`REPEATED_MAX_SPEEDUP`, with the whole 95 % interval of the
+    median-latency ratio beyond that: a difference noise cannot explain, larger than on-chip caches give an honest
+    runtime (measured 1.09x on ONNX Runtime, 1.21x on OpenVINO), smaller than any result cache (10x and more)."""
+    from benchkit import stats
+
     run, sync = backend.run, backend.synchronize
     block = max(1, len(fresh) // rounds)
     distinct: list[int] = []
@@ -117,25 +129,40 @@ def repeated_input(
             same.append(clock() - t0)
     d50, r50 = float(np.median(distinct)), float(np.median(same))
     speedup = d50 / r50 if r50 > 0 else float("inf")
+    eq = stats.equivalence(np.asarray(distinct, dtype=np.int64), np.maximum(np.asarray(same, dtype=np.int64), 1),
+                           percentile=50.0, blocks=min(8, max(2, len(distinct) // 4)))
+    bound = max(1.0 + eq.margin, REPEATED_MAX_SPEEDUP)
+    speedup_low = 1.0 / eq.ci_high if eq.ci_high > 0 else float("inf")  # the interval's slowest speed-up
+    verdict = not speedup_low > bound
     figures = {"distinct_calls": len(distinct), "repeated_calls": len(same), "distinct_p50_ns": int(d50),
-               "repeated_p50_ns": int(r50), "speedup": round(speedup, 4), "max_speedup": REPEATED_MAX_SPEEDUP}
-    verdict = speedup <= REPEATED_MAX_SPEEDUP
+               "repeated_p50_ns": int(r50), "speedup": round(speedup, 4), "speedup_ci_low": round(speedup_low, 4),
+               "noise_margin": round(eq.margin, 4), "max_speedup": round(bound, 4)}
     return Audit(passed=verdict, figures=figures,
-                 summary=f"one input repeated ran {speedup:.2f}x the speed of never-seen inputs "
-                         f"({'within' if verdict else 'beyond'} {REPEATED_MAX_SPEEDUP:.2f}x)")
+                 summary=f"one input repeated ran {speedup:.2f}x the speed of never-seen inputs (95% interval from "
+                         f"{speedup_low:.2f}x; {'within' if verdict else 'beyond'} {bound:.2f}x: the run's noise "
+                         f"{eq.margin:.0%}, on-chip caching {REPEATED_MAX_SPEEDUP:.2f}x)")
 
 
-def alternate_seed(headline: float, alternate: float, higher_is_better: bool, name: str, seed: int) -> Audit:
-    """Audit (c): the headline of a second measurement with another seed, within 5%."""
+def alternate_seed(samples_ns: np.ndarray, alternate_ns: np.ndarray, percentile: float | None, name: str,
+                   headline: float, alternate: float, seed: int) -> Audit:
+    """Audit (c): the scenario measured again on another seed's inputs (and arrivals) must not differ from the
+    measured run by more than that run's own noise (:func:`benchkit.stats.equivalence`: the statistic of the
+    headline, p90/p99 or, for throughput, the mean latency; the margin is the largest block-to-block deviation
+    the run showed, 5 % to 25 %). It fails when the whole 95 % interval of the ratio lies beyond the margin: a
+    difference the machine's noise cannot explain, as results tuned to or cached for the standard seed give."""
+    from benchkit import stats
+
+    eq = stats.equivalence(samples_ns, alternate_ns, percentile=percentile)
+    refuted = eq.ci_low > 1.0 + eq.margin or eq.ci_high < 1.0 / (1.0 + eq.margin)
     signed = (alternate - headline) / headline if headline else float("inf")
-    dev = abs(signed)
-    verdict = dev <= ALTERNATE_SEED_MAX_DEVIATION
     figures = {"headline": name, "value": headline, "alternate_value": alternate, "alternate_seed": seed,
-               "deviation": round(dev, 5) if np.isfinite(dev) else None,
-               "max_deviation": ALTERNATE_SEED_MAX_DEVIATION}
-    return Audit(passed=verdict, figures=figures,
-                 summary=f"{name} with seed {seed}: {alternate:.4g} vs {headline:.4g} ({signed:+.1%}, "
-                         f"{'within' if verdict else 'beyond'} {ALTERNATE_SEED_MAX_DEVIATION:.0%})")
+               "deviation": round(abs(signed), 5) if np.isfinite(signed) else None, "statistic": eq.statistic,
+               "ratio": round(eq.ratio, 5), "ratio_ci_low": round(eq.ci_low, 5), "ratio_ci_high": round(eq.ci_high, 5),
+               "noise_margin": round(eq.margin, 5)}
+    return Audit(passed=not refuted, figures=figures,
+                 summary=f"{name} with seed {seed}: {alternate:.4g} vs {headline:.4g} ({signed:+.1%}); {eq.statistic} "
+                         f"ratio x{eq.ratio:.3f}, 95% interval {eq.ci_low:.3f}-{eq.ci_high:.3f}, "
+                         f"{'beyond' if refuted else 'not beyond'} the run's own noise ±{eq.margin:.1%}")
 
 
 def findings(audits: Audits | None) -> list:
@@ -159,4 +186,4 @@ def fresh_inputs(wl: Any, batch: int, count: int, seed: int) -> list[Mapping[str
 
 
 __all__ = ["capture_positions", "loop_outputs", "LOOP_CAPTURES", "repeated_input", "alternate_seed", "findings", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
-           "ALTERNATE_SEED_MAX_DEVIATION", "ALTERNATE_SEED_OFFSET", "FRESH_SEED_OFFSET"]
+           "ALTERNATE_SEED_OFFSET", "FRESH_SEED_OFFSET"]

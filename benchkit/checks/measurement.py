@@ -63,13 +63,39 @@ def latency(scenario: Any, m: Measurement, sorted_ns: np.ndarray) -> tuple[list[
 
 
 def spread(lat: stats.LatencyStats, profile: str) -> list[Finding]:
-    """A latency spread too wide for the figure to be a property of the backend (``stats.stability_warning``)."""
+    """A warning when the spread leaves even the mean poorly known (``stats.stability_warning``). Never a reason:
+    the coefficient of variation of heavy-tailed latency measures a few stalls, not the headline
+    (:func:`headline_stability` is the certify rule)."""
     msg = stats.stability_warning(lat)
-    if msg is None:
+    return [warning("stability", msg)] if msg else []
+
+
+def headline_stability(samples_ns: np.ndarray, head: Any, scenario: Any, profile: str) -> list[Finding]:
+    """Does the run pin its headline down? The relative half-width of the headline statistic's 95 % interval
+    (``stats.headline_stability``: p90/p99 for latency headlines, the mean latency for throughput) above 5 % is a
+    reason under the certify profile and a warning elsewhere: a rerun of this length may land elsewhere."""
+    if len(samples_ns) < 2:
         return []
+    pct = scenario.latency_percentile if head.unit == "ns" else None
+    hs = stats.headline_stability(samples_ns, pct)
+    if hs.passed:
+        return []
+    msg = f"the headline is not pinned down: {hs.summary}; run longer (min_duration_ms) or on a quieter machine"
     if profile in FLAGGED_PROFILES:
-        return [reason("stability", f"stability ({profile} profile): {msg}")]
-    return [warning("stability", msg)]
+        return [reason("stability.headline", f"stability ({profile} profile): {msg}")]
+    return [warning("stability.headline", msg)]
+
+
+def drift(samples_ns: np.ndarray, profile: str) -> list[Finding]:
+    """Throttling or a neighbour that came and stayed: the last third's median latency against the first third's
+    (``stats.drift``; only a change the whole 99 % interval puts beyond 5 %). A reason under certify."""
+    d = stats.drift(samples_ns)
+    if not d.drifted:
+        return []
+    msg = f"latency drifted during the run: {d.summary}"
+    if profile in FLAGGED_PROFILES:
+        return [reason("stability.drift", f"stability ({profile} profile): {msg}")]
+    return [warning("stability.drift", msg)]
 
 
 def machine_state(flags: list[str], profile: str) -> list[Finding]:
@@ -109,5 +135,6 @@ def check_achieved_flops(
     return []
 
 
-__all__ = ["FLAGGED_PROFILES", "run_length", "precision_claim", "latency", "spread", "machine_state",
+__all__ = ["FLAGGED_PROFILES", "run_length", "precision_claim", "latency", "spread", "headline_stability", "drift",
+           "machine_state",
            "check_achieved_flops"]

@@ -172,6 +172,8 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
         *audits.findings(audit_block),
         *latency_findings,
         *measurement.spread(lat, cell.profile),
+        *measurement.headline_stability(m.samples_ns, head, scenario, cell.profile),
+        *measurement.drift(m.samples_ns, cell.profile),
         *([warning("cost", cost_warning)] if cost_warning else []),
         # physically possible: no more FLOP/s than the device can do (a peak is required under certify)
         *measurement.check_achieved_flops(metrics.achieved_flops_per_s, peak, peak_source,
@@ -281,7 +283,8 @@ def _audit(cell: Cell, backend, wl, staged: list, m, asked: int, n_inputs: int, 
     m_alt = measure(cell.scenario, backend, alt_staged, effective_batch, alt_seed)
     h = assemble.headline(cell.scenario, m)
     h_alt = assemble.headline(cell.scenario, m_alt)
-    alternate = audits.alternate_seed(h.value, h_alt.value, h.higher_is_better, h.name, alt_seed)
+    pct = cell.scenario.latency_percentile if h.unit == "ns" else None
+    alternate = audits.alternate_seed(m.samples_ns, m_alt.samples_ns, pct, h.name, h.value, h_alt.value, alt_seed)
     return block.model_copy(update={"repeated_input": repeated, "alternate_seed": alternate})
 
 

@@ -173,8 +173,8 @@ def publishable_run() -> tuple[Path, Path]:
                  headline={**m["headline"], "value": float(stats.percentile_ns(srt, pct)) if pct else thr})
         alt = doc["audits"]["alternate_seed"]["figures"]
         doc["audits"]["alternate_seed"] = audits.alternate_seed(
-            m["headline"]["value"], m["headline"]["value"] * 1.01, m["headline"]["higher_is_better"],
-            m["headline"]["name"], alt["alternate_seed"]).model_dump()
+            x, np.round(x * 1.01).astype(np.int64), pct, m["headline"]["name"], m["headline"]["value"],
+            m["headline"]["value"] * 1.01, alt["alternate_seed"]).model_dump()
         doc["samples_ns"] = x.tolist()
         doc["validity"] = {"valid": True, "reasons": [], "warnings": []}
         records.parse(doc, p.name)

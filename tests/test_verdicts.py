@@ -1,0 +1,97 @@
+"""Refusals and acceptances under the certify profile: every dishonest adapter of tests/fakes is INVALID with the
+check that targets its class named; the honest adapters are VALID under the same rules.
+
+One suite run serves every assertion (all adapters, one cell each). The figures over many rounds, and under
+background load, come from ``tests/benchmarks/bench_verdicts.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchkit.results.records import ResultRecord
+from benchkit.runner.suite import RunOptions, plan_cells, run_suite
+from benchkit.spec import parse_spec
+
+# Heavy enough that its computation (~0.3 ms) dwarfs any transfer allowance, light enough to stay quick.
+WORKLOAD = "{name: gemm, params: {m: 64, n: 256, k: 256}}"
+
+# Each cheat and the checks that target its class: the record must be INVALID and at least one of them must have
+# said so. (Other checks may refuse it too: a cheat rarely breaks one rule only.)
+CHEATS = {
+    "cheat-stage": {"audit.boundary", "plausibility.peak"},  # work in stage()
+    "cheat-stage-spin": {"audit.boundary"},  # work in stage() behind a steady 1 ms spin in run()
+    "cheat-fetch": {"audit.boundary", "plausibility.peak"},  # work in fetch()
+    "cheat-async": {"audit.boundary", "plausibility.peak"},  # synchronize() does not wait
+    "cheat-cache": {"audit.repeated_input", "audit.boundary", "plausibility.peak"},  # results cached by input
+    "cheat-repeat-bypass": {"audit.boundary", "plausibility.peak"},  # cache bypassed on back-to-back repeats
+    "cheat-first-inputs": {"accuracy", "audit.timed_outputs"},  # honest on the first inputs only
+    "cheat-stale": {"accuracy", "audit.timed_outputs"},  # stale after N calls
+    "cheat-zeros": {"audit.timed_outputs"},  # skips work nobody fetches
+    "cheat-precision": {"accuracy", "audit.timed_outputs"},  # computes at bf16, claims fp32
+    "cheat-false-info": {"provenance.runtime_version", "provenance.device"},  # false runtime version and device
+}
+HONEST = ("onnxruntime", "spin-honest")
+
+
+def _suite(tmp: Path, adapters: list[str], kind: str = "single_stream") -> dict[str, ResultRecord]:
+    backends = "\n".join(f"  - {{name: {a}}}" for a in adapters)
+    extra = "    batch_size: 4\n" if kind == "offline" else ""
+    text = (f"name: verdicts\nseed: 5\nworkloads:\n  - {WORKLOAD}\nbackends:\n{backends}\nscenarios:\n"
+            f"  - kind: {kind}\n    min_duration_ms: 500\n{extra}"
+            "run: {profile: certify, isolation: inline, keep_samples: false}\n")
+    loaded = parse_spec(text, "verdicts.yaml", tmp)
+    opts = RunOptions(out_dir=tmp / "out", cache_dir=tmp / "cache")
+    return {r.backend.id if r.backend else r.cell_id: r for r in run_suite(loaded, plan_cells(loaded, opts), opts).records}
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory, fakes_module) -> dict[str, ResultRecord]:
+    return _suite(tmp_path_factory.mktemp("verdicts"), [*HONEST, *CHEATS])
+
+
+@pytest.fixture(scope="module")
+def fakes_module():
+    import os
+    import sys
+
+    from conftest import FAKES
+
+    sys.path.insert(0, str(FAKES))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES), old]))
+    yield
+    sys.path.remove(str(FAKES))
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_every_cheat_is_refused_by_the_check_for_its_class(certified, cheat):
+    rec = certified[cheat]
+    checks = {f.check for f in rec.validity.findings if f.severity == "reason"}
+    assert not rec.validity.valid
+    assert checks & CHEATS[cheat], f"{cheat} refused by {sorted(checks)}, expected one of {sorted(CHEATS[cheat])}"
+
+
+def test_partial_batch_is_refused_at_batch_four(tmp_path, fakes_module):
+    rec = _suite(tmp_path, ["cheat-partial-batch"], kind="offline")["cheat-partial-batch"]
+    checks = {f.check for f in rec.validity.findings if f.severity == "reason"}
+    assert not rec.validity.valid and checks & {"accuracy", "audit.timed_outputs"}, sorted(checks)
+
+
+@pytest.mark.parametrize("adapter", HONEST)
+def test_honest_adapters_certify(certified, tmp_path, fakes_module, adapter):
+    """An honest run must pass certify: the rules are built to pass it on a shared 2-core runner at least 95% of
+    the time (bench_verdicts.py measures it). One rerun is allowed here, so a 5% noise failure does not fail CI
+    (both failing: ~0.25%), while an honest adapter the rules refuse systematically still fails this test."""
+    rec = certified[adapter]
+    if not rec.validity.valid:
+        rec = _suite(tmp_path, [adapter])[adapter]
+    assert rec.validity.valid, rec.validity.reasons
+    assert rec.audits.boundary.passed and rec.audits.timed_outputs.passed
+    assert rec.backend.peak_source.startswith("derived CPU peak") and rec.metrics.fraction_of_peak < 1

@@ -270,3 +270,136 @@ def test_damaged_kept_outputs_are_refused():
         accuracy.load_outputs(kept.model_copy(update={"data": other}))
     with pytest.raises(ValueError, match="do not decode"):
         accuracy.load_outputs(kept.model_copy(update={"data": "!!"}))
+
+
+# --------------------------------------------------------------------------- low-precision tolerances from the standard
+
+MOBILENET_96 = "{name: mobilenet-v2, params: {image_size: 96}}"
+MOBILENET_96_INT8 = "{name: mobilenet-v2, variant: int8, params: {image_size: 96}}"
+
+
+def _run_at_seed(tmp_path, seed: int, workloads: str, backends: str) -> list[ResultRecord]:
+    """run_inline at another seed (its spec fixes seed 5): the gate's inputs, and so the derived tolerance, change."""
+    text = f"""
+name: acc
+seed: {seed}
+workloads: [{workloads}]
+backends: [{backends}]
+scenarios: [{{kind: single_stream, min_duration_ms: 50, min_query_count: 64}}]
+run: {{profile: quick, isolation: inline, keep_samples: false}}
+"""
+    loaded = parse_spec(text, "acc.yaml", tmp_path)
+    cells = expand(loaded)
+    preflight(loaded, cells, tmp_path / "cache")
+    out = tmp_path / f"out-{seed}"
+    return run_suite(loaded, cells, RunOptions(out_dir=out, cache_dir=tmp_path / "cache")).records
+
+
+def test_int8_tolerance_is_derived_from_the_standards_own_int8_build_and_cached(tmp_path, monkeypatch, tiny_model):
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import catalog, resolve
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    cache = tmp_path / "cache"
+    wl = resolve(WorkloadSpec(name="mobilenet-v2", params={"image_size": 96}), tmp_path, "w", cache)
+    feeds, _ = wl.make_feeds(1, 8, 5)
+
+    def derive(claimed="int8", effective="int8", allow=False, workload=wl):
+        return accuracy.standard_tolerance(workload, feeds if workload is wl else workload.make_feeds(1, 2, 5)[0],
+                                           claimed=claimed, effective=effective, allow_mismatch=allow,
+                                           reference="onnxruntime", seed=5, cache_dir=cache)
+
+    prec, tol, source = derive()
+    # The standard's int8 build, run by the reference on the same inputs, measured as the gate measures.
+    int8 = catalog.materialize("mobilenet-v2", {"image_size": 96}, "int8", cache_dir=cache)
+    refs, _, _ = accuracy.reference_outputs(wl, feeds, "onnxruntime", 5, cache)
+    outs = accuracy._model_outputs("onnxruntime", int8, wl, feeds)
+    (build,), _ = accuracy.compare_outputs(outs, refs, wl.output_names, accuracy.TOLERANCES["int8"], True)
+    assert prec == "int8" and source.startswith("derived: 3 x the error of mobilenet-v2's int8 build under onnxruntime")
+    assert f"max rel error {build.max_rel_error:.3g}" in source
+    m = accuracy.TOLERANCE_MARGIN
+    assert m * build.max_rel_error <= tol.rel <= m * build.max_rel_error * 1.1  # rounded up to two digits
+    assert 1 - tol.min_cosine >= m * m * (1 - build.cosine_similarity)
+    assert accuracy.TOLERANCES["fp32"].rel <= tol.rel < accuracy.TOLERANCES["int8"].rel  # floor, ceiling
+    assert accuracy.TOLERANCES["int8"].min_cosine < tol.min_cosine < accuracy.TOLERANCES["fp32"].min_cosine
+
+    # Cached like the reference outputs: read back, not recomputed; an entry written over is not trusted.
+    (entry,) = (cache / "reference" / "tolerance").glob("*.npz")
+    mtime = entry.stat().st_mtime_ns
+    assert derive() == (prec, tol, source) and entry.stat().st_mtime_ns == mtime
+    with np.load(entry, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    np.savez(entry, meta=np.array(json.dumps(meta)), c0_o0=np.array([0.1, 0.5, 0.8, 0.5]))  # the old constants
+    assert derive() == (prec, tol, source)
+
+    # The claim decides, the effective precision only where a mismatch is allowed; constants where nothing is built.
+    assert derive("fp16", "int8", allow=True)[:2] == (prec, tol)
+    assert derive("fp16", "int8")[0] == "fp16" and derive("fp16", "int8")[2].startswith("derived: ")
+    assert derive("fp32", "fp32")[1:] == (accuracy.TOLERANCES["fp32"], derive("fp32", "fp32")[2])
+    assert derive("fp32", "fp32")[2].startswith("constant: ")
+    assert derive("bf16", "bf16")[1:] == (accuracy.TOLERANCES["bf16"], "constant: mobilenet-v2 has no bf16 build")
+    filed = resolve(WorkloadSpec(name="tiny", model=tiny_model), tmp_path, "w", cache)
+    prec, tol, source = derive(workload=filed)
+    assert tol == accuracy.TOLERANCES["int8"] and "not a standard build" in source
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_a_pruned_graph_claiming_int8_fails_the_derived_tolerance(tmp_path, fakes_on_path, variant):
+    """Issue 13: mobilenet-v2 with its first residual block cut out, claiming int8, passed the constant (0.5).
+
+    On the fp32 graph (fp32 arithmetic) and on the standard int8 graph itself (int8 arithmetic, closed-eligible).
+    """
+    workload = MOBILENET_96 if variant == "fp32" else MOBILENET_96_INT8
+    (rec,) = run_inline(tmp_path, workload, "{name: cheat-pruned-int8, precision: int8}")
+    acc = rec.accuracy
+    assert acc.precision == "int8" and acc.tolerance_source.startswith("derived: ")
+    assert acc.passed is False and not rec.validity.valid
+    # Inside today's constant, several times outside the derived bound.
+    assert acc.tolerance["rel"] < acc.max_rel_error < accuracy.TOLERANCES["int8"].rel
+    assert accuracy.TOLERANCES["int8"].min_cosine < acc.min_cosine_similarity < acc.tolerance["min_cosine"]
+    (reason,) = [r for r in rec.validity.reasons if r.startswith("accuracy gate failed")]
+    assert f"exceeds 1e-05 + {acc.tolerance['rel']:g} x scale" in reason and "cosine similarity" in reason
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_honest_int8_passes_the_derived_tolerance(tmp_path, seed):
+    """The acceptance that matters as much as the refusal: the standard's int8 build, run honestly, passes at every
+    seed, by ONNX Runtime's integer kernels and by its unfused QDQ graph (another int8 implementation)."""
+    records = _run_at_seed(tmp_path, seed, MOBILENET_96_INT8,
+                           "{name: onnxruntime, precision: int8}, {name: onnxruntime, precision: int8, "
+                           "label: ort-unfused, options: {graph_optimization_level: disable_all}}")
+    assert len(records) == 2
+    for rec in records:
+        acc = rec.accuracy
+        assert acc.tolerance_source.startswith("derived: ") and acc.tolerance["rel"] < accuracy.TOLERANCES["int8"].rel
+        assert acc.passed is True, acc.failures
+        assert acc.max_rel_error <= acc.tolerance["rel"] / 2  # well inside: the margin is 3
+        # Nothing about the answers or the precision claim holds it back (the timing audits are judged elsewhere).
+        assert not [f for f in rec.validity.findings if f.severity == "reason"
+                    and f.check in ("accuracy", "precision", "outputs", "division")], rec.validity.reasons
+
+
+def test_openvino_int8_passes_the_derived_tolerance(tmp_path):
+    """A third int8 engine on the same QDQ graph (OpenVINO's CPU plugin, its own low-precision transformations)."""
+    pytest.importorskip("openvino")
+    (rec,) = run_inline(tmp_path, MOBILENET_96_INT8, "{name: openvino, precision: int8}")
+    acc = rec.accuracy
+    assert acc.tolerance_source.startswith("derived: ") and acc.passed is True, acc.failures
+    assert acc.max_rel_error <= acc.tolerance["rel"] / 2
+
+
+def test_a_reviewer_derives_the_same_int8_tolerance(tmp_path, fakes_on_path):
+    (rec,) = run_inline(tmp_path, MOBILENET_96_INT8, "{name: onnxruntime, precision: int8}", run="accuracy_samples: 4")
+    review = accuracy.recheck(rec, tmp_path / "review")
+    assert review.passed and "within int8 tolerances" in review.detail, review.detail
+    # A record that applied a looser tolerance than the standard's derivation (the old constant) is refused...
+    loose = rec.model_copy(update={"accuracy": rec.accuracy.model_copy(update={"tolerance": {
+        k: float(v) for k, v in vars(accuracy.TOLERANCES["int8"]).items()}})})
+    review = accuracy.recheck(loose, tmp_path / "review")
+    assert not review.passed and "(abs, rel, min_cosine looser)" in review.detail  # top-1: at the constant here
+    assert "derived: 3 x the error of mobilenet-v2's int8 build" in review.detail
+    # ...and the pruned cheat's kept outputs fail the reviewer's comparison.
+    (cheat,) = run_inline(tmp_path / "c", MOBILENET_96_INT8, "{name: cheat-pruned-int8, precision: int8}",
+                          run="accuracy_samples: 4")
+    review = accuracy.recheck(cheat, tmp_path / "review")
+    assert not review.passed and "exceeds" in review.detail, review.detail

@@ -484,6 +484,10 @@ class Accuracy(_Model):
     )
     precision: str = Field(description="Precision whose tolerances applied.")
     tolerance: dict[str, float] = Field(default_factory=dict, description="abs, rel, min_cosine, min_top1_agreement.")
+    tolerance_source: str | None = Field(
+        None, description="Where the tolerance came from: 'derived: ...' (below fp32: a margin times the error of the "
+        "catalog's own build at that precision under the reference runtime, on the gate's inputs) or 'constant: why'; "
+        "null: the gate compared nothing, or a record from before schema 1.12 (constants throughout).")
     samples: int = Field(0, description="Inference calls compared (distinct seeded inputs).")
     seed: int = Field(0, description="Seed of the sample inputs.")
     pool_positions: list[int] | None = Field(

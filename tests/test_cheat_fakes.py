@@ -16,7 +16,7 @@ from time import perf_counter_ns
 import numpy as np
 import pytest
 
-from benchkit import accuracy
+from benchkit.checks import accuracy
 from benchkit.backends.base import WorkloadInfo
 from benchkit.errors import BackendError
 from benchkit.spec import WorkloadSpec

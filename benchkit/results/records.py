@@ -35,7 +35,7 @@ from benchkit.stats import LatencyStats
 # To add a field: bump SCHEMA_MINOR, add its line to SCHEMA_HISTORY, add tests/data/record_v1.<minor>.json
 # (`python tests/test_records.py RECORD`) and regenerate docs/reference/result.md.
 SCHEMA_VERSION = 1  # the major: 1 since the first record
-SCHEMA_MINOR = 11  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
+SCHEMA_MINOR = 12  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
 SCHEMA_HISTORY: dict[str, str] = {
     # Minors 1-7 were added before minors existed: records of those versions carry no schema_minor (they read as
     # 1.0), and which of these blocks they hold tells which benchkit wrote them.
@@ -59,6 +59,8 @@ SCHEMA_HISTORY: dict[str, str] = {
     "boundary audit), backend.provenance (the adapter's installed files), a derived CPU peak in backend.peak_source",
     "1.11": "accuracy.measured_outputs (the gate's outputs, kept so that check-bundle can re-check them), "
     "accuracy.pool_positions (which inputs of the pool the gate compared)",
+    "1.12": "accuracy.tolerance_source (below fp32: the tolerance derived from the standard's own build at that "
+    "precision)",
 }
 
 

@@ -257,18 +257,30 @@ def _integrity(cell: Cell, ctx: SuiteContext, backend, wl, info, feeds: list, st
 
     lo, hi = _BOUNDARY_QUERIES
     n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 2 * call_ns))))
-    fresh = audits.fresh_inputs(wl, asked, n, cell.seed + _BOUNDARY_SEED_OFFSET)
-    e2e = boundary.time_end_to_end(backend, fresh, staged)
-    del fresh
     out_bytes = sum(int(np.asarray(a).nbytes) for a in outs)
-    audit = boundary.audit_boundary(
-        e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(asked),
-        output_bytes=out_bytes, tensors=len(wl.inputs) + len(outs), allowance=boundary.allowance_for(info.device))
-    block = records.Audit(passed=audit.passed, figures=audit.figures(),
-                          summary="; ".join(f.message for f in audit.findings) or
+    stage_ns: list[int] = []
+    fetch_ns: list[int] = []
+    # A failed pass is confirmed by a second one on other never-seen inputs before it counts: a burst of load on a
+    # shared machine can upset one pass's medians; work outside the timed region fails every pass.
+    for attempt in range(2):
+        fresh = audits.fresh_inputs(wl, asked, n, cell.seed + _BOUNDARY_SEED_OFFSET + attempt)
+        e2e = boundary.time_end_to_end(backend, fresh, staged)
+        del fresh
+        stage_ns += e2e.stage_ns
+        fetch_ns += e2e.fetch_ns
+        audit = boundary.audit_boundary(
+            e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(asked),
+            output_bytes=out_bytes, tensors=len(wl.inputs) + len(outs),
+            allowance=boundary.allowance_for(info.device))
+        if audit.passed:
+            break
+    figures = {**audit.figures(), "passes": attempt + 1}
+    block = records.Audit(passed=audit.passed, figures=figures,
+                          summary="; ".join(f.message for f in audit.findings) + " (confirmed on a second pass)" if
+                          not audit.passed else
                           f"untimed phases {audit.untimed_share:.1%} of fresh queries' end-to-end time (plausible: "
                           f"{audit.plausible_share:.1%}); fresh end-to-end p50 {audit.fresh_ratio:.2f}x the timed p50")
-    return _Integrity(loop, block, list(e2e.stage_ns), list(e2e.fetch_ns))
+    return _Integrity(loop, block, stage_ns, fetch_ns)
 
 
 def _audit(cell: Cell, backend, wl, staged: list, m, asked: int, n_inputs: int, effective_batch: int,

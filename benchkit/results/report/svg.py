@@ -47,6 +47,7 @@ class RefLine:
     y: float | None = None
     segment: tuple[float, float, float, float] | None = None
     color: str = "#555555"
+    label_at: str = "end"  # where a horizontal line's label sits: "end" (right) or "start" (left)
 
 
 @dataclass
@@ -179,14 +180,14 @@ def chart(
             py = sy(r.y)
             o.append(f'<line class="ref" x1="{left}" y1="{py:.1f}" x2="{left + pw}" y2="{py:.1f}" '
                      f'stroke="{r.color}"><title>{escape(r.label)}</title></line>')
-            labels.append(f'<text class="reflabel" x="{left + pw - 4}" y="{max(py - 4, top + 10):.1f}" '
-                          f'text-anchor="end" fill="{r.color}">{escape(r.label)}</text>')
+            lx, anchor = (left + 4, "start") if r.label_at == "start" else (left + pw - 4, "end")
+            labels.append(f'<text class="reflabel" x="{lx}" y="{max(py - 4, top + 10):.1f}" '
+                          f'text-anchor="{anchor}" fill="{r.color}">{escape(r.label)}</text>')
         elif r.segment is not None:
             a, b, c, d = r.segment
             o.append(f'<line class="ref" x1="{sx(a):.1f}" y1="{sy(b):.1f}" x2="{sx(c):.1f}" y2="{sy(d):.1f}" '
                      f'stroke="{r.color}"><title>{escape(r.label)}</title></line>')
     o.append("</g>")
-    o.extend(labels)
     for i, s in enumerate(series):
         color = s.color or PALETTE[i % len(PALETTE)]
         o.append(f'<g class="series" data-series="{escape(s.name)}" data-n="{len(s.points)}">')
@@ -202,6 +203,7 @@ def chart(
             o.append(f'<circle class="pt" cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="4" fill="{fill}" '
                      f'stroke="{color}"><title>{escape(p.tip or s.name)}</title></circle>')
         o.append("</g>")
+    o.extend(labels)  # over the data, on a white halo (CSS): a reference line's label stays readable
     o.append('<g class="legend">')
     for i, s in enumerate(series):
         color = s.color or PALETTE[i % len(PALETTE)]

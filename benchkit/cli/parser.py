@@ -190,4 +190,6 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("results", nargs="+", metavar="RESULTS", help="record files or directories")
     rp.add_argument("-o", "--output", type=Path, required=True, help="HTML file to write, e.g. report.html")
     rp.add_argument("--title", help="page title (default: the spec names)")
+    rp.add_argument("--baseline", metavar="BACKEND_ID",
+                    help="backend whose rows the ratio column starts from (each leaderboard can switch it)")
     return p

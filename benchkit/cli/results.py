@@ -217,6 +217,6 @@ def cmd_export(args) -> int:
 def cmd_report(args) -> int:
     from benchkit.results.report import write_report
 
-    out = write_report(args.results, args.output, args.title)
+    out = write_report(args.results, args.output, args.title, baseline=args.baseline)
     print(f"report {out} ({out.stat().st_size:,} bytes; self-contained, opens offline)")
     return 0

@@ -130,6 +130,14 @@ def test_honest_controls_pass_every_check(fakes_on_path, name):
     assert len(by["batch"].figures["ran"]) == 2 * len(MICRO_WORKLOADS)
 
 
+def test_boundary_is_inconclusive_where_the_work_cannot_show(monkeypatch):
+    # One tiny gemm: its work never exceeds the transfer allowance, so the audit cannot see work moved out.
+    monkeypatch.setattr("benchkit.conformance.kit.BOUNDARY_LADDER", ({"m": 1, "n": 16, "k": 16},))
+    (r,) = check_adapter("onnxruntime", only=["boundary"]).results
+    assert r.status == "skipped" and r.detail.startswith("inconclusive"), r
+    assert len(r.figures["ladder"]) == 2 and all(s["resolution"] == 0 for s in r.figures["ladder"])  # climbed twice
+
+
 @pytest.mark.parametrize("seed", [0, 1, 20240601])
 def test_long_run_plan(seed):
     plan = long_run_plan(LONG_RUN_CALLS, LONG_RUN_POOL, LONG_RUN_FETCHES, seed)

@@ -48,8 +48,8 @@ The checks:
                         (:data:`BOUNDARY_LADDER`): ``stage`` and ``fetch`` within the allowance, fresh queries'
                         end-to-end latency in line with the timed latency (no work in ``stage``/``fetch``, no
                         ``synchronize`` that returns early, no cache answering repeated inputs). The allowance is
-                        the standard transfer allowance plus ``stage`` + ``fetch`` on the smallest gemm (a cost
-                        that does not grow with the work is not moved work). Failed only when all
+                        the standard transfer allowance plus ``stage`` + ``fetch`` on the smallest gemm, timed
+                        alongside (a cost that does not grow with the work is not moved work). Failed only when all
                         :data:`_BOUNDARY_ATTEMPTS` attempts fail; skipped when, in two climbs, the largest gemm's
                         work stays within the allowance (the audit cannot see it there)
 ``claims``              ``info()``'s runtime version against the installed distribution of the runtime the
@@ -129,8 +129,7 @@ BOUNDARY_MAX_CALL_NS = 20_000_000
 """The ladder climbs no further once a fresh query takes this long, from its second size on (a slow adapter's
 audit stays short)."""
 BOUNDARY_POOL = 8
-_BOUNDARY_PROBES = 9  # the ladder judges each size by the fastest of these fresh queries, and takes the
-# per-call stage + fetch cost as their median on the smallest size
+_BOUNDARY_PROBES = 9  # the ladder judges each size by the fastest of these fresh queries
 _BOUNDARY_QUERIES = (8, 32)  # never-seen queries of the audit, as the runner's every-cell audit uses
 _BOUNDARY_BUDGET_NS = 500_000_000
 _BOUNDARY_ATTEMPTS = 3  # timing on a shared machine is noisy: a cheat fails every attempt, noise rarely thrice
@@ -268,10 +267,39 @@ class _Rung:
     wl: Any
     pool: list[Any]
     probe_ns: int = 0  # fastest fresh query, end to end
-    allowance: Any = None  # the device's TransferAllowance, its fixed part raised by base_untimed_ns
-    base_untimed_ns: int = 0  # stage + fetch on the smallest gemm: what every call pays, whatever its work
+    untimed_ns: int = 0  # median stage + fetch of the fresh queries probed
+    allowance: Any = None  # the standard TransferAllowance for the adapter's device
     out_bytes: int = 0
     tensors: int = 0
+
+
+def _close_rungs(*rungs: _Rung | None) -> None:
+    for r in {id(r): r for r in rungs if r is not None}.values():
+        r.backend.close()
+
+
+def _raised(allowance: Any, per_call_ns: int) -> Any:
+    """The transfer allowance with a per-call cost added to its fixed part."""
+    import dataclasses
+
+    return dataclasses.replace(allowance, fixed_ns=allowance.fixed_ns + int(per_call_ns))
+
+
+def _interleaved(rung: _Rung, fresh: Sequence[Any], base: _Rung, base_fresh: Sequence[Any]):
+    """Fresh queries on ``rung`` and on the smallest gemm ``base``, one after the other, each preceded by a timed
+    call on its pool: (``rung``'s samples, ``base``'s), taken under the same machine conditions."""
+    from benchkit.checks.boundary import EndToEndSamples, time_end_to_end
+
+    got, beside = [], []
+    for i, (f, g) in enumerate(zip(fresh, base_fresh)):
+        got.append(time_end_to_end(rung.backend, [f], [rung.pool[i % len(rung.pool)]]))
+        beside.append(time_end_to_end(base.backend, [g], [base.pool[i % len(base.pool)]]))
+
+    def joined(parts: list[EndToEndSamples]) -> EndToEndSamples:
+        return EndToEndSamples(*(sum((getattr(p, f) for p in parts), ()) for f in
+                                 ("stage_ns", "run_ns", "fetch_ns", "end_to_end_ns", "timed_ns")))
+
+    return joined(got), joined(beside)
 
 
 class _Kit:
@@ -591,22 +619,22 @@ class _Kit:
                            f"never-seen inputs; {len(calls)} fetched at seeded positions up to call {calls[-1]}, "
                            f"each after un-fetched calls: all within tolerance (max rel error {max_rel:.2g})", figures)
 
-    def _climb(self) -> tuple[_Rung, list[dict[str, Any]], float]:
+    def _climb(self) -> tuple[_Rung, _Rung, list[dict[str, Any]], float]:
         """Load gemm sizes of :data:`BOUNDARY_LADDER` until a fresh query's work exceeds the rung's allowance
-        :data:`BOUNDARY_RESOLUTION` times over: (the last rung, still loaded; each rung's figures; its resolution).
+        :data:`BOUNDARY_RESOLUTION` times over: (the smallest rung and the last one, both still loaded; each
+        rung's figures; the last one's resolution).
 
-        A rung's allowance is the standard transfer allowance plus what ``stage`` and ``fetch`` took on the
-        smallest gemm (median over its probes): a cost every call pays whatever its size (Python and runtime
-        overhead, slower on a loaded machine) is not work moved out of the timed region, while moved work grows
-        with the gemm and, at the rung chosen, exceeds this allowance at least twice over.
+        A rung's allowance is the standard transfer allowance plus what ``stage`` and ``fetch`` take on the
+        smallest gemm: a cost every call pays whatever its size (Python and runtime overhead, a runtime's worker
+        threads still spinning after a call, all slower on a loaded machine) is not work moved out of the timed
+        region, while moved work grows with the gemm and, at the rung chosen, exceeds this allowance at least
+        twice over. The smallest rung stays loaded so that the audit can measure that cost beside it.
         """
-        import dataclasses
-
         from benchkit.checks import accuracy, boundary as bd
 
         ladder: list[dict[str, Any]] = []
+        base: _Rung | None = None
         rung: _Rung | None = None
-        base_ns = base_untimed_ns = None
         resolution = 0.0
         try:
             for params in BOUNDARY_LADDER:
@@ -617,82 +645,79 @@ class _Kit:
                     if rung is None:
                         raise
                     break  # the largest gemm it accepts
-                if rung is not None:
+                if rung is not None and rung is not base:
                     rung.backend.close()
-                rung = None
-                pool = [backend.stage(f) for f in wl.make_feeds(1, BOUNDARY_POOL, _SEED + 2)[0]]
-                rung = _Rung(backend, wl, pool)
-                for s in pool:  # warm: first-call costs paid, and any cache filled, as in a measured loop
+                rung = _Rung(backend, wl, [backend.stage(f) for f in wl.make_feeds(1, BOUNDARY_POOL, _SEED + 2)[0]])
+                base = base or rung
+                for s in rung.pool:  # warm: first-call costs paid, and any cache filled, as in a measured loop
                     outs = accuracy.run_outputs(backend, s)
-                # Interleaved with timed calls on the pool, as the audit will be: what stage and fetch cost right
-                # after a call (a runtime's worker threads still spinning, say) is part of the per-call cost.
-                probes = bd.time_end_to_end(backend, wl.make_feeds(1, _BOUNDARY_PROBES, _SEED + 3)[0], pool)
+                # Interleaved with timed calls on the pool, as the audit will be.
+                probes = bd.time_end_to_end(backend, wl.make_feeds(1, _BOUNDARY_PROBES, _SEED + 3)[0], rung.pool)
                 rung.probe_ns = min(probes.end_to_end_ns)
-                if base_ns is None:
-                    base_ns = rung.probe_ns
-                    base_untimed_ns = int(np.median(np.add(probes.stage_ns, probes.fetch_ns)))
-                standard = bd.allowance_for(backend.info().device)
-                rung.allowance = dataclasses.replace(standard, fixed_ns=standard.fixed_ns + base_untimed_ns)
-                rung.base_untimed_ns = base_untimed_ns
+                rung.untimed_ns = int(np.median(np.add(probes.stage_ns, probes.fetch_ns)))
+                rung.allowance = bd.allowance_for(backend.info().device)
                 rung.out_bytes, rung.tensors = sum(int(a.nbytes) for a in outs), len(wl.inputs) + len(outs)
-                limit = rung.allowance.ns(wl.bytes_per_call(1), rung.out_bytes, rung.tensors)
-                resolution = (rung.probe_ns - base_ns) / limit
+                limit = _raised(rung.allowance, base.untimed_ns).ns(wl.bytes_per_call(1), rung.out_bytes,
+                                                                     rung.tensors)
+                resolution = (rung.probe_ns - base.probe_ns) / limit
                 ladder.append({"n": params["n"], "k": params["k"], "fresh_min_ns": int(rung.probe_ns),
                                "allowance_ns": int(limit), "resolution": round(resolution, 2)})
                 # Two sizes at least: the first alone cannot tell work from what every call costs.
                 if resolution >= BOUNDARY_RESOLUTION or (rung.probe_ns > BOUNDARY_MAX_CALL_NS and len(ladder) > 1):
                     break
         except BaseException:
-            if rung is not None:
-                rung.backend.close()
+            _close_rungs(base, rung)
             raise
-        assert rung is not None
-        return rung, ladder, resolution
+        assert base is not None and rung is not None
+        return base, rung, ladder, resolution
 
     def boundary(self) -> CheckResult:
-        """The end-to-end boundary audit on never-seen inputs of a gemm whose work exceeds the transfer allowance."""
+        """The end-to-end boundary audit on never-seen inputs of a gemm whose work exceeds the allowance."""
         from benchkit.checks import boundary as bd
 
         if not self.computes:
             raise _Skipped(f"{self.name} declares computes_outputs = False: it does no work to locate")
-        rung, ladder, resolution = self._climb()
+        base, rung, ladder, resolution = self._climb()
         if resolution < BOUNDARY_RESOLUTION:  # a stall while timing the smallest gemm hides the work: climb again
-            rung.backend.close()
-            rung, again, resolution = self._climb()
+            _close_rungs(base, rung)
+            base, rung, again, resolution = self._climb()
             ladder += again
         wl = rung.wl
         lo, hi = _BOUNDARY_QUERIES
         n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 2 * rung.probe_ns))))
         audits: list[bd.BoundaryAudit] = []
+        per_call: list[int] = []
         try:
             for attempt in range(_BOUNDARY_ATTEMPTS):
                 fresh, _ = wl.make_feeds(1, n, _SEED + 4 + attempt)  # never seen: a seed no other call used
-                e2e = bd.time_end_to_end(rung.backend, fresh, rung.pool)
+                base_fresh, _ = base.wl.make_feeds(1, n, _SEED + 8 + attempt)
+                e2e, beside = _interleaved(rung, fresh, base, base_fresh)
+                per_call.append(int(np.median(np.add(beside.stage_ns, beside.fetch_ns))))
                 audits.append(bd.audit_boundary(
                     e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(1),
-                    output_bytes=rung.out_bytes, tensors=rung.tensors, allowance=rung.allowance))
+                    output_bytes=rung.out_bytes, tensors=rung.tensors,
+                    allowance=_raised(rung.allowance, per_call[-1])))
                 if audits[-1].passed:
                     break
         finally:
-            rung.backend.close()
+            _close_rungs(base, rung)
         audit = audits[-1]
         p = wl.params
         size = f"gemm {p['m']}x{p['n']}x{p['k']}"
-        figures = {"workload": size, "ladder": ladder, "base_untimed_ns": rung.base_untimed_ns, "queries": n,
-                   "attempts": len(audits),
-                   **audit.figures(), "first_attempt": audits[0].figures()}
+        figures = {"workload": size, "ladder": ladder, "queries": n, "attempts": len(audits),
+                   "per_call_untimed_ns": per_call, **audit.figures(), "first_attempt": audits[0].figures()}
         if not audit.passed:
             raise _Failed(f"{size}, {len(audits)} of {len(audits)} attempts: "
                           + "; ".join(f.message for f in audit.findings if f.severity == "reason"), figures)
         summary = (f"{size}: stage + fetch p50 {audit.untimed_p50_ns / 1e3:.1f} µs within the "
-                   f"{audit.allowance_ns / 1e3:.1f} µs allowance (transfers, and {rung.base_untimed_ns / 1e3:.1f} µs "
-                   f"of stage + fetch on the smallest gemm); fresh end-to-end p50 "
+                   f"{audit.allowance_ns / 1e3:.1f} µs allowance (transfers, and {per_call[-1] / 1e3:.1f} µs of "
+                   f"stage + fetch on the smallest gemm, timed alongside); fresh end-to-end p50 "
                    f"{audit.fresh_ratio:.2f}x the timed p50 ({n} never-seen queries"
                    f"{f', attempt {len(audits)}' if len(audits) > 1 else ''})")
         if resolution < BOUNDARY_RESOLUTION:
             return CheckResult("boundary", "skipped",
-                               f"inconclusive: the largest gemm tried adds {resolution:.2g} transfer allowances of "
-                               f"work to a fresh query (needed: {BOUNDARY_RESOLUTION:g}), so work moved into stage or "
+                               f"inconclusive: the largest gemm tried adds {resolution:.2g} allowances of work "
+                               f"to a fresh query (needed: {BOUNDARY_RESOLUTION:g}), so work moved into stage or "
                                f"fetch could hide in the allowance on this device; {summary}", figures)
         return CheckResult("boundary", "passed", summary, figures)
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from benchkit.checks.provenance import probe_accelerators
 from benchkit.errors import BackendError, BackendUnavailable
-from benchkit.conformance.kit import MICRO_WORKLOADS, check_adapter, check_names
+from benchkit.conformance.kit import (LONG_RUN_CALLS, LONG_RUN_FETCHES, LONG_RUN_POOL, MICRO_WORKLOADS, check_adapter,
+                                      check_names, long_run_plan)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +40,7 @@ def test_builtin_adapter_passes(name):
     by = {r.name: r for r in report.results}
     assert [r.name for r in report.results] == check_names()
     if name == "null":
-        assert by["unsupported-operator"].status == "skipped"
+        assert all(by[c].status == "skipped" for c in ("batch", "long-run", "boundary", "unsupported-operator"))
     else:
         assert all(r.status == "passed" for r in report.results), report.summary()
         assert by["workload[gemm]"].figures["max_rel_error"] < 1e-4
@@ -77,6 +79,79 @@ def test_precision_cheat_fails_the_workload_checks(fakes_on_path):
 def test_zeros_cheat_fails_the_unfetched_calls_check(fakes_on_path):
     (r,) = check_adapter("cheat-zeros", only=["workload[mlp]"]).results
     assert r.status == "failed" and "not fetched" in r.detail
+
+
+# Each issue-13 cheat (tests/fakes/benchkit_cheating_adapters.py) and the kit check that must catch it.
+CHEATS = [
+    ("cheat-stage", {}, "boundary"),
+    ("cheat-stage-spin", {}, "boundary"),
+    ("cheat-fetch", {}, "boundary"),
+    ("cheat-async", {}, "boundary"),
+    ("cheat-cache", {}, "boundary"),
+    ("cheat-repeat-bypass", {}, "boundary"),
+    ("cheat-first-inputs", {}, "long-run"),
+    ("cheat-stale", {}, "long-run"),
+    ("cheat-stale", {"stale_after": 250}, "long-run"),  # honest far past every warm-up and audit window
+    ("cheat-zeros", {}, "long-run"),
+    ("cheat-partial-batch", {}, "batch"),
+    ("cheat-precision", {}, "workload[gemm]"),
+    ("cheat-pruned-int8", {}, "workload[mlp]"),
+    ("cheat-false-info", {}, "claims"),
+]
+
+
+@pytest.mark.parametrize("name,options,check", CHEATS, ids=[f"{n}{o or ''}-{c}" for n, o, c in CHEATS])
+def test_cheat_fails_its_check(fakes_on_path, name, options, check):
+    report = check_adapter(name, options, only=[check])
+    (r,) = report.results
+    assert r.status == "failed", r
+    assert r.figures and not report.passed, r
+    f = r.figures
+    if check == "boundary":  # every attempt failed, on the audit's own figures
+        assert f["attempts"] == 3 and (f["untimed_p50_ns"] > f["allowance_ns"] or f["fresh_ratio"] > 3), f
+    elif check == "long-run":
+        assert f["calls"] == LONG_RUN_CALLS and f["wrong_calls"], f
+        stale_after = options.get("stale_after", 64) if name == "cheat-stale" else None
+        if stale_after:  # right until it goes stale, wrong after
+            assert all(c >= stale_after for c in f["wrong_calls"]) and max(f["fetched_calls"]) in f["wrong_calls"]
+    elif check == "batch":
+        assert f["wrong_samples"] and all(0 not in s for s in f["wrong_samples"].values()), f  # the first is right
+    elif check == "claims":
+        assert "reports onnxruntime 9.9.0 but" in r.detail, r.detail
+        if not any(a.vendor == "NVIDIA" for a in probe_accelerators()):  # on an NVIDIA machine, only the model differs
+            assert "no NVIDIA device is present" in r.detail, r.detail
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "spin-honest"])
+def test_honest_controls_pass_every_check(fakes_on_path, name):
+    report = check_adapter(name, cycles=4)
+    assert [r.name for r in report.results] == check_names()
+    assert all(r.status == "passed" for r in report.results), report.summary()
+    by = {r.name: r for r in report.results}
+    assert by["long-run"].figures["fetched_calls"][-1] == LONG_RUN_CALLS - 1
+    assert by["boundary"].figures["ladder"][-1]["resolution"] >= 2
+    assert len(by["batch"].figures["ran"]) == 2 * len(MICRO_WORKLOADS)
+
+
+def test_boundary_is_inconclusive_where_the_work_cannot_show(monkeypatch):
+    # One tiny gemm: its work never exceeds the transfer allowance, so the audit cannot see work moved out.
+    monkeypatch.setattr("benchkit.conformance.kit.BOUNDARY_LADDER", ({"m": 1, "n": 16, "k": 16},))
+    (r,) = check_adapter("onnxruntime", only=["boundary"]).results
+    assert r.status == "skipped" and r.detail.startswith("inconclusive"), r
+    assert len(r.figures["ladder"]) == 2 and all(s["resolution"] == 0 for s in r.figures["ladder"])  # climbed twice
+
+
+@pytest.mark.parametrize("seed", [0, 1, 20240601])
+def test_long_run_plan(seed):
+    plan = long_run_plan(LONG_RUN_CALLS, LONG_RUN_POOL, LONG_RUN_FETCHES, seed)
+    order, fetched = plan.inputs, sorted(plan.fetched)
+    assert len(order) == LONG_RUN_CALLS and all(a != b for a, b in zip(order, order[1:]))  # never back to back
+    assert len(fetched) == LONG_RUN_FETCHES and 0 not in plan.fetched and fetched[-1] == LONG_RUN_CALLS - 1
+    assert all(b - a >= 2 for a, b in zip(fetched, fetched[1:]))  # each fetched call follows an un-fetched one
+    never_seen = [i for i in order if i >= LONG_RUN_POOL]
+    assert sorted(never_seen) == list(range(LONG_RUN_POOL, LONG_RUN_POOL + plan.never_seen))  # each runs once
+    assert all(order[c] >= LONG_RUN_POOL for c in fetched[1::2])
+    assert len({order[c] for c in fetched[::2]} - set(range(4))) >= 2  # pool inputs past the first four are looked at
 
 
 def test_extra_precision_check_reports_what_ran():
@@ -132,8 +207,9 @@ def test_pytest_plugin_and_factory(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    # registry, options, workload[tiny-add], coverage, load-close pass; unsupported-operator skips; + fixture
-    assert "6 passed, 1 skipped" in r.stdout, r.stdout
+    # registry, options, workload[tiny-add], coverage, claims, load-close pass; batch, long-run, boundary and
+    # unsupported-operator skip (null computes nothing); + fixture
+    assert "7 passed, 4 skipped" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider", "OpenVINOExecutionProvider",

@@ -35,6 +35,26 @@ The checks:
                         *skipped* as unsupported, not failed
 ``coverage``            at least one micro-workload ran
 ``precision[P]``        for each extra ``--precision``: gemm claimed at P reports P and meets P's tolerance
+``batch``               each micro-workload that ran, at batches 3 and 8 (:data:`BATCH_SIZES`): every sample of a
+                        batched call within tolerance of the reference (no work skipped for all but some samples).
+                        A batch the adapter rejects at load is skipped, not failed
+``long-run``            :data:`LONG_RUN_CALLS` calls on one micro-workload, far more than the warm-up and audit
+                        windows, cycling over :data:`LONG_RUN_POOL` staged inputs with never-seen ones staged in
+                        between; outputs fetched at seeded positions, each after calls whose results were not
+                        fetched, against the reference (no adapter honest only early, on the first inputs, or
+                        only when it is looked at)
+``boundary``            the end-to-end timing-boundary audit (:mod:`benchkit.checks.boundary`) on never-seen
+                        inputs of a gemm large enough that its work clearly exceeds the allowance
+                        (:data:`BOUNDARY_LADDER`): ``stage`` and ``fetch`` within the allowance, fresh queries'
+                        end-to-end latency in line with the timed latency (no work in ``stage``/``fetch``, no
+                        ``synchronize`` that returns early, no cache answering repeated inputs). The allowance is
+                        the standard transfer allowance plus ``stage`` + ``fetch`` on the smallest gemm, timed
+                        alongside (a cost that does not grow with the work is not moved work). Failed only when all
+                        :data:`_BOUNDARY_ATTEMPTS` attempts fail; skipped when, in two climbs, the largest gemm's
+                        work stays within the allowance (the audit cannot see it there)
+``claims``              ``info()``'s runtime version against the installed distribution of the runtime the
+                        adapter drives, its device against the accelerators probed on this machine, and the
+                        adapter's installed files against their ``RECORD`` (:mod:`benchkit.checks.provenance`)
 ``load-close``          ``cycles`` rounds of construct, load, run, fetch, close: none fails, and the
                         process's resident memory grows by at most ``rss_growth_limit_mib``
 ``unsupported-operator`` a graph with an operator of an unknown domain fails with a BackendError
@@ -43,7 +63,7 @@ The checks:
 Adapters that declare ``computes_outputs = False`` (the ``null`` backend,
 which measures the harness) are exempt from the output comparisons, the
 precision checks and the unsupported-operator check; those are reported as
-skipped with that reason.
+skipped with that reason, and so are ``batch``, ``long-run`` and ``boundary`` (no work to check).
 
 The reference is ONNX Runtime on the CPU at fp32, except when the adapter
 under test is ``onnxruntime`` itself, which is judged against
@@ -62,6 +82,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 MICRO_WORKLOADS: dict[str, dict[str, Any]] = {
     "tiny-add": {"params": {}, "dims": {}},
     "gemm": {"params": {"m": 32, "n": 64, "k": 64}, "dims": {}},
@@ -78,6 +100,39 @@ UNSUPPORTED_OP = "Unobtainium"
 _PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed")
 _SAMPLES = 3
 _SEED = 20240601
+
+BATCH_SIZES = (3, 8)
+"""Batches of the ``batch`` check: an odd one and a power of two (a cheat may round, pad or special-case either)."""
+
+LONG_RUN_CALLS = 320
+"""Calls of the ``long-run`` check: past the standard warm-up (10 queries), the first pool inputs (4) the
+accuracy gate once compared, and the call counts after which a stale or lazy adapter might stop working (64)."""
+LONG_RUN_POOL = 12
+"""Distinct inputs staged before the ``long-run`` calls and cycled over (never the same one back to back)."""
+LONG_RUN_FETCHES = 16
+"""Calls of the ``long-run`` check whose outputs are fetched: one seeded call per window of the run, never two
+adjacent (each follows a call whose results were not fetched), the last call always; every other one runs an
+input staged just before it, never seen by the adapter."""
+
+BOUNDARY_LADDER: tuple[dict[str, int], ...] = (
+    {"m": 64, "n": 256, "k": 256},
+    {"m": 64, "n": 512, "k": 512},
+    {"m": 64, "n": 1024, "k": 1024},
+    {"m": 64, "n": 2048, "k": 2048},
+)
+"""gemm sizes the ``boundary`` check climbs (4x the work, 2x the bytes per step) until the work is visible."""
+BOUNDARY_RESOLUTION = 2.0
+"""The ladder stops where a fresh query's end-to-end time exceeds the smallest gemm's by this many allowances:
+work moved into ``stage`` or ``fetch`` then exceeds the allowance at least this many times over, whatever
+constant cost (a busy-wait, a fixed launch) the adapter adds to every call."""
+BOUNDARY_MAX_CALL_NS = 20_000_000
+"""The ladder climbs no further once a fresh query takes this long, from its second size on (a slow adapter's
+audit stays short)."""
+BOUNDARY_POOL = 8
+_BOUNDARY_PROBES = 9  # the ladder judges each size by the fastest of these fresh queries
+_BOUNDARY_QUERIES = (8, 32)  # never-seen queries of the audit, as the runner's every-cell audit uses
+_BOUNDARY_BUDGET_NS = 500_000_000
+_BOUNDARY_ATTEMPTS = 3  # timing on a shared machine is noisy: a cheat fails every attempt, noise rarely thrice
 
 Status = Literal["passed", "failed", "skipped"]
 
@@ -122,7 +177,8 @@ def check_names(precisions: Sequence[str] = (), workloads: Sequence[str] | None 
     """Names of the checks :func:`check_adapter` runs, in order (stable: pytest ids are built from them)."""
     wls = list(workloads) if workloads is not None else list(MICRO_WORKLOADS)
     return (["registry", "options"] + [f"workload[{w}]" for w in wls] + ["coverage"]
-            + [f"precision[{p}]" for p in precisions] + ["load-close", "unsupported-operator"])
+            + [f"precision[{p}]" for p in precisions]
+            + ["batch", "long-run", "boundary", "claims", "load-close", "unsupported-operator"])
 
 
 class _Failed(Exception):
@@ -179,13 +235,17 @@ def check_adapter(
         raise
     except Exception:  # noqa: BLE001 - other failures are findings, reported by the options check
         pass
-    kit = _Kit(name, dict(options or {}), precision, cache_dir)
+    kit = _Kit(name, dict(options or {}), precision, cache_dir, wls)
     plan: list[tuple[str, Callable[[], CheckResult | str]]] = [
         ("registry", kit.registry),
         ("options", kit.options),
         *[(f"workload[{w}]", (lambda w=w: kit.workload(w))) for w in wls],
         ("coverage", kit.coverage),
         *[(f"precision[{p}]", (lambda p=p: kit.precision_check(p))) for p in precisions],
+        ("batch", kit.batch),
+        ("long-run", kit.long_run),
+        ("boundary", kit.boundary),
+        ("claims", kit.claims),
         ("load-close", lambda: kit.load_close(cycles, rss_growth_limit_mib)),
         ("unsupported-operator", kit.unsupported_operator),
     ]
@@ -199,10 +259,55 @@ def check_adapter(
     return ConformanceReport(name, dict(options or {}), tuple(results))
 
 
+@dataclass
+class _Rung:
+    """One loaded size of the boundary check's gemm ladder, with what its audit needs."""
+
+    backend: Any
+    wl: Any
+    pool: list[Any]
+    probe_ns: int = 0  # fastest fresh query, end to end
+    untimed_ns: int = 0  # median stage + fetch of the fresh queries probed
+    allowance: Any = None  # the standard TransferAllowance for the adapter's device
+    out_bytes: int = 0
+    tensors: int = 0
+
+
+def _close_rungs(*rungs: _Rung | None) -> None:
+    for r in {id(r): r for r in rungs if r is not None}.values():
+        r.backend.close()
+
+
+def _raised(allowance: Any, per_call_ns: int) -> Any:
+    """The transfer allowance with a per-call cost added to its fixed part."""
+    import dataclasses
+
+    return dataclasses.replace(allowance, fixed_ns=allowance.fixed_ns + int(per_call_ns))
+
+
+def _interleaved(rung: _Rung, fresh: Sequence[Any], base: _Rung, base_fresh: Sequence[Any]):
+    """Fresh queries on ``rung`` and on the smallest gemm ``base``, one after the other, each preceded by a timed
+    call on its pool: (``rung``'s samples, ``base``'s), taken under the same machine conditions."""
+    from benchkit.checks.boundary import EndToEndSamples, time_end_to_end
+
+    got, beside = [], []
+    for i, (f, g) in enumerate(zip(fresh, base_fresh)):
+        got.append(time_end_to_end(rung.backend, [f], [rung.pool[i % len(rung.pool)]]))
+        beside.append(time_end_to_end(base.backend, [g], [base.pool[i % len(base.pool)]]))
+
+    def joined(parts: list[EndToEndSamples]) -> EndToEndSamples:
+        return EndToEndSamples(*(sum((getattr(p, f) for p in parts), ()) for f in
+                                 ("stage_ns", "run_ns", "fetch_ns", "end_to_end_ns", "timed_ns")))
+
+    return joined(got), joined(beside)
+
+
 class _Kit:
-    def __init__(self, name: str, options: dict[str, Any], precision: str, cache_dir: Path | None) -> None:
+    def __init__(self, name: str, options: dict[str, Any], precision: str, cache_dir: Path | None,
+                 workloads: Sequence[str] = tuple(MICRO_WORKLOADS)) -> None:
         self.name, self.opts, self.precision = name, options, precision
         self.cache_dir = cache_dir
+        self.wls = list(workloads)  # the micro-workloads asked for
         self.ran: list[str] = []  # workloads that ran
         self._cls = None
 
@@ -233,18 +338,19 @@ class _Kit:
     def computes(self) -> bool:
         return bool(getattr(self.cls(), "computes_outputs", True))
 
-    def resolve(self, workload: str, variant: str = "fp32"):
+    def resolve(self, workload: str, variant: str = "fp32", params: Mapping[str, Any] | None = None):
         from benchkit.spec import WorkloadSpec
         from benchkit.workloads import resolve
 
         spec = MICRO_WORKLOADS[workload]
-        ws = WorkloadSpec(name=workload, params=spec["params"], dims=spec["dims"], variant=variant)
+        ws = WorkloadSpec(name=workload, params=dict(params if params is not None else spec["params"]),
+                          dims=spec["dims"], variant=variant)
         return resolve(ws, Path("."), f"conformance: {workload}", self.cache_dir)
 
-    def winfo(self, wl, claimed: str):
+    def winfo(self, wl, claimed: str, batch_size: int = 1):
         from benchkit.backends.base import WorkloadInfo
 
-        shapes, batch = wl.call_shapes(1)
+        shapes, batch = wl.call_shapes(batch_size)
         return WorkloadInfo(name=wl.name, inputs=shapes, input_dtypes={i.name: i.dtype for i in wl.inputs},
                             output_names=wl.output_names, batch_size=batch,
                             extra={"graph_precision": wl.graph_precision, "source": wl.source, "catalog": wl.catalog,
@@ -288,12 +394,12 @@ class _Kit:
         raise _Failed("an unknown option (no_such_option_xyz) was accepted silently; validate options in __init__ "
                       "and raise BackendError naming the bad one")
 
-    def _load(self, wl, claimed: str):
+    def _load(self, wl, claimed: str, batch_size: int = 1):
         from benchkit.errors import BackendError
 
         backend = self.cls()(self.opts)
         try:
-            backend.load(wl.path, self.winfo(wl, claimed))
+            backend.load(wl.path, self.winfo(wl, claimed, batch_size))
         except BackendError as e:
             backend.close()
             raise _Skipped(f"unsupported by this adapter (BackendError at load: {e})") from None
@@ -396,6 +502,253 @@ class _Kit:
                            f"reports {precision}; max rel error {rel:.2g} (tolerance {tol.rel:g})",
                            {"max_rel_error": rel})
 
+    def _first_loadable(self, prefer: Sequence[str] = ()):
+        """(workload, loaded backend) of the first micro-workload the adapter loads: of those that ran, ``prefer``
+        first; then of those asked for, ``prefer`` first."""
+        order = ([w for w in prefer if w in self.ran] + self.ran
+                 + [w for w in prefer if w in self.wls] + self.wls)
+        for w in dict.fromkeys(order):
+            wl = self.resolve(w)
+            try:
+                return wl, self._load(wl, self.precision)
+            except _Skipped:
+                continue
+        raise _Skipped("the adapter loads none of the micro-workloads (see the workload checks)")
+
+    def batch(self) -> CheckResult:
+        """Batched calls: every sample of a batch-N call within tolerance of the reference, not only the first."""
+        from benchkit.checks import accuracy
+
+        if not self.computes:
+            raise _Skipped(f"{self.name} declares computes_outputs = False")
+        _, tol = accuracy.tolerance_for(self.precision, self.precision, False)
+        ran: list[str] = []
+        rejected: list[str] = []
+        wrong: dict[str, list[int]] = {}
+        problems: list[str] = []
+        max_rel = 0.0
+        for w in self.ran or self.wls:
+            wl = self.resolve(w)
+            for b in BATCH_SIZES:
+                feeds, effective = wl.make_feeds(b, 2, _SEED + b)
+                if effective != b:
+                    rejected.append(f"{w} (fixed batch {effective})")
+                    break
+                try:
+                    backend = self._load(wl, self.precision, b)
+                except _Skipped:
+                    rejected.append(f"{w}@{b}")
+                    continue
+                try:
+                    outs = [accuracy.run_outputs(backend, backend.stage(f)) for f in feeds]
+                finally:
+                    backend.close()
+                refs, desc, _ = accuracy.reference_outputs(wl, feeds, self.reference(), _SEED + b, self.cache_dir)
+                try:
+                    _check_structure(outs[0], refs[0], wl.output_names)
+                except _Failed as e:
+                    raise _Failed(f"{w} at batch {b}: {e.detail}") from None
+                bad, rel = _per_sample(outs, refs, wl.output_names, tol, b)
+                max_rel = max(max_rel, rel)
+                ran.append(f"{w}@{b}")
+                if bad:
+                    wrong[f"{w}@{b}"] = sorted(bad)
+                    first = min(bad)
+                    problems.append(f"{w} at batch {b}: sample(s) {_spans(sorted(bad))} of {b} differ from the "
+                                    f"reference (sample {first}: {bad[first]})")
+        figures = {"batch_sizes": list(BATCH_SIZES), "ran": ran, "rejected": rejected, "wrong_samples": wrong,
+                   "max_rel_error": max_rel, "tolerance_rel": tol.rel}
+        if problems:
+            raise _Failed("; ".join(problems) + ": a batched call does not do every sample's work", figures)
+        if not ran:
+            return CheckResult("batch", "skipped", "the adapter rejects batches above 1 on every micro-workload "
+                               f"(BackendError at load: {', '.join(rejected)})", figures)
+        note = f"; rejected at load: {', '.join(rejected)}" if rejected else ""
+        return CheckResult("batch", "passed",
+                           f"{len(ran)} batched call set(s) ({', '.join(ran)}): every sample within tolerance, max "
+                           f"rel error {max_rel:.2g} (tolerance {tol.rel:g}){note}", figures)
+
+    def long_run(self) -> CheckResult:
+        """Many calls over many inputs: outputs fetched late, after un-fetched calls, on never-seen inputs, right."""
+        from benchkit.checks import accuracy
+
+        if not self.computes:
+            raise _Skipped(f"{self.name} declares computes_outputs = False")
+        _, tol = accuracy.tolerance_for(self.precision, self.precision, False)
+        plan = long_run_plan(LONG_RUN_CALLS, LONG_RUN_POOL, LONG_RUN_FETCHES, _SEED)
+        wl, backend = self._first_loadable(prefer=("gemm", "mlp"))
+        feeds, _ = wl.make_feeds(1, LONG_RUN_POOL + plan.never_seen, _SEED + 1)
+        got: dict[int, list[np.ndarray]] = {}
+        try:
+            stage, run, sync, fetch = backend.stage, backend.run, backend.synchronize, backend.fetch
+            staged = [stage(f) for f in feeds[:LONG_RUN_POOL]]
+            for call, i in enumerate(plan.inputs):
+                s = staged[i] if i < LONG_RUN_POOL else stage(feeds[i])  # never seen: staged just before its call
+                r = run(s)
+                sync()
+                if call in plan.fetched:
+                    got[call] = [np.asarray(a) for a in fetch(r)]
+        finally:
+            backend.close()
+        calls = sorted(got)
+        inputs = sorted({plan.inputs[c] for c in calls})
+        refs, desc, _ = accuracy.reference_outputs(wl, [feeds[i] for i in inputs], self.reference(), _SEED + 1,
+                                                   self.cache_dir)
+        ref_of = dict(zip(inputs, refs))
+        _check_structure(got[calls[0]], ref_of[plan.inputs[calls[0]]], wl.output_names)
+        wrong: dict[int, str] = {}
+        max_rel = 0.0
+        for c in calls:
+            per, failures = accuracy.compare_outputs([got[c]], [ref_of[plan.inputs[c]]], wl.output_names, tol)
+            max_rel = max([max_rel, *(o.max_rel_error or 0.0 for o in per)])
+            if failures:
+                wrong[c] = failures[0]
+        figures = {"workload": wl.name, "calls": LONG_RUN_CALLS, "pool_inputs": LONG_RUN_POOL,
+                   "never_seen_inputs": plan.never_seen, "fetched_calls": calls, "wrong_calls": sorted(wrong),
+                   "reference": desc, "max_rel_error": max_rel, "tolerance_rel": tol.rel}
+        if wrong:
+            right = [c for c in calls if c not in wrong]
+            first = min(wrong)
+            which = "a never-seen input" if plan.inputs[first] >= LONG_RUN_POOL else f"pool input {plan.inputs[first]}"
+            raise _Failed(
+                f"{len(wrong)} of {len(calls)} outputs fetched over {LONG_RUN_CALLS} calls on {wl.name} differ from "
+                f"{desc} (calls {_spans(sorted(wrong))}; right: {_spans(right) or 'none'}); the first wrong is call "
+                f"{first} ({which}, after an un-fetched call): {wrong[first]}", figures)
+        return CheckResult("long-run", "passed",
+                           f"{LONG_RUN_CALLS} calls on {wl.name} over {LONG_RUN_POOL} staged and {plan.never_seen} "
+                           f"never-seen inputs; {len(calls)} fetched at seeded positions up to call {calls[-1]}, "
+                           f"each after un-fetched calls: all within tolerance (max rel error {max_rel:.2g})", figures)
+
+    def _climb(self) -> tuple[_Rung, _Rung, list[dict[str, Any]], float]:
+        """Load gemm sizes of :data:`BOUNDARY_LADDER` until a fresh query's work exceeds the rung's allowance
+        :data:`BOUNDARY_RESOLUTION` times over: (the smallest rung and the last one, both still loaded; each
+        rung's figures; the last one's resolution).
+
+        A rung's allowance is the standard transfer allowance plus what ``stage`` and ``fetch`` take on the
+        smallest gemm: a cost every call pays whatever its size (Python and runtime overhead, a runtime's worker
+        threads still spinning after a call, all slower on a loaded machine) is not work moved out of the timed
+        region, while moved work grows with the gemm and, at the rung chosen, exceeds this allowance at least
+        twice over. The smallest rung stays loaded so that the audit can measure that cost beside it.
+        """
+        from benchkit.checks import accuracy, boundary as bd
+
+        ladder: list[dict[str, Any]] = []
+        base: _Rung | None = None
+        rung: _Rung | None = None
+        resolution = 0.0
+        try:
+            for params in BOUNDARY_LADDER:
+                wl = self.resolve("gemm", params=params)
+                try:
+                    backend = self._load(wl, self.precision)
+                except _Skipped:
+                    if rung is None:
+                        raise
+                    break  # the largest gemm it accepts
+                if rung is not None and rung is not base:
+                    rung.backend.close()
+                rung = _Rung(backend, wl, [backend.stage(f) for f in wl.make_feeds(1, BOUNDARY_POOL, _SEED + 2)[0]])
+                base = base or rung
+                for s in rung.pool:  # warm: first-call costs paid, and any cache filled, as in a measured loop
+                    outs = accuracy.run_outputs(backend, s)
+                # Interleaved with timed calls on the pool, as the audit will be.
+                probes = bd.time_end_to_end(backend, wl.make_feeds(1, _BOUNDARY_PROBES, _SEED + 3)[0], rung.pool)
+                rung.probe_ns = min(probes.end_to_end_ns)
+                rung.untimed_ns = int(np.median(np.add(probes.stage_ns, probes.fetch_ns)))
+                rung.allowance = bd.allowance_for(backend.info().device)
+                rung.out_bytes, rung.tensors = sum(int(a.nbytes) for a in outs), len(wl.inputs) + len(outs)
+                limit = _raised(rung.allowance, base.untimed_ns).ns(wl.bytes_per_call(1), rung.out_bytes,
+                                                                     rung.tensors)
+                resolution = (rung.probe_ns - base.probe_ns) / limit
+                ladder.append({"n": params["n"], "k": params["k"], "fresh_min_ns": int(rung.probe_ns),
+                               "allowance_ns": int(limit), "resolution": round(resolution, 2)})
+                # Two sizes at least: the first alone cannot tell work from what every call costs.
+                if resolution >= BOUNDARY_RESOLUTION or (rung.probe_ns > BOUNDARY_MAX_CALL_NS and len(ladder) > 1):
+                    break
+        except BaseException:
+            _close_rungs(base, rung)
+            raise
+        assert base is not None and rung is not None
+        return base, rung, ladder, resolution
+
+    def boundary(self) -> CheckResult:
+        """The end-to-end boundary audit on never-seen inputs of a gemm whose work exceeds the allowance."""
+        from benchkit.checks import boundary as bd
+
+        if not self.computes:
+            raise _Skipped(f"{self.name} declares computes_outputs = False: it does no work to locate")
+        base, rung, ladder, resolution = self._climb()
+        if resolution < BOUNDARY_RESOLUTION:  # a stall while timing the smallest gemm hides the work: climb again
+            _close_rungs(base, rung)
+            base, rung, again, resolution = self._climb()
+            ladder += again
+        wl = rung.wl
+        lo, hi = _BOUNDARY_QUERIES
+        n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 2 * rung.probe_ns))))
+        audits: list[bd.BoundaryAudit] = []
+        per_call: list[int] = []
+        try:
+            for attempt in range(_BOUNDARY_ATTEMPTS):
+                fresh, _ = wl.make_feeds(1, n, _SEED + 4 + attempt)  # never seen: a seed no other call used
+                base_fresh, _ = base.wl.make_feeds(1, n, _SEED + 8 + attempt)
+                e2e, beside = _interleaved(rung, fresh, base, base_fresh)
+                per_call.append(int(np.median(np.add(beside.stage_ns, beside.fetch_ns))))
+                audits.append(bd.audit_boundary(
+                    e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(1),
+                    output_bytes=rung.out_bytes, tensors=rung.tensors,
+                    allowance=_raised(rung.allowance, per_call[-1])))
+                if audits[-1].passed:
+                    break
+        finally:
+            _close_rungs(base, rung)
+        audit = audits[-1]
+        p = wl.params
+        size = f"gemm {p['m']}x{p['n']}x{p['k']}"
+        figures = {"workload": size, "ladder": ladder, "queries": n, "attempts": len(audits),
+                   "per_call_untimed_ns": per_call, **audit.figures(), "first_attempt": audits[0].figures()}
+        if not audit.passed:
+            raise _Failed(f"{size}, {len(audits)} of {len(audits)} attempts: "
+                          + "; ".join(f.message for f in audit.findings if f.severity == "reason"), figures)
+        summary = (f"{size}: stage + fetch p50 {audit.untimed_p50_ns / 1e3:.1f} µs within the "
+                   f"{audit.allowance_ns / 1e3:.1f} µs allowance (transfers, and {per_call[-1] / 1e3:.1f} µs of "
+                   f"stage + fetch on the smallest gemm, timed alongside); fresh end-to-end p50 "
+                   f"{audit.fresh_ratio:.2f}x the timed p50 ({n} never-seen queries"
+                   f"{f', attempt {len(audits)}' if len(audits) > 1 else ''})")
+        if resolution < BOUNDARY_RESOLUTION:
+            return CheckResult("boundary", "skipped",
+                               f"inconclusive: the largest gemm tried adds {resolution:.2g} allowances of work "
+                               f"to a fresh query (needed: {BOUNDARY_RESOLUTION:g}), so work moved into stage or "
+                               f"fetch could hide in the allowance on this device; {summary}", figures)
+        return CheckResult("boundary", "passed", summary, figures)
+
+    def claims(self) -> CheckResult:
+        """What ``info()`` says against what the machine shows: runtime version, device, the adapter's own files."""
+        from benchkit.checks import provenance
+
+        _, backend = self._first_loadable()
+        try:
+            info = backend.info()
+        finally:
+            backend.close()
+        cls = self.cls()
+        prov = provenance.adapter_provenance(cls)
+        probed = provenance.probe_accelerators()
+        found = [*provenance.provenance_findings(prov),
+                 *provenance.check_runtime_claims(info, prov.distribution, cls),
+                 *provenance.check_device_claims(info, probed)]
+        reasons = [f.message for f in found if f.severity == "reason"]
+        warnings = [f.message for f in found if f.severity != "reason"]
+        figures = {"version": info.version, "device": info.device, "adapter_distribution": prov.distribution,
+                   "adapter_version": prov.version, "provenance_method": prov.method,
+                   "probed_accelerators": [a.model or f"{a.vendor} at {a.address}" for a in probed],
+                   "reasons": reasons, "warnings": warnings}
+        if reasons:
+            raise _Failed("; ".join(reasons), figures)
+        note = f"; warnings: {'; '.join(warnings)}" if warnings else ""
+        return CheckResult("claims", "passed",
+                           f"version {info.version} and device {info.device!r} agree with this machine "
+                           f"({len(probed)} accelerator(s) probed){note}", figures)
+
     def load_close(self, cycles: int, limit_mib: float) -> CheckResult:
         from benchkit.checks import accuracy
 
@@ -478,6 +831,68 @@ def unsupported_model(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+@dataclass(frozen=True)
+class LongRunPlan:
+    """Which input each call of the ``long-run`` check runs, and which calls' outputs are fetched."""
+
+    inputs: tuple[int, ...]  # per call: a pool index (< pool) or a never-seen input (pool, pool + 1, ...)
+    fetched: frozenset[int]
+    never_seen: int
+
+
+def long_run_plan(calls: int, pool: int, fetches: int, seed: int) -> LongRunPlan:
+    """The ``long-run`` schedule: seeded passes over the pool (never one input twice in a row), one fetched call
+    per window of ``calls // fetches`` (never its first call, so never two adjacent), the last call fetched, and
+    every other fetched call on a never-seen input."""
+    if pool < 2 or fetches < 2 or calls // fetches < 3:
+        raise ValueError("long_run_plan: need pool >= 2, fetches >= 2 and calls >= 3 x fetches")
+    rng = np.random.default_rng([int(seed), 0x10F6])
+    order: list[int] = []
+    while len(order) < calls:
+        perm = [int(i) for i in rng.permutation(pool)]
+        if order and perm[0] == order[-1]:
+            perm.append(perm.pop(0))
+        order.extend(perm)
+    del order[calls:]
+    window = calls // fetches
+    fetched = [w * window + int(rng.integers(1, window)) for w in range(fetches)]
+    fetched[-1] = calls - 1
+    never_seen = 0
+    for j, c in enumerate(fetched):
+        if j % 2 == 1:
+            order[c] = pool + never_seen
+            never_seen += 1
+    return LongRunPlan(tuple(order), frozenset(fetched), never_seen)
+
+
+def _per_sample(outs, refs, names, tol, batch: int) -> tuple[dict[int, str], float]:
+    """Compare each sample of batched calls on its own: {sample: first failure}, and the max relative error."""
+    from benchkit.checks.accuracy import compare_outputs
+
+    def sample(call, s):
+        return [a[s:s + 1] if a.ndim and a.shape[0] == batch else a for a in call]
+
+    bad: dict[int, str] = {}
+    rel = 0.0
+    for s in range(batch):
+        per, failures = compare_outputs([sample(o, s) for o in outs], [sample(r, s) for r in refs], names, tol)
+        rel = max([rel, *(o.max_rel_error or 0.0 for o in per)])
+        if failures:
+            bad[s] = failures[0]
+    return bad, rel
+
+
+def _spans(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``1-3, 7``."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and runs[-1][1] == v - 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _check_structure(outs, refs, names) -> None:

@@ -386,3 +386,18 @@ def test_a_zygote_that_cannot_start_costs_only_speed(tmp_path, tiny_model, fakes
     assert rec.validity.valid, rec.error
     err = capsys.readouterr().err
     assert err.count("benchkit: no fork server, each cell starts a fresh interpreter: no answer within") == 1
+
+
+@linux_only
+def test_more_modules_can_be_preloaded_and_a_missing_one_costs_only_speed(monkeypatch):
+    from benchkit.runner import zygote
+
+    monkeypatch.setenv(zygote.ENV_PRELOAD, "colorsys, benchkit_no_such_module")
+    try:
+        with forkserver.borrowed() as z:
+            assert z is not None
+            assert "colorsys" in z.hello["preloaded"] and "numpy" in z.hello["preloaded"]
+            assert "benchkit_no_such_module" in z.hello["failed"]
+            assert not z.hello["failed"].keys() - {"benchkit_no_such_module"}  # all of PRELOAD imported
+    finally:
+        forkserver.shutdown()

@@ -15,7 +15,7 @@ model file) are not counted: the kernel can drop those pages at will.
 
 A worker forked from the zygote (:mod:`benchkit.runner.forkserver`) sets the
 same limit after fork, with numpy, onnx and benchkit already imported. The
-kernel counts the private writable mappings it inherited (about 130 MB of
+kernel counts the private writable mappings it inherited (about 120 MB of
 address space, most of it shared copy-on-write with the zygote) exactly as it
 counts those a fresh interpreter maps when it imports the same modules under
 the limit, so a limit means the same in both: nothing already mapped needs

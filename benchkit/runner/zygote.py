@@ -22,6 +22,7 @@ import select
 import signal
 import socket
 import sys
+import warnings
 from typing import NoReturn
 
 ENV_PRELOAD = "BENCHKIT_FORKSERVER_PRELOAD"
@@ -58,6 +59,9 @@ def serve(sock: socket.socket, cpus: list[int]) -> None:
     parent = os.getppid()
     _retitle([sys.executable, "-m", "benchkit.runner.zygote", f"(zygote of benchkit process {parent})"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # in its own session already; never stopped by a stray Ctrl-C
+    # Python 3.12+ warns at each fork of a process with native threads (here numpy's OpenBLAS pool, which stops
+    # itself across a fork); under `-W error` the warning would end the zygote in the middle of a fork.
+    warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
     if cpus and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
@@ -75,8 +79,13 @@ def serve(sock: socket.socket, cpus: list[int]) -> None:
     # Objects that exist now are never collected: a collection in a child would otherwise write to (and so
     # copy) every page holding one of them.
     gc.freeze()
-    sock.send(json.dumps({"pid": os.getpid(), "preloaded": loaded, "failed": failed,
-                          "threads": len(os.listdir("/proc/self/task"))}).encode())
+    # Threads now, for diagnosis: numpy's OpenBLAS pool besides this one, which OpenBLAS's own pthread_atfork
+    # handler stops across each fork (a child that needs it starts it again).
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        threads = None
+    sock.send(json.dumps({"pid": os.getpid(), "preloaded": loaded, "failed": failed, "threads": threads}).encode())
 
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -221,7 +230,9 @@ def _child(request: dict, out_w: int, err: int, inherited: list[int]) -> NoRetur
         _retitle([sys.executable, "-m", "benchkit.runner.child", *request["argv"]])
         sys.argv = [child.__file__, *request["argv"]]
         rc = child.main(request["argv"])
-    except SystemExit as e:
+    except SystemExit as e:  # as the interpreter ends on one: an int is the status, anything else is printed
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:  # noqa: BLE001 - as an uncaught exception ends a fresh interpreter: traceback, status 1
         import traceback

@@ -1,17 +1,29 @@
 """Worker-process isolation: a crash, a hang or an exception in an adapter costs one cell, never the suite.
 
 The faulty adapters are test fakes (tests/fakes/benchkit_test_fakes.py) registered through a real entry
-point, and the cells run in real worker processes.
+point, and the cells run in real worker processes: forked from the zygote (benchkit.runner.forkserver, the
+default on Linux), or fresh interpreters where it is switched off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from benchkit.results import records
+from benchkit.runner import forkserver
+from benchkit.runner.plan import SuiteContext, expand
+from benchkit.runner.worker import run_in_worker
+from benchkit.spec import parse_spec
 
 SPEC = """
 name: faults
@@ -99,19 +111,6 @@ def test_a_broken_plugin_does_not_break_the_others(fakes_on_path):
 # outside (its parent, its group, its grandchildren) while it runs. Each starts the zygote after
 # `fakes_on_path` has set PYTHONPATH: a zygote is keyed by the environment, so one started before that would
 # be replaced, never reused without the fakes.
-
-import contextlib  # noqa: E402
-import os  # noqa: E402
-import secrets  # noqa: E402
-import signal  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from benchkit.runner import forkserver  # noqa: E402
-from benchkit.runner.plan import SuiteContext, expand  # noqa: E402
-from benchkit.runner.worker import run_in_worker  # noqa: E402
-from benchkit.spec import parse_spec  # noqa: E402
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only")
 

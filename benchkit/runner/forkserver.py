@@ -3,9 +3,9 @@
 A fresh interpreter per cell spends about a second importing numpy, onnx and
 benchkit's cell module before the cell begins. The zygote does those imports
 once, per benchkit process, and then only ever forks: each cell still gets a
-process of its own, forked from a zygote that has never loaded a model, opened
-a runtime session or imported an adapter, so nothing of one cell is seen by the
-next. The child runs exactly what ``python -m benchkit.runner.child`` runs
+process of its own, forked from a zygote that has never loaded a model, imported
+a runtime or a vendor's adapter, or opened a session, so nothing of one cell is
+seen by the next. The child runs exactly what ``python -m benchkit.runner.child`` runs
 (:func:`benchkit.runner.child.main`), and the parent (:mod:`benchkit.runner.worker`)
 treats it exactly as it treats a fresh interpreter: its own process group, its
 stderr in a file, phases on its stdout, killed with its group after
@@ -23,12 +23,15 @@ initialises a device in the child), the working directory and the interpreter:
 when any of them changes (a test setting ``PYTHONPATH``) the next cell gets a
 new zygote, and the old one ends when its last cell does.
 
-Not preloaded: ``onnxruntime`` and every adapter. Importing onnxruntime starts
-a native thread, and a fork copies none of a parent's threads but all of the
-locks and condition variables they own: the child imports it itself (about
-0.07 s). numpy's OpenBLAS pool, which numpy's import does start, shuts itself
-down across a fork (``pthread_atfork``). Adapters are discovered and imported
-in the child through the entry points, as before.
+Not preloaded: ``onnxruntime``, any other runtime, and vendors' adapters.
+Importing onnxruntime starts a native timer thread that the main thread
+signals and joins at exit, and a fork copies none of a parent's threads but all
+of the locks and condition variables they own (a forked child joining a thread
+it does not have waits for ever): the child imports it itself (about 0.07 s). numpy's OpenBLAS pool, which numpy's
+import does start, shuts itself down across a fork (``pthread_atfork``).
+Adapters are discovered through the entry points in the child, and a vendor's
+is imported there, as before (benchkit's own adapter modules are preloaded:
+they import their runtime only when a cell loads a model).
 
 Lifetime. The zygote is a child of benchkit in a session of its own (so Ctrl-C
 reaches benchkit, which kills the cell's group, and not the zygote). It ends

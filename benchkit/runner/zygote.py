@@ -47,8 +47,11 @@ PRELOAD = (
     "benchkit.workloads.flops",
     "benchkit.machine.description",
     "benchkit.backends",
+    # benchkit's own adapters import their runtime only when a cell loads a model: their modules are benchkit
+    "benchkit.backends.onnxruntime",
+    "benchkit.backends.null",
 )
-"""What the zygote imports before its first fork: what every cell imports, and no runtime or adapter."""
+"""What the zygote imports before its first fork: what every cell imports; no runtime and no vendor's adapter."""
 
 MAX_MESSAGE = 1 << 20
 _POLL_S = 0.5

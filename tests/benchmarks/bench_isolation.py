@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.cells
     print(f"\n{n} cells of tiny-add, SingleStream {args.duration_ms} ms each, {args.rounds} rounds, "
-          f"{len(os.sched_getaffinity(0))} CPUs usable; median suite wall time and overhead per cell over inline")
+          f"{len(os.sched_getaffinity(0))} CPUs usable, load average {os.getloadavg()[0]:.1f}; "
+          "median suite wall time and overhead per cell over inline")
     code = 0
     for mode in MODES:
         over = [(w - i) / n for w, i in zip(walls[mode], walls["inline"])]

@@ -7,6 +7,7 @@ module                  what it does
 ``suite``               the one suite driver (CLI, ``benchkit.run()``, pytest plugin)
 ``session``             run directory, power, stability, memory limit, repeats around cells
 ``worker`` / ``child``  parent and child of process isolation; ``CellRunner`` for executors
+``forkserver``          the zygote that forks each cell's worker with the heavy imports done
 ``cell``                one cell in this process: measure, check, audit
 ``assemble``            the record's blocks (no verdict: that is ``benchkit.checks.verdict``)
 ``peak``                ``--find-peak``: the highest VALID Server rate

@@ -1,23 +1,27 @@
 """Worker process entry (the child side of :mod:`benchkit.runner.worker`): ``python -m benchkit.runner.child CELL.json RESULT.json``.
 
-Runs exactly one cell and writes its record to RESULT.json. Phases are
+Runs exactly one cell and writes its record to RESULT.json. A worker forked
+from the zygote (:mod:`benchkit.runner.forkserver`) runs the same
+:func:`main`, with the imports below already done. Phases are
 reported on stdout as ``phase NAME`` lines for the parent's progress display.
 The parent turns a crash, a kill or a hang of this process into an error
 record, so nothing here needs to survive a vendor runtime's failure. Before
-anything heavy is imported the worker limits its own memory
-(``run.max_memory_bytes``) and asks to die with its parent
-(:mod:`benchkit.runner.limits`).
+any runtime is imported the worker limits its own memory
+(``run.max_memory_bytes``) and asks to die with its parent, the zygote or
+benchkit (:mod:`benchkit.runner.limits`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from benchkit.runner import limits  # stdlib only: the limits are in force before numpy or any runtime is imported
+    # stdlib only: the limits are in force before any runtime is imported (and, in a fresh interpreter, numpy)
+    from benchkit.runner import limits
 
     payload = json.loads(Path(argv[0]).read_text())
     limits.die_with_parent(payload.get("parent_pid"))
@@ -25,7 +29,6 @@ def main(argv: list[str]) -> int:
     if problem:
         print(f"benchkit worker: {problem}", file=sys.stderr, flush=True)
 
-    from benchkit.results.records import write_atomic
     from benchkit.runner.cell import execute_cell
     from benchkit.runner.plan import Cell, SuiteContext
 
@@ -36,7 +39,12 @@ def main(argv: list[str]) -> int:
         print(f"phase {phase}", flush=True)
 
     record = execute_cell(cell, ctx, progress)
-    write_atomic(Path(argv[1]), record.model_dump_json())
+    # A hand-over to the parent in its private temporary folder, deleted a moment later: renamed into place so
+    # that it is whole when it exists, but not fsynced (the parent writes the record that is kept, durably).
+    result = Path(argv[1])
+    partial = result.with_name(result.name + ".partial")
+    partial.write_text(record.model_dump_json(), encoding="utf-8")
+    os.replace(partial, result)
     return 0
 
 

@@ -13,6 +13,16 @@ threads by the hundreds of megabytes, so it fails healthy runs. A cgroup v2
 that an ordinary user rarely has. File-backed read-only mappings (an mmapped
 model file) are not counted: the kernel can drop those pages at will.
 
+A worker forked from the zygote (:mod:`benchkit.runner.forkserver`) sets the
+same limit after fork, with numpy, onnx and benchkit already imported. The
+kernel counts the private writable mappings it inherited (about 120 MB of
+address space, most of it shared copy-on-write with the zygote) exactly as it
+counts those a fresh interpreter maps when it imports the same modules under
+the limit, so a limit means the same in both: nothing already mapped needs
+subtracting. A limit below what is already mapped is not refused by the
+kernel; the worker's next allocation fails, with the error record naming the
+limit (``MIN_MEMORY_BYTES`` keeps specs well clear of that).
+
 Lifetime. A worker asks the kernel to SIGKILL it when its parent dies
 (``PR_SET_PDEATHSIG``), so killing benchkit mid-suite, even with SIGKILL,
 leaves no orphaned worker measuring into the void.

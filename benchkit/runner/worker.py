@@ -3,7 +3,9 @@
 Each cell runs in a fresh worker process by default (:mod:`benchkit.runner.child`
 is the other side): a crash, a hang past ``cell_timeout_s`` or an
 out-of-memory kill inside a vendor runtime ends that cell with an error
-record, and the suite goes on. Executors (:mod:`benchkit.runner.executors`) are
+record, and the suite goes on. On Linux the worker is forked from a zygote
+that has done the heavy imports once (:mod:`benchkit.runner.forkserver`),
+elsewhere it is a fresh interpreter; the guarantees are the same. Executors (:mod:`benchkit.runner.executors`) are
 handed a :class:`CellRunner` and call it; they never import the orchestration
 above them (the way a launcher is handed its worker).
 """
@@ -21,9 +23,11 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from benchkit.results import records
 from benchkit.results.records import ResultRecord
+from benchkit.runner import forkserver
 from benchkit.runner.assemble import error_record
 from benchkit.runner.plan import Cell, Progress, SuiteContext
 
@@ -64,23 +68,42 @@ def _signal_name(code: int) -> str:
 
 
 def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Progress | None = None) -> ResultRecord:
-    """Run one cell in a fresh Python process; turn a crash, hang or kill into an error record."""
+    """Run one cell in a fresh process; turn a crash, hang or kill into an error record.
+
+    The process is forked from the zygote (:mod:`benchkit.runner.forkserver`) where it can be, else a fresh
+    interpreter; either way it is new for this cell, in its own process group, and its record, exit status,
+    phases and stderr reach this function the same way."""
     started = records.utcnow()
-    with tempfile.TemporaryDirectory(prefix="benchkit-cell-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="benchkit-cell-") as tmp, forkserver.borrowed() as zygote:
         payload = Path(tmp) / "cell.json"
         result = Path(tmp) / "record.json"
         errlog = Path(tmp) / "stderr.txt"
-        payload.write_text(json.dumps({"cell": cell.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx),
-                                       "parent_pid": os.getpid()}))
+        argv = [str(payload), str(result)]
+
+        def write_payload(parent_pid: int) -> None:
+            # The child dies with the process that forked it: the zygote, or this one.
+            payload.write_text(json.dumps({"cell": cell.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx),
+                                           "parent_pid": parent_pid}))
+
         with open(errlog, "wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "benchkit.runner.child", str(payload), str(result)],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: a timeout kills the runtime's threads and children too
-            )
-            reader = threading.Thread(target=_relay_progress, args=(proc, cell.cell_id, progress), daemon=True)
+            proc: subprocess.Popen | forkserver.ForkedWorker | None = None
+            if zygote is not None:
+                write_payload(zygote.pid)
+                try:
+                    proc = zygote.fork(argv, err)
+                except forkserver.ForkServerError as e:
+                    err.write(f"benchkit: the fork server failed, starting a fresh interpreter: {e}\n".encode())
+                    err.flush()
+            if proc is None:
+                write_payload(os.getpid())
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "benchkit.runner.child", *argv],
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group: a timeout kills the runtime's threads and children
+                )
+            reader = threading.Thread(target=_relay_progress, args=(proc.stdout, cell.cell_id, progress), daemon=True)
             reader.start()
             try:
                 rc = proc.wait(timeout=timeout_s)
@@ -104,15 +127,18 @@ def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Pro
         return error_record(cell, ctx, started, why, "WorkerCrash", "worker", _tail(errlog))
 
 
-def _relay_progress(proc: subprocess.Popen, cell_id: str, progress: Progress | None) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        text = line.decode(errors="replace").strip()
-        if text.startswith("phase ") and progress:
-            progress(cell_id, text[6:])
+def _relay_progress(stdout: BinaryIO, cell_id: str, progress: Progress | None) -> None:
+    with stdout:
+        for line in stdout:
+            text = line.decode(errors="replace").strip()
+            if text.startswith("phase ") and progress:
+                progress(cell_id, text[6:])
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen | forkserver.ForkedWorker) -> None:
+    if isinstance(proc, forkserver.ForkedWorker):
+        proc.kill_group()
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

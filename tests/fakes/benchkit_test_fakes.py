@@ -18,6 +18,10 @@ Option ``fault`` picks the failure:
               never push the machine itself out of memory
   raise_close close() raises after a complete measurement
   wrong_shape outputs lose their last column: [batch, n] becomes [batch, n - 1]
+
+Options beside any fault: ``stderr`` (text the worker writes to its stderr in load()) and ``grandchild`` (load()
+starts ``sleep GRANDCHILD``, a child of the worker that a timeout must kill with it; the odd duration lets a
+test find it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -49,6 +55,10 @@ class FaultInjectionBackend(Backend):
         return {"version": "0.0.0", "device": "fake"}
 
     def load(self, model_path, workload):
+        if "stderr" in self.options:
+            print(self.options["stderr"], file=sys.stderr, flush=True)
+        if "grandchild" in self.options:
+            self._grandchild = subprocess.Popen(["sleep", str(self.options["grandchild"])])
         if self.fault == "raise_load":
             raise RuntimeError("injected failure in load()")
         if self.fault == "exit":

@@ -287,6 +287,25 @@ def borrowed() -> Iterator[Zygote | None]:
                         _retired.remove(z)
 
 
+def prewarm() -> None:
+    """Start this process's zygote now, without waiting for it: its one-time preload (about one interpreter's
+    start) then overlaps the suite's own preparation (workloads, preflight) instead of delaying the first cell."""
+    if not enabled():
+        return
+    with _lock:
+        with contextlib.suppress(OSError):
+            _zygote_for(_key())
+
+
+def settle() -> None:
+    """Wait until a started zygote has finished its preload (before the power meters' idle baseline, which its
+    imports would disturb); a zygote that fails is left for :func:`borrowed` to report."""
+    with _lock:
+        if _current is not None:
+            with contextlib.suppress(OSError):
+                _current.ready()
+
+
 def shutdown() -> None:
     """End every zygote of this process (at exit; tests call it to leave no process behind)."""
     global _current

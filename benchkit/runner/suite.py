@@ -69,6 +69,10 @@ def plan_cells(loaded: LoadedSpec, options: RunOptions) -> list[Cell]:
     import and accept their options, power meters exist)."""
     if options.engine not in ENGINES:
         raise SpecError(f"--engine must be one of {', '.join(ENGINES)}, got {options.engine!r}")
+    if (options.isolation or loaded.spec.run.isolation) != "inline":
+        from benchkit.runner import forkserver
+
+        forkserver.prewarm()  # its preload overlaps the planning and preflight below
     cells = expand(loaded, options.backends, options.workloads, options.profile, options.device_file,
                    find_peak=options.find_peak)
     preflight(loaded, cells, options.cache_dir)
@@ -168,6 +172,10 @@ class Suite:
     def run(self, progress: Progress | None = None,
             on_record: Callable[[ResultRecord, Path], None] | None = None) -> SuiteResult:
         """Every pending job (cell, repeat), or with ``options.find_peak`` a peak search per cell."""
+        if self.work.isolation != "inline" and self.executor.local:
+            from benchkit.runner import forkserver
+
+            forkserver.settle()  # a zygote still importing would disturb the idle power baseline
         self.session.measure_idle()
         peaks = []
         if not self.options.find_peak:

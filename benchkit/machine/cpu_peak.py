@@ -41,6 +41,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from benchkit.machine.description import cpuinfo_blocks
+
 
 TURBO_ALLOWANCE = 2.0
 """Factor applied to a ``/proc/cpuinfo`` clock when cpufreq is absent.
@@ -137,7 +139,7 @@ def cpu_peak_flops_per_s(precision: str, root: Path = Path("/"), cpus: Collectio
     precision gets the highest rate of any precision (still an upper bound).
     Never raises for what cannot be read: it falls back to higher figures.
     """
-    blocks = _cpuinfo_blocks(root / "proc" / "cpuinfo")
+    blocks = cpuinfo_blocks(root / "proc")
     allowed = sorted(_allowed_cpus(root, blocks, cpus))
     arch, flags = _flags(blocks)
     mhz, freq_source, freq_detail = _max_frequency_mhz(root, blocks, allowed)
@@ -175,22 +177,6 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _cpuinfo_blocks(path: Path) -> list[dict[str, str]]:
-    """/proc/cpuinfo as one dict per block (processor); arm puts the Features in every processor block."""
-    blocks: list[dict[str, str]] = []
-    cur: dict[str, str] = {}
-    for line in (_read(path) or "").splitlines():
-        if not line.strip():
-            if cur:
-                blocks.append(cur)
-            cur = {}
-            continue
-        key, sep, value = line.partition(":")
-        if sep:
-            cur.setdefault(key.strip(), value.strip())
-    if cur:
-        blocks.append(cur)
-    return blocks
 
 
 def _processor_ids(blocks: list[dict[str, str]]) -> list[int]:

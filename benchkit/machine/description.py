@@ -93,7 +93,8 @@ def _cpu_dirs(sys_root: Path) -> list[Path]:
         return []
 
 
-def _cpuinfo_blocks(proc_root: Path) -> list[dict[str, str]]:
+def cpuinfo_blocks(proc_root: Path) -> list[dict[str, str]]:
+    """/proc/cpuinfo as one dict per block (processor); arm puts the Features in every processor block."""
     text = _read(proc_root / "cpuinfo") or ""
     blocks, cur = [], {}
     for line in text.splitlines():
@@ -120,7 +121,7 @@ def _topology(sys_root: Path, proc_root: Path) -> tuple[int | None, int | None]:
             break
         pairs.add((pkg, core))
     if not pairs:
-        for b in _cpuinfo_blocks(proc_root):
+        for b in cpuinfo_blocks(proc_root):
             if "physical id" in b and "core id" in b:
                 pairs.add((b["physical id"], b["core id"]))
     if not pairs:
@@ -135,7 +136,7 @@ def _frequency_mhz(sys_root: Path, proc_root: Path, model: str) -> float | None:
     m = re.search(r"@\s*([0-9.]+)\s*GHz", model)
     if m:
         return float(m.group(1)) * 1000
-    mhz = [b.get("cpu MHz") for b in _cpuinfo_blocks(proc_root)]
+    mhz = [b.get("cpu MHz") for b in cpuinfo_blocks(proc_root)]
     values = [float(v) for v in mhz if v and re.fullmatch(r"[0-9.]+", v)]
     return max(values) if values else None
 

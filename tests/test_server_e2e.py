@@ -1,13 +1,9 @@
-"""End to end: Server on a real model (ONNX Runtime CPU) through the real command, sweeps as separate
-records, and --find-peak. Validity is asserted only with latency bounds far above what a loaded
+"""End to end: Server on a real model (ONNX Runtime CPU) through the `benchkit` command (in this process, cells
+inline: the subject is the Server scheduler and its records, not worker isolation), sweeps as separate records,
+and --find-peak. Validity is asserted only with latency bounds far above what a loaded
 2-core machine can miss; the searches' figures are checked for consistency, not for speed."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +13,9 @@ from benchkit.runner.plan import expand
 from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import Server, parse_spec
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 MS = 1_000_000
-
-
-def bk(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchkit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,7 @@ scenarios:
   - {kind: server, target_qps: [300, 600], target_latency_ns: 2000000000, workers: 2}
 run: {profile: quick}
 """)
-    proc = bk("run", "s.yaml", "--out", "out", cwd=tmp)
+    proc = run_cli("run", "s.yaml", "--inline", "--out", "out", cwd=tmp)
     recs = {p.stem: records.load(p) for p in (tmp / "out").rglob("*.json")}
     return proc, recs
 
@@ -70,7 +61,7 @@ def test_show_prints_server_figures(server_run, tmp_path):
     rec = recs["tiny-add__ort-async__server-q300"]
     path = tmp_path / "r.json"
     records.save(rec, path)
-    shown = bk("show", str(path), cwd=ROOT)
+    shown = run_cli("show", str(path), cwd=ROOT)
     assert shown.returncode == 0, shown.stderr
     assert "issue lateness" in shown.stdout and "early stopping" in shown.stdout
 

@@ -29,7 +29,7 @@ backends:
   - {name: onnxruntime, label: ort-async, options: {intra_op_num_threads: 2}}
   - {name: onnxruntime, label: ort-workers, options: {intra_op_num_threads: 1}}
 scenarios:
-  - {kind: server, target_qps: [300, 600], target_latency_ns: 2000000000, workers: 2}
+  - {kind: server, target_qps: [500, 1000], target_latency_ns: 2000000000, workers: 2}
 run: {profile: quick}
 """)
     proc = run_cli("run", "s.yaml", "--inline", "--out", "out", cwd=tmp)
@@ -40,12 +40,12 @@ run: {profile: quick}
 def test_server_records_one_per_load_point_and_backend(server_run):
     proc, recs = server_run
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert set(recs) == {f"tiny-add__{b}__server-q{q}" for b in ("ort-async", "ort-workers") for q in (300, 600)}
+    assert set(recs) == {f"tiny-add__{b}__server-q{q}" for b in ("ort-async", "ort-workers") for q in (500, 1000)}
     for cid, r in recs.items():
         m = r.metrics
         assert r.validity.valid, (cid, r.validity.reasons)
         assert r.engine == "benchkit" and r.scenario.kind == "server"
-        assert r.scenario.settings["target_qps"] == (300.0 if cid.endswith("q300") else 600.0)
+        assert r.scenario.settings["target_qps"] == (500.0 if cid.endswith("q500") else 1000.0)
         # quick profile: 662 queries (LoadGen's early-stopping floor for p99) or 500 ms, whichever is longer
         assert m.count >= 662 and m.sample_count == m.count == len(r.samples_ns)
         assert m.headline.name == "throughput_per_s" and m.headline.unit == "samples/s"
@@ -58,7 +58,7 @@ def test_server_records_one_per_load_point_and_backend(server_run):
 
 def test_show_prints_server_figures(server_run, tmp_path):
     _, recs = server_run
-    rec = recs["tiny-add__ort-async__server-q300"]
+    rec = recs["tiny-add__ort-async__server-q500"]
     path = tmp_path / "r.json"
     records.save(rec, path)
     shown = run_cli("show", str(path), cwd=ROOT)

@@ -116,6 +116,32 @@ def run_cli(*args, cwd: Path | str | None = None, env: dict[str, str] | None = N
     return CliResult(rc, out.getvalue(), err.getvalue())
 
 
+def run_pytest_inprocess(path: Path, *args: str) -> CliResult:
+    """pytest ARGS in folder `path`, in this process: a fresh Config that loads the pytest11 entry points, as a new
+    pytest process would; its exit code and output.
+
+    Unlike pytester's in-process runs, modules the run imported stay imported (a C extension such as numpy cannot
+    be imported twice in one process); only the run's own test modules and conftest are dropped afterwards. Its
+    temporary folders live under `path` (the default base would prune this session's).
+    """
+    out, err = io.StringIO(), io.StringIO()
+    ours, before_path, cwd = sys.modules.pop("conftest", None), list(sys.path), os.getcwd()
+    try:
+        os.chdir(path)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = pytest.main([*args, "--basetemp", str(path / ".basetemp")])
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = before_path
+        inner = str(path)
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", None) or "").startswith(inner):
+                del sys.modules[name]
+        if ours is not None:
+            sys.modules["conftest"] = ours
+    return CliResult(int(rc), out.getvalue(), err.getvalue())
+
+
 # --------------------------------------------------------------------------- models, specs, fakes
 
 

@@ -176,6 +176,38 @@ def fakes_on_path(monkeypatch):
     yield
 
 
+_HASH_BUILDS = """
+import hashlib, json, sys
+from benchkit.workloads import catalog
+for name, params, variant in json.loads(sys.argv[1]):
+    print(hashlib.sha256(catalog.serialize(catalog.build(name, params, variant))).hexdigest())
+"""
+
+
+def build_hashes_in_fresh_processes(builds: list[tuple[str, dict | None, str]], timeout: float = 600
+                                    ) -> list[list[str]]:
+    """SHA-256 of each catalog build (name, params, variant) as two fresh interpreters compute it, side by side
+    (each with its own hash seed): [hashes of process 1, hashes of process 2], in the order of `builds`."""
+    import json
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    procs = [subprocess.Popen([sys.executable, "-c", _HASH_BUILDS, json.dumps(builds)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(2)]
+    outs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err
+            outs.append(out.split())
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return outs
+
+
 def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)

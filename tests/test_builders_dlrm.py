@@ -116,6 +116,7 @@ def test_small_dlrm_params_and_macs(small):
     assert flops.analyze(small, {"batch": 4}).macs == 4 * cost.macs
 
 
+@pytest.mark.slow  # two fresh interpreters build it
 def test_small_dlrm_is_byte_identical_across_processes(small):
     here = hashlib.sha256(catalog.serialize(small)).hexdigest()
     assert build_hashes_in_fresh_processes([("dlrm", SMALL, "fp32")]) == [[here], [here]]
@@ -145,6 +146,7 @@ def test_bad_params(params, match):
         dlrm.dlrm(params, np.random.default_rng(0))
 
 
+@pytest.mark.slow  # the manifest's full configuration
 def test_full_configuration():
     """The manifest's configuration: published figures within 1% / 2%, exact to the closed forms; runs."""
     entry = catalog.get("dlrm")

@@ -156,6 +156,7 @@ def test_masked_tokens_do_not_reach_unmasked_positions(small_bert):
     assert np.abs(a[0, :12] - b[0, :12]).max() > 1e-3  # unmasked, the same change is visible
 
 
+@pytest.mark.slow  # two fresh interpreters build it
 def test_small_bert_is_byte_identical_across_processes(small_bert):
     here = hashlib.sha256(catalog.serialize(small_bert)).hexdigest()
     assert build_hashes_in_fresh_processes([("bert-base", SMALL_BERT, "fp32")]) == [[here], [here]]
@@ -289,10 +290,8 @@ def full_feeds(name: str, model: onnx.ModelProto, dims: dict[str, int]) -> dict[
     return feeds
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["bert-base", "gpt2-prefill", "gpt2-decode", pytest.param("bert-large", marks=pytest.mark.slow)],
-)
+@pytest.mark.slow  # the published models: 110M to 340M parameters each
+@pytest.mark.parametrize("name", ["bert-base", "gpt2-prefill", "gpt2-decode", "bert-large"])
 def test_full_configuration(name):
     """Published parameter count within 1%, MACs within 2%, both exact to the closed forms; runs finite."""
     entry = catalog.get(name)

@@ -437,6 +437,7 @@ def test_snap_range_widens_a_little_and_absorbs_ulp_noise(a, b):
 
 # -- determinism, metadata, cache ----------------------------------------------
 
+@pytest.mark.slow  # two fresh interpreters build 16 graphs
 def test_builds_are_byte_identical_across_processes():
     items = [(n, None, v) for n in ("tiny-add", "mlp", "conv2d") for v in catalog.get(n).variants]
     items += [("attention", None, "fp32"), ("ds-cnn", None, "fp32"), ("ds-cnn", None, "fp16"), ("ds-cnn", None, "int8")]

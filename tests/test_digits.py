@@ -53,6 +53,7 @@ def test_variants_keep_accuracy(fp32, variant, floor, record_property):
     assert acc >= floor
 
 
+@pytest.mark.slow  # two fresh interpreters train it
 def test_build_is_byte_identical_across_processes(fp32):
     here = hashlib.sha256(catalog.serialize(fp32)).hexdigest()
     assert build_hashes_in_fresh_processes([("digits-mlp", None, "fp32")]) == [[here], [here]]

@@ -323,6 +323,7 @@ def _run_block(block: Block, index: int, work: Path, env: dict[str, str]) -> boo
     return True
 
 
+@pytest.mark.slow  # every page's examples, the smoke suite four times
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run(page, tmp_path, prefork):
     found = blocks(page)

@@ -246,6 +246,7 @@ def test_executor_option_misuse_is_bad_input(tmp_path, extra, expected):
     assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # a fresh process starts Ray
 def test_executor_ray_without_a_cluster_fails_before_running(tmp_path):
     pytest.importorskip("ray")
     spec = write_spec(tmp_path, SPEC)

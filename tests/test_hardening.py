@@ -82,6 +82,7 @@ run: {{profile: quick, max_memory_bytes: 512MiB, cell_timeout_s: 60}}
 """
 
 
+@pytest.mark.slow  # four worker processes, one allocating up to its limit
 def test_memory_close_and_shape_faults_each_end_as_a_record_naming_the_cause(tmp_path, tiny_model, fakes_on_path):
     spec = tmp_path / "faults.yaml"
     spec.write_text(FAULTS.format(model=tiny_model))
@@ -162,6 +163,7 @@ def _suite(tmp_path: Path, model: Path, n: int, ms: int = 400, name: str = "suit
     return p
 
 
+@pytest.mark.slow  # real benchkit and worker processes end to end
 def test_sigkill_mid_suite_loses_nothing_and_resume_completes_only_the_rest(tmp_path, tiny_model, fakes_on_path,
                                                                            capsys):
     spec = _suite(tmp_path, tiny_model, 4, ms=300)
@@ -265,6 +267,7 @@ def test_run_ids_never_collide(tmp_path):
     b.close()
 
 
+@pytest.mark.slow  # two real benchkit processes
 def test_two_benchkit_processes_on_one_results_directory_lose_nothing(tmp_path, tiny_model, fakes_on_path):
     spec = _suite(tmp_path, tiny_model, 2, ms=150)
     out = tmp_path / "shared-out"
@@ -288,6 +291,7 @@ def test_two_benchkit_processes_on_one_results_directory_lose_nothing(tmp_path, 
         assert manifest["run_id"] == run_dir.name and len(manifest["cells"]) == 2
 
 
+@pytest.mark.slow  # real benchkit and worker processes end to end
 def test_ctrl_c_stops_cleanly_keeps_what_finished_and_kills_the_worker(tmp_path, tiny_model, fakes_on_path):
     spec = _suite(tmp_path, tiny_model, 4, ms=1500)
     out = tmp_path / "out"

@@ -22,7 +22,7 @@ from benchkit.results import records
 from conftest import run_cli, write_tiny_add
 from ray_cluster import LoopbackCluster, unavailable_reason
 
-pytestmark = [pytest.mark.ray, pytest.mark.skipif(unavailable_reason() is not None,
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.skipif(unavailable_reason() is not None,
                                                   reason=unavailable_reason() or "")]
 
 FAKE_A, FAKE_B = "accelerator:fake-a", "accelerator:fake-b"

@@ -19,6 +19,7 @@ run: {{profile: quick, repeats: 2, power: {{meters: []}}}}
 """
 
 
+@pytest.mark.slow  # four worker processes
 def test_each_session_in_a_fresh_process_with_the_spread_between_them(tmp_path, tiny_model, fakes_on_path):
     spec = tmp_path / "again.yaml"
     spec.write_text(SPEC.format(model=tiny_model))

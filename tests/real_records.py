@@ -1,4 +1,8 @@
-"""Records from a real `benchkit run` (ONNX Runtime CPU, worker processes), made once per test session."""
+"""Records from a real `benchkit run` (ONNX Runtime CPU, worker processes), made once per test session.
+
+The command runs in this process (conftest.run_cli: `benchkit.cli.main`); its cells run in worker processes, as
+`benchkit run` runs them by default.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ import atexit
 import functools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,9 +50,7 @@ def real_run() -> tuple[Path, Path]:
     spec = tmp / "i6-real.yaml"
     spec.write_text(SPEC)
     out = tmp / "results"
-    r = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(out),
-                        "--cache-dir", str(tmp / "cache")],
-                       capture_output=True, text=True, env=env(), timeout=300)
+    r = run_cli("run", spec, "--out", out, "--cache-dir", tmp / "cache")
     if r.returncode not in (0, 1):
         raise RuntimeError(f"benchkit run failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     runs = sorted((out / "i6-real").iterdir())
@@ -100,9 +102,7 @@ def certified_run() -> tuple[Path, Path]:
     (tmp / "sys.yaml").write_text(SYSTEM_FILE)
     for attempt in range(3):
         out = tmp / f"results{attempt}"
-        r = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(out),
-                            "--cache-dir", str(tmp / "cache"), "--system-file", str(tmp / "sys.yaml")],
-                           capture_output=True, text=True, env=env(), timeout=300)
+        r = run_cli("run", spec, "--out", out, "--cache-dir", tmp / "cache", "--system-file", tmp / "sys.yaml")
         if r.returncode not in (0, 1):
             raise RuntimeError(f"benchkit run failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         run_dir = sorted((out / "i13-certify").iterdir())[-1]

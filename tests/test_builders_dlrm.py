@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,7 +14,8 @@ from benchkit.errors import WorkloadError
 from benchkit.workloads import catalog, flops
 from benchkit.workloads.builders import dlrm
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import build_hashes_in_fresh_processes
+
 SMALL = {"max_ind_range": 1000}  # MLPs as MLPerf's; tables capped hard so the file is ~12 MB
 
 
@@ -119,16 +116,10 @@ def test_small_dlrm_params_and_macs(small):
     assert flops.analyze(small, {"batch": 4}).macs == 4 * cost.macs
 
 
+@pytest.mark.slow  # two fresh interpreters build it
 def test_small_dlrm_is_byte_identical_across_processes(small):
-    code = (
-        "import hashlib; from benchkit.workloads import catalog; "
-        f"print(hashlib.sha256(catalog.serialize(catalog.build('dlrm', {SMALL!r}))).hexdigest())"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     here = hashlib.sha256(catalog.serialize(small)).hexdigest()
-    for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=True)
-        assert out.stdout.strip() == here
+    assert build_hashes_in_fresh_processes([("dlrm", SMALL, "fp32")]) == [[here], [here]]
 
 
 @pytest.mark.parametrize("variant", ["fp16", "int8"])
@@ -155,6 +146,7 @@ def test_bad_params(params, match):
         dlrm.dlrm(params, np.random.default_rng(0))
 
 
+@pytest.mark.slow  # the manifest's full configuration
 def test_full_configuration():
     """The manifest's configuration: published figures within 1% / 2%, exact to the closed forms; runs."""
     entry = catalog.get("dlrm")

@@ -10,10 +10,6 @@ benchkit's FLOP counter, and must equal the closed forms exactly.
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -24,7 +20,8 @@ from benchkit.errors import WorkloadError
 from benchkit.workloads import catalog, flops
 from benchkit.workloads.builders import transformer
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import build_hashes_in_fresh_processes
+
 # Small widths and depths keep these quick. Vocabulary and positions stay at least those of
 # the manifests: their input ranges and default dims (used for int8 calibration) are fixed.
 SMALL_BERT = {"layers": 2, "hidden": 64, "heads": 4, "intermediate": 256, "max_position": 384}
@@ -159,20 +156,10 @@ def test_masked_tokens_do_not_reach_unmasked_positions(small_bert):
     assert np.abs(a[0, :12] - b[0, :12]).max() > 1e-3  # unmasked, the same change is visible
 
 
-def _sha_in_subprocess(name: str, params: dict) -> str:
-    code = (
-        "import hashlib, sys; from benchkit.workloads import catalog; "
-        f"print(hashlib.sha256(catalog.serialize(catalog.build({name!r}, {params!r}))).hexdigest())"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=True)
-    return out.stdout.strip()
-
-
+@pytest.mark.slow  # two fresh interpreters build it
 def test_small_bert_is_byte_identical_across_processes(small_bert):
     here = hashlib.sha256(catalog.serialize(small_bert)).hexdigest()
-    assert _sha_in_subprocess("bert-base", SMALL_BERT) == here
-    assert _sha_in_subprocess("bert-base", SMALL_BERT) == here
+    assert build_hashes_in_fresh_processes([("bert-base", SMALL_BERT, "fp32")]) == [[here], [here]]
 
 
 @pytest.mark.parametrize("variant", ["fp16", "int8"])
@@ -303,10 +290,8 @@ def full_feeds(name: str, model: onnx.ModelProto, dims: dict[str, int]) -> dict[
     return feeds
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["bert-base", "gpt2-prefill", "gpt2-decode", pytest.param("bert-large", marks=pytest.mark.slow)],
-)
+@pytest.mark.slow  # the published models: 110M to 340M parameters each
+@pytest.mark.parametrize("name", ["bert-base", "gpt2-prefill", "gpt2-decode", "bert-large"])
 def test_full_configuration(name):
     """Published parameter count within 1%, MACs within 2%, both exact to the closed forms; runs finite."""
     entry = catalog.get(name)

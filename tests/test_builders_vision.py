@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -25,7 +21,8 @@ from onnx import helper, numpy_helper
 from benchkit.workloads import catalog
 from benchkit.workloads.builders._graph import BN_STAT_SUFFIXES
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import build_hashes_in_fresh_processes
+
 VISION = ("resnet50-v1.5", "mobilenet-v2", "ds-cnn")
 
 
@@ -224,20 +221,9 @@ def test_resnet50_reduced_precision_tracks_fp32(variant):
 
 @pytest.mark.slow
 def test_resnet50_and_mobilenet_bytes_identical_across_processes():
-    script = (
-        "import hashlib, sys\n"
-        "from benchkit.workloads import catalog\n"
-        "for it in sys.argv[1:]:\n"
-        "    n, v = it.split('@')\n"
-        "    print(it, hashlib.sha256(catalog.serialize(catalog.build(n, None, v))).hexdigest())\n"
-    )
-    items = ["resnet50-v1.5@fp32", "resnet50-v1.5@fp16", "mobilenet-v2@fp32", "mobilenet-v2@int8"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    outs = [
-        subprocess.run([sys.executable, "-c", script, *items], capture_output=True, text=True, env=env,
-                       cwd=ROOT, timeout=600, check=True).stdout
-        for _ in range(2)
-    ]
-    assert outs[0] == outs[1] and len(outs[0].splitlines()) == len(items)
+    items = [("resnet50-v1.5", None, "fp32"), ("resnet50-v1.5", None, "fp16"), ("mobilenet-v2", None, "fp32"),
+             ("mobilenet-v2", None, "int8")]
+    outs = build_hashes_in_fresh_processes(items)
+    assert outs[0] == outs[1] and len(outs[0]) == len(items)
     here = hashlib.sha256(catalog.serialize(built("resnet50-v1.5"))).hexdigest()
-    assert f"resnet50-v1.5@fp32 {here}" in outs[0]
+    assert outs[0][0] == here

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +20,8 @@ from benchkit._version import __version__
 from benchkit.errors import WorkloadError
 from benchkit.workloads import catalog
 from benchkit.workloads.builders._graph import IR_VERSION, OPSET
+
+from conftest import build_hashes_in_fresh_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = sorted(data_dir("workloads").glob("*.yaml"))
@@ -438,38 +437,13 @@ def test_snap_range_widens_a_little_and_absorbs_ulp_noise(a, b):
 
 # -- determinism, metadata, cache ----------------------------------------------
 
-_HASH_SCRIPT = """
-import hashlib, sys
-from benchkit.workloads import catalog
-for item in sys.argv[1:]:
-    name, variant = item.split("@")
-    print(item, hashlib.sha256(catalog.serialize(catalog.build(name, None, variant))).hexdigest())
-"""
-
-
-def _hashes_in_subprocesses(items):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _HASH_SCRIPT, *items], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env, cwd=ROOT,
-        )
-        for _ in range(2)
-    ]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        outs.append(out)
-    return outs
-
-
+@pytest.mark.slow  # two fresh interpreters build 16 graphs
 def test_builds_are_byte_identical_across_processes():
-    items = [f"{n}@{v}" for n in ("tiny-add", "mlp", "conv2d") for v in catalog.get(n).variants]
-    items += ["attention@fp32", "ds-cnn@fp32", "ds-cnn@fp16", "ds-cnn@int8"]
-    a, b = _hashes_in_subprocesses(items)
-    assert a == b and len(a.splitlines()) == len(items)
-    here = {f"{line.split()[0]}": line.split()[1] for line in a.splitlines()}
+    items = [(n, None, v) for n in ("tiny-add", "mlp", "conv2d") for v in catalog.get(n).variants]
+    items += [("attention", None, "fp32"), ("ds-cnn", None, "fp32"), ("ds-cnn", None, "fp16"), ("ds-cnn", None, "int8")]
+    a, b = build_hashes_in_fresh_processes(items)
+    assert a == b and len(a) == len(items)
+    here = {f"{n}@{v}": sha for (n, _, v), sha in zip(items, a)}
     assert here["mlp@int8"] == hashlib.sha256(catalog.serialize(catalog.build("mlp", None, "int8"))).hexdigest()
 
 

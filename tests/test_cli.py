@@ -1,10 +1,13 @@
-"""End to end through the real `benchkit` command: the CI smoke suite, the read-only commands, bad input."""
+"""End to end through the `benchkit` command: the CI smoke suite, the read-only commands, bad input.
+
+Commands run in this process (``run_cli``: ``benchkit.cli.main``, exit code and output as the console script gives
+them); the tests whose subject is the process itself (the console script's exit code, start-up imports) start one.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,20 +17,18 @@ import pytest
 
 from benchkit.results import records
 
-from conftest import ROOT
+from conftest import ROOT, CliResult, run_cli
 
 
-def bk(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "benchkit", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+def bk(*args: str, cwd: Path = ROOT) -> CliResult:
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
+    # inline: the subject is the smoke suite's cells and records; worker isolation is tested in test_isolation
     out = tmp_path_factory.mktemp("smoke")
-    proc = bk("run", "specs/ci-smoke.yaml", "--out", str(out))
+    proc = bk("run", "specs/ci-smoke.yaml", "--inline", "--out", str(out))
     return proc, out
 
 
@@ -100,7 +101,7 @@ scenarios:
     min_duration_ms: 200
     min_query_count: 20
 """)
-    proc = bk("run", "example.yaml", "--out", "res", cwd=tmp_path)
+    proc = bk("run", "example.yaml", "--inline", "--out", "res", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rec = records.load(next((tmp_path / "res").rglob("*.json")))
     assert rec.workload.effective_batch_size == 1
@@ -160,6 +161,17 @@ def test_workloads_export_matches_the_shipped_example_model(tmp_path):
     assert dyn.read_bytes() == catalog.materialize("tiny-add").read_bytes()  # unchanged graph: closed-division bytes
     bad = bk("workloads", "export", "tiny-add", "--dim", "seq=3", "-o", str(tmp_path / "x.onnx"))
     assert bad.returncode == 2 and "seq is not a dynamic dimension" in bad.stderr
+
+
+def test_the_console_script_exits_2_on_bad_input_without_a_traceback():
+    """`python -m benchkit` from a checkout, no install: the process's own exit code and stderr."""
+    p = subprocess.run([sys.executable, "-m", "benchkit", "show", "no-such-record.json"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.startswith("benchkit: error: ") and "no such record file" in p.stderr
+    assert "Traceback" not in p.stderr
+    usage = subprocess.run([sys.executable, "-m", "benchkit", "run"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+    assert usage.returncode == 2 and "usage: benchkit run" in usage.stderr
 
 
 def test_startup_imports_no_runtime():

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +12,7 @@ from benchkit.errors import BackendError, BackendUnavailable
 from benchkit.conformance.kit import (LONG_RUN_CALLS, LONG_RUN_FETCHES, LONG_RUN_POOL, MICRO_WORKLOADS, check_adapter,
                                       check_names, long_run_plan)
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, run_cli, run_pytest_inprocess
 
 
 def _available(name: str) -> str | None:
@@ -174,9 +170,8 @@ def test_bad_arguments_are_benchkit_errors():
     assert set(MICRO_WORKLOADS) == {"tiny-add", "gemm", "mlp", "conv2d", "attention", "layernorm", "softmax"}
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "benchkit", *args], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT, env=env)
+def _cli(*args):
+    return run_cli(*args, cwd=ROOT)  # in this process: the subject is the command's verdict and exit code
 
 
 def test_cli_exit_codes(fakes_on_path):
@@ -203,9 +198,7 @@ def test_pytest_plugin_and_factory(tmp_path):
         def test_fixture(benchkit_conformance):
             assert benchkit_conformance("onnxruntime", only=["registry"]).passed
     """))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    r = run_pytest_inprocess(tmp_path, "-q", "-p", "no:cacheprovider", str(tmp_path))  # pytest in this process
     assert r.returncode == 0, r.stdout + r.stderr
     # registry, options, workload[tiny-add], coverage, claims, load-close pass; batch, long-run, boundary and
     # unsupported-operator skip (null computes nothing); + fixture

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,7 +14,8 @@ from benchkit.errors import WorkloadError
 from benchkit.workloads import catalog, flops
 from benchkit.workloads.builders import digits
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import build_hashes_in_fresh_processes
+
 pytest.importorskip("sklearn", reason="digits-mlp needs scikit-learn: pip install 'benchkit[digits]'")
 
 
@@ -55,21 +53,10 @@ def test_variants_keep_accuracy(fp32, variant, floor, record_property):
     assert acc >= floor
 
 
+@pytest.mark.slow  # two fresh interpreters train it
 def test_build_is_byte_identical_across_processes(fp32):
-    code = (
-        "import hashlib; from benchkit.workloads import catalog; "
-        "print(hashlib.sha256(catalog.serialize(catalog.build('digits-mlp'))).hexdigest())"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for _ in range(2)
-    ]
     here = hashlib.sha256(catalog.serialize(fp32)).hexdigest()
-    for p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        assert out.strip() == here
+    assert build_hashes_in_fresh_processes([("digits-mlp", None, "fp32")]) == [[here], [here]]
 
 
 def test_matmul_sums_in_index_order():

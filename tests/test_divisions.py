@@ -23,6 +23,8 @@ from benchkit.spec import parse_spec
 from benchkit.workloads import catalog
 from benchkit.workloads.model import file_sha256
 
+from conftest import run_cli
+
 GOLDEN = Path(__file__).parent / "data" / "record_v1.json"
 TINY_SHA = "2b18eff696af7141407159e00766f4fa7d084f7326528d2c10365361b3bc43ac"
 
@@ -237,13 +239,11 @@ run: {division: closed}
 
 
 def test_show_and_summary_print_the_division(division_records):
-    import subprocess
-    import sys
-
     recs, tmp, _ = division_records
     path = next((tmp / "out" / "divisions").glob("*/flipped__onnxruntime__single_stream.json"))
-    out = subprocess.run([sys.executable, "-m", "benchkit", "show", str(path)], capture_output=True, text=True,
-                         check=True).stdout
+    shown = run_cli("show", path)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
     assert "division  open (rules 1.0, compared with tiny-add fp32)" in out
     assert "open: model SHA-256" in out
     assert "accuracy  passed (fp32 tolerances" in out  # the accuracy gate ran on every record
@@ -285,9 +285,6 @@ scenarios:
 
 
 def test_run_summary_shows_the_division_and_why(division_records):
-    import subprocess
-    import sys
-
     _, tmp, cache = division_records
     spec = tmp / "summary.yaml"
     spec.write_text("""
@@ -300,8 +297,7 @@ scenarios:
   - {kind: single_stream, min_duration_ms: 20, min_query_count: 64, warmup_ms: 0, warmup_queries: 1}
 run: {power: {meters: []}}
 """)
-    out = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--inline", "--out", str(tmp / "out"),
-                          "--cache-dir", str(cache)], capture_output=True, text=True, timeout=120)
+    out = run_cli("run", spec, "--inline", "--out", tmp / "out", "--cache-dir", cache)
     assert out.returncode == 0, out.stderr
     assert "division" in out.stdout and "open " in out.stdout
     assert "open flipped__onnxruntime__single_stream: model SHA-256" in " ".join(out.stdout.split())

@@ -9,15 +9,19 @@ directory, so a later block can read what an earlier one wrote:
   environment under test already is their result: ``pip install ... &&`` is
   dropped from the front of a line (a line that only installs is dropped), and
   a line running ``python -m pytest`` is dropped (it is this very suite).
-* ``benchkit`` on those lines is a wrapper around ``python -m benchkit``
-  that adds ``--inline`` to ``run`` (cells in this process tree without a
-  worker start-up each; isolation is tested elsewhere) and ``--quick``
-  unless a profile is given (unset durations become seconds; durations a
-  spec sets explicitly are kept).
+* ``benchkit`` on those lines is a console script that adds ``--inline`` to
+  ``run`` (cells in this process tree without a worker start-up each;
+  isolation is tested elsewhere) and ``--quick`` unless a profile is given
+  (unset durations become seconds; durations a spec sets explicitly are kept).
 * ``python``: run as a script with the repository on ``PYTHONPATH``.
 * ``yaml``: must parse; a mapping with ``workloads`` is a spec and must pass
   ``benchkit validate``, as if it were a file in ``specs/`` (so
   ``model: models/...`` resolves as in the repository's own specs).
+
+Each ``benchkit`` command and ``python`` block is its own process, forked
+from a server that has already imported numpy, onnx, ONNX Runtime and
+benchkit (tests/prefork.py: ~1.5 s of CPU saved per command); with
+``BENCHKIT_DOCS_COLD=1`` each starts a fresh interpreter instead.
 * ``toml`` and ``json``: must parse. Blocks without a language (command
   synopses, sample output) are prose.
 
@@ -52,6 +56,8 @@ import pytest
 import yaml
 
 from benchkit import refdocs
+
+from prefork import PreforkServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -209,7 +215,29 @@ def _commands(block: Block) -> str:
     return "\n".join(kept)
 
 
-def _workdir(tmp: Path) -> tuple[Path, dict[str, str]]:
+# `benchkit run ARGS` as the examples run it: inline, and --quick unless a profile is given.
+_RUN_ARGS = ("(lambda a: ['run', *([] if '--inline' in a else ['--inline']), "
+             "*([] if '--quick' in a or '--profile' in a else ['--quick']), *a[1:]] if a[:1] == ['run'] else a)")
+
+
+def _pythonpath() -> str:
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+@pytest.fixture(scope="module")
+def prefork(tmp_path_factory):
+    """The fork server the examples' commands start from (None: BENCHKIT_DOCS_COLD=1, fresh interpreters)."""
+    if os.environ.get("BENCHKIT_DOCS_COLD") == "1":
+        yield None
+        return
+    server = PreforkServer({**os.environ, "PYTHONPATH": _pythonpath()}, tmp_path_factory.mktemp("prefork"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _workdir(tmp: Path, server: PreforkServer | None) -> tuple[Path, dict[str, str]]:
     """A mirror of the repository to run a page's commands in, and the environment to run them with."""
     work, bindir = tmp / "work", tmp / "bin"
     work.mkdir()
@@ -222,26 +250,21 @@ def _workdir(tmp: Path) -> tuple[Path, dict[str, str]]:
     for entry in (ROOT / "specs").iterdir():
         (work / "specs" / entry.name).symlink_to(entry)
     (work / "results").mkdir()
-    wrapper = bindir / "benchkit"
-    wrapper.write_text(
-        f"#!{sys.executable}\n"
-        "import sys\n"
-        "from benchkit.cli import main\n"
-        "args = sys.argv[1:]\n"
-        "if args[:1] == ['run']:\n"
-        "    extra = [] if '--inline' in args else ['--inline']\n"
-        "    if '--quick' not in args and '--profile' not in args:\n"
-        "        extra.append('--quick')\n"
-        "    args = ['run', *extra, *args[1:]]\n"
-        "sys.exit(main(args))\n"
-    )
-    wrapper.chmod(0o755)
+    if server is not None:
+        server.client(bindir / "benchkit", rewrite=_RUN_ARGS)
+        server.client(tmp / "python", kind="python")  # for the python blocks, not on PATH
+    else:
+        wrapper = bindir / "benchkit"
+        wrapper.write_text(f"#!{sys.executable}\nimport sys\nfrom benchkit.cli import main\n"
+                           f"sys.exit(main({_RUN_ARGS}(sys.argv[1:])))\n")
+        wrapper.chmod(0o755)
+        (tmp / "python").symlink_to(sys.executable)
     (bindir / "python").symlink_to(sys.executable)
     (tmp / "tmp").mkdir()
     env = {
         **os.environ,
         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": _pythonpath(),
         "TMPDIR": str(tmp / "tmp"),  # mktemp in an example stays in the test's folder
         "NO_MKDOCS_2_WARNING": "1",
     }
@@ -276,19 +299,20 @@ def _run_block(block: Block, index: int, work: Path, env: dict[str, str]) -> boo
             return False
         _run(["bash", "-e", "-o", "pipefail", "-c", script], block, work, env, script)
     elif block.lang == "python":
+        python = str(work.parent / "python")
         if saved is not None:
-            _run([sys.executable, "-c", f"import {saved.stem}"], block, work, env, block.body)
+            _run([python, "-c", f"import {saved.stem}"], block, work, env, block.body)
         else:
             script = work / f"_docs_block_{index}.py"
             script.write_text(block.body, encoding="utf-8")
-            _run([sys.executable, str(script)], block, work, env, block.body)
+            _run([python, str(script)], block, work, env, block.body)
     elif block.lang in ("yaml", "yml"):
         data = yaml.safe_load(block.body)
         if isinstance(data, dict) and "workloads" in data:
             spec = saved or work / "specs" / f"_docs_{block.page.stem}_{index}.yaml"
             if saved is None:
                 spec.write_text(block.body, encoding="utf-8")
-            _run([sys.executable, "-m", "benchkit", "validate", str(spec)], block, work, env, block.body)
+            _run([str(work.parent / "bin" / "benchkit"), "validate", str(spec)], block, work, env, block.body)
     elif block.lang == "toml":
         tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
         tomllib.loads(block.body)
@@ -299,10 +323,11 @@ def _run_block(block: Block, index: int, work: Path, env: dict[str, str]) -> boo
     return True
 
 
+@pytest.mark.slow  # every page's examples, the smoke suite four times
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_examples_run(page, tmp_path):
+def test_examples_run(page, tmp_path, prefork):
     found = blocks(page)
-    work, env = _workdir(tmp_path)
+    work, env = _workdir(tmp_path, prefork)
     ran = 0
     for i, block in enumerate(found):
         if block.directive.startswith("skip"):
@@ -330,3 +355,31 @@ def test_docstrings_are_rendered_as_markdown():
     text = refdocs.markdown("result")
     assert ":func:" not in text and "``" not in text
     assert "follow `percentile_ns`" in text
+
+
+def test_forked_commands_behave_as_fresh_processes(tmp_path, prefork):
+    """The fork server cannot hide a failure: exit status, traceback, cwd, environment and TMPDIR are each
+    command's own."""
+    if prefork is None:
+        pytest.skip("BENCHKIT_DOCS_COLD=1: fresh interpreters")
+    work, env = _workdir(tmp_path, prefork)
+    python, benchkit = str(tmp_path / "python"), str(tmp_path / "bin" / "benchkit")
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(args, cwd=work, env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    script = work / "probe.py"
+    script.write_text("import os, sys, tempfile\nprint(os.getcwd(), os.environ['PROBE'], tempfile.gettempdir(),"
+                      " sys.argv[1:], sys.path[0])\nsys.exit(int(sys.argv[1]))\n")
+    r = run(python, str(script), "3", PROBE="one", TMPDIR=str(tmp_path))
+    assert r.returncode == 3 and r.stdout.split() == [str(work), "one", str(tmp_path), "['3']", str(work)], r.stderr
+    r = run(python, str(script), "0", PROBE="two")
+    assert r.returncode == 0 and r.stdout.split()[1:3] == ["two", str(tmp_path / "tmp")], r.stderr
+    r = run(python, "-c", "raise RuntimeError('boom')")
+    assert r.returncode == 1 and "Traceback (most recent call last)" in r.stderr and "boom" in r.stderr
+    r = run(benchkit, "show", "no-such-record.json")
+    assert r.returncode == 2 and r.stderr == "benchkit: error: no-such-record.json: no such record file\n"
+    r = run(benchkit, "validate", "specs/ci-smoke.yaml")
+    assert r.returncode == 0 and "specs/ci-smoke.yaml: valid" in r.stdout, r.stderr
+    r = run("bash", "-e", "-o", "pipefail", "-c", "benchkit run --out r no/such.yaml | cat")
+    assert r.returncode == 2 and "spec file not found" in r.stderr

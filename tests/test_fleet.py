@@ -28,7 +28,7 @@ from benchkit.runner.plan import expand
 from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import BackendSpec, parse_spec
 
-from conftest import ROOT, write_spec
+from conftest import ROOT, run_cli, write_spec
 
 SPEC = """
 name: fleet-unit
@@ -40,9 +40,9 @@ scenarios: [{kind: single_stream, min_duration_ms: 50, min_query_count: 10, warm
 """
 
 
-def bk(*args: str, preload: str = "pass", cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    code = f"import sys; {preload}; from benchkit.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def bk(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchkit", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
 
 
 # --------------------------------------------------------------------------- fleet file
@@ -225,11 +225,12 @@ def test_local_executor_stamps_placement(tmp_path):
     assert records.load(result.paths[0]).placement == rec.placement
 
 
-def test_executor_ray_without_ray_names_the_extra(tmp_path):
+def test_executor_ray_without_ray_names_the_extra(tmp_path, monkeypatch):
     spec = write_spec(tmp_path, SPEC)
     # `sys.modules['ray'] = None` makes `import ray` fail exactly as it does where Ray is not installed
+    monkeypatch.setitem(sys.modules, "ray", None)
     for args in (["run", str(spec), "--executor", "ray", "--out", str(tmp_path / "out")], ["fleet"]):
-        proc = bk(*args, preload="sys.modules['ray'] = None")
+        proc = run_cli(*args)
         assert proc.returncode == 2, proc.stderr
         assert "pip install 'benchkit[ray]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -241,14 +242,16 @@ def test_executor_ray_without_ray_names_the_extra(tmp_path):
 ])
 def test_executor_option_misuse_is_bad_input(tmp_path, extra, expected):
     spec = write_spec(tmp_path, SPEC)
-    proc = bk("run", str(spec), "--out", str(tmp_path / "out"), *extra)
+    proc = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *extra)
     assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # a fresh process starts Ray
 def test_executor_ray_without_a_cluster_fails_before_running(tmp_path):
     pytest.importorskip("ray")
     spec = write_spec(tmp_path, SPEC)
-    # A port nothing listens on: joining fails at once, nothing is measured.
+    # A port nothing listens on: joining fails at once, nothing is measured. A process of its own: ray.init,
+    # even failing, changes logging and starts threads in the interpreter that calls it.
     proc = bk("run", str(spec), "--executor", "ray", "--address", "127.0.0.1:1", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stderr
     assert "--address 127.0.0.1:1: cannot join a Ray cluster there" in proc.stderr

@@ -7,9 +7,7 @@ real command in a subprocess.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import subprocess
 import sys
@@ -20,9 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchkit.cli import main
-
-from conftest import ROOT
+import conftest
+from conftest import ROOT, write_tiny_add
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -30,26 +27,14 @@ FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
 
 @pytest.fixture(scope="module")
 def fuzz_dir(tmp_path_factory):
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     d = tmp_path_factory.mktemp("fuzz")
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])
-    one = numpy_helper.from_array(np.ones((16,), np.float32), "one")
-    g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny", [x], [y], [one])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(d / "tiny.onnx"))
+    write_tiny_add(d / "tiny.onnx")
     return d
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(args))
-    return rc, out.getvalue(), err.getvalue()
+    r = conftest.run_cli(*args)
+    return r.returncode, r.stdout, r.stderr
 
 
 def assert_clean(rc: int, err: str) -> None:

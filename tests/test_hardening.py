@@ -1,8 +1,9 @@
 """Faults survived, nothing lost: the memory limit, close() and shape faults end to end, SIGKILL of benchkit and
 --resume, two benchkit processes on one results directory, Ctrl-C.
 
-Everything runs through the real `benchkit` command and real worker processes; the faulty adapters are the
-test fakes in tests/fakes (registered through a real entry point).
+The faults run in real worker processes; SIGKILL, Ctrl-C and two concurrent writers are real `benchkit`
+processes. What only checks bookkeeping (--resume after the kill, refusals) runs the command in this process
+with --inline. The faulty adapters are the test fakes in tests/fakes (registered through a real entry point).
 """
 
 from __future__ import annotations
@@ -23,12 +24,7 @@ from benchkit.cli import main
 from benchkit.errors import RunError
 from benchkit.spec import parse_spec
 
-from conftest import ROOT
-
-
-def bk(*args, timeout=180, **kw):
-    return subprocess.run([sys.executable, "-m", "benchkit", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, **kw)
+from conftest import ROOT, run_cli
 
 
 def _records(run_dir: Path) -> dict[str, records.ResultRecord]:
@@ -86,10 +82,11 @@ run: {{profile: quick, max_memory_bytes: 512MiB, cell_timeout_s: 60}}
 """
 
 
+@pytest.mark.slow  # four worker processes, one allocating up to its limit
 def test_memory_close_and_shape_faults_each_end_as_a_record_naming_the_cause(tmp_path, tiny_model, fakes_on_path):
     spec = tmp_path / "faults.yaml"
     spec.write_text(FAULTS.format(model=tiny_model))
-    proc = bk("run", spec, "--out", tmp_path / "out")
+    proc = run_cli("run", spec, "--out", tmp_path / "out")  # this process plans; each cell runs in its worker
     assert proc.returncode == 1, proc.stderr  # the suite finished; some cells are INVALID
     assert "Traceback" not in proc.stderr
     recs = {r.cell_id.split("__")[1]: r for r in _records(next((tmp_path / "out" / "faults7").iterdir())).values()}
@@ -141,7 +138,7 @@ def test_only_host_allocation_failures_are_blamed_on_the_limit():
 
 
 def test_apply_memory_limit_in_a_child_process():
-    code = ("import resource; from benchkit import limits; assert limits.apply_memory_limit(300 << 20) is None; "
+    code = ("import resource; from benchkit.runner import limits; assert limits.apply_memory_limit(300 << 20) is None; "
             "print(resource.getrlimit(resource.RLIMIT_DATA)[0], limits.current_memory_limit())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.split() == [str(300 << 20)] * 2, out.stderr
@@ -166,6 +163,7 @@ def _suite(tmp_path: Path, model: Path, n: int, ms: int = 400, name: str = "suit
     return p
 
 
+@pytest.mark.slow  # real benchkit and worker processes end to end
 def test_sigkill_mid_suite_loses_nothing_and_resume_completes_only_the_rest(tmp_path, tiny_model, fakes_on_path,
                                                                            capsys):
     spec = _suite(tmp_path, tiny_model, 4, ms=300)
@@ -189,7 +187,7 @@ def test_sigkill_mid_suite_loses_nothing_and_resume_completes_only_the_rest(tmp_
     assert 2 <= len(before) < 4
     snapshot = {n: (run_dir / n).read_bytes() for n in before}
 
-    proc2 = bk("run", spec, "--out", out, "--resume")
+    proc2 = run_cli("run", spec, "--out", out, "--resume", "--inline")  # the bookkeeping: no worker needed
     assert proc2.returncode == 0, proc2.stderr
     assert f"resuming {run_dir}: {len(before)} of 4 cells done, {4 - len(before)} to run" in " ".join(
         proc2.stderr.split())
@@ -206,7 +204,7 @@ def test_sigkill_mid_suite_loses_nothing_and_resume_completes_only_the_rest(tmp_
 def test_resume_refuses_a_changed_spec_or_other_options(tmp_path, tiny_model, fakes_on_path, capsys):
     spec = _suite(tmp_path, tiny_model, 2, ms=50)
     out = tmp_path / "out"
-    assert bk("run", spec, "--out", out).returncode == 0
+    assert run_cli("run", spec, "--out", out, "--inline").returncode == 0  # isolation is not part of the plan
     (run_dir,) = (out / "killme").iterdir()
     (run_dir / "tiny__b1__single_stream.json").unlink()
     (run_dir / "tiny__b0__single_stream.json").write_text('{"schema_version": 1, "trunc')  # corrupted
@@ -228,7 +226,7 @@ def test_resume_refuses_a_changed_spec_or_other_options(tmp_path, tiny_model, fa
                                                           "--resume")
 
     # the missing record and the unreadable one are measured again, in the same run
-    p = bk("run", spec, "--out", out, "--resume", run_dir)
+    p = run_cli("run", spec, "--out", out, "--resume", run_dir, "--inline")
     assert p.returncode == 0, p.stderr
     recs = _records(run_dir)
     assert len(recs) == 2 and {r.run_id for r in recs.values()} == {run_dir.name}
@@ -239,10 +237,18 @@ def main_err(capsys, *args: str) -> str:
     return " ".join(capsys.readouterr().err.split())
 
 
-def test_a_run_directory_is_locked_while_written(tmp_path):
-    from types import SimpleNamespace
+class _Cell:
+    """A planned cell as the run directory sees it: an id and its settings as JSON."""
 
-    cells = [SimpleNamespace(cell_id="a")]
+    def __init__(self, cell_id: str) -> None:
+        self.cell_id = cell_id
+
+    def model_dump(self, mode: str = "python") -> dict:
+        return {"cell_id": self.cell_id}
+
+
+def test_a_run_directory_is_locked_while_written(tmp_path):
+    cells = [_Cell("a")]
     run = rundir.create(tmp_path, "s", "0" * 64, cells, 1, lambda: "20260101T000000Z-aaaaaa")
     try:
         with pytest.raises(RunError, match="another benchkit process is writing this run"):
@@ -253,20 +259,20 @@ def test_a_run_directory_is_locked_while_written(tmp_path):
 
 
 def test_run_ids_never_collide(tmp_path):
-    from types import SimpleNamespace
-
     ids = iter(["same", "same", "other"])
-    a = rundir.create(tmp_path, "s", "0" * 64, [SimpleNamespace(cell_id="a")], 1, lambda: next(ids))
-    b = rundir.create(tmp_path, "s", "0" * 64, [SimpleNamespace(cell_id="a")], 1, lambda: next(ids))
+    a = rundir.create(tmp_path, "s", "0" * 64, [_Cell("a")], 1, lambda: next(ids))
+    b = rundir.create(tmp_path, "s", "0" * 64, [_Cell("a")], 1, lambda: next(ids))
     assert (a.run_id, b.run_id) == ("same", "other")
     a.close()
     b.close()
 
 
+@pytest.mark.slow  # two real benchkit processes
 def test_two_benchkit_processes_on_one_results_directory_lose_nothing(tmp_path, tiny_model, fakes_on_path):
     spec = _suite(tmp_path, tiny_model, 2, ms=150)
     out = tmp_path / "shared-out"
-    procs = [subprocess.Popen([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(out)],
+    # two real benchkit processes at once; their cells inline (the subject is the shared folder, not workers)
+    procs = [subprocess.Popen([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(out), "--inline"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT) for _ in range(2)]
     try:
         results = [p.communicate(timeout=180) for p in procs]
@@ -285,6 +291,7 @@ def test_two_benchkit_processes_on_one_results_directory_lose_nothing(tmp_path, 
         assert manifest["run_id"] == run_dir.name and len(manifest["cells"]) == 2
 
 
+@pytest.mark.slow  # real benchkit and worker processes end to end
 def test_ctrl_c_stops_cleanly_keeps_what_finished_and_kills_the_worker(tmp_path, tiny_model, fakes_on_path):
     spec = _suite(tmp_path, tiny_model, 4, ms=1500)
     out = tmp_path / "out"

@@ -1,15 +1,14 @@
 """The MLPerf LoadGen engine: the same cells run through LoadGen itself, parsed into the same record.
 
-End to end through the real command with the real ``mlperf_loadgen`` module (extra ``benchkit[mlperf]``)
-and a real ONNX Runtime model. LoadGen's own summary file is read here independently of benchkit's
+End to end through the `benchkit` command (in this process, cells inline: the subject is the engine and its
+parsing, not worker isolation) with the real ``mlperf_loadgen`` module (extra ``benchkit[mlperf]``) and a real
+ONNX Runtime model. LoadGen's own summary file is read here independently of benchkit's
 parser, and the record's figures must equal LoadGen's to the nanosecond.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from benchkit.results import records
 from benchkit.errors import BackendError
 from benchkit.stats import percentile_ns
 
-from conftest import ROOT
+from conftest import run_cli
 
 SPEC = """
 name: lg
@@ -32,7 +31,7 @@ backends: [{name: onnxruntime, options: {intra_op_num_threads: 2}}]
 scenarios:
   - {kind: single_stream, min_duration_ms: 300}
   - {kind: multi_stream, samples_per_query: 4, min_duration_ms: 200}
-  - {kind: server, target_qps: 400, target_latency_ns: 2000000000}
+  - {kind: server, target_qps: 1000, target_latency_ns: 2000000000}  # 662 queries: 0.7 s
   - {kind: offline, batch_size: 4, min_duration_ms: 300}
 run: {profile: quick}
 """
@@ -50,8 +49,7 @@ def lg_run(tmp_path_factory):
     pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed (pip install 'benchkit[mlperf]')")
     tmp = tmp_path_factory.mktemp("lg")
     (tmp / "lg.yaml").write_text(SPEC)
-    proc = subprocess.run([sys.executable, "-m", "benchkit", "run", "lg.yaml", "--out", "out", "--engine", "mlperf"],
-                          cwd=tmp, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    proc = run_cli("run", "lg.yaml", "--inline", "--out", "out", "--engine", "mlperf", cwd=tmp)
     run_dirs = [p for p in (tmp / "out" / "lg").iterdir() if p.is_dir()]
     assert len(run_dirs) == 1, proc.stderr
     return proc, run_dirs[0]

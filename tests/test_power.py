@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -22,21 +21,7 @@ from benchkit.power.nvml import NvmlMeter
 from benchkit.power.rapl import RaplMeter
 from benchkit.power.sampler import PowerSampler, integrate
 
-from conftest import FAKES
-
-
-def _load_fake_nvml():
-    # by file, not via sys.path: the fakes folder also registers fault-injection adapters
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("fake_nvml", FAKES / "fake_nvml.py")
-    module = sys.modules.setdefault("fake_nvml", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    return module
-
-
-fake_nvml = _load_fake_nvml()
+from conftest import fake_nvml, run_cli
 
 
 def _write(path: Path, text: str) -> None:
@@ -351,8 +336,7 @@ run:
     ramp = threading.Thread(target=_ramp, args=(root / "intel-rapl:0" / "energy_uj", 20.0, stop), daemon=True)
     ramp.start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(tmp_path / "o")],
-                              capture_output=True, text=True, timeout=120)
+        proc = run_cli("run", spec, "--inline", "--out", tmp_path / "o")  # power is the subject, not isolation
     finally:
         stop.set()
         ramp.join(5)

@@ -1,4 +1,8 @@
-"""pytest --benchkit SPEC: cells as test items, real worker processes, INVALID cells fail; no-op otherwise."""
+"""pytest --benchkit SPEC: cells as test items, real worker processes, INVALID cells fail; no-op otherwise.
+
+pytest itself runs in this process (conftest.run_pytest_inprocess: a fresh Config that loads the pytest11 entry
+points, as a new pytest process would); the test of what importing the plugin pulls in keeps a process of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+from conftest import CliResult, run_pytest_inprocess
 from real_records import ROOT, env
 
 SPEC = """\
@@ -40,9 +45,8 @@ def plugin_args() -> list[str]:
     return ["-p", "benchkit.conformance.pytest_plugin"]
 
 
-def run_pytest(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin_args(), *args],
-                          cwd=cwd, capture_output=True, text=True, env=env(), timeout=timeout)
+def run_pytest(cwd: Path, *args: str) -> CliResult:
+    return run_pytest_inprocess(cwd, "-p", "no:cacheprovider", *plugin_args(), *args)
 
 
 def test_entry_point_declared():
@@ -101,7 +105,7 @@ def test_bad_spec_is_a_usage_error(tmp_path):
 
 
 def test_noop_without_the_option(tmp_path):
-    """Ordinary runs: no items added, and importing the plugin pulls in nothing heavy."""
+    """Ordinary runs: no items added, and importing the plugin pulls in nothing heavy (in a fresh process)."""
     (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
     r = run_pytest(tmp_path, "-q")
     assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout + r.stderr

@@ -9,7 +9,6 @@ inside the namespace. One cluster serves the whole module (starting one costs
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -20,9 +19,10 @@ import pytest
 
 from benchkit.results import records
 
-from ray_cluster import ROOT, LoopbackCluster, unavailable_reason
+from conftest import run_cli, write_tiny_add
+from ray_cluster import LoopbackCluster, unavailable_reason
 
-pytestmark = [pytest.mark.ray, pytest.mark.skipif(unavailable_reason() is not None,
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.skipif(unavailable_reason() is not None,
                                                   reason=unavailable_reason() or "")]
 
 FAKE_A, FAKE_B = "accelerator:fake-a", "accelerator:fake-b"
@@ -75,19 +75,7 @@ def work(tmp_path_factory, tiny_model_module):
 
 @pytest.fixture(scope="module")
 def tiny_model_module(tmp_path_factory):
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])
-    one = numpy_helper.from_array(np.ones((16,), np.float32), "one")
-    g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny", [x], [y], [one])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    onnx.save(m, str(path))
-    return path
+    return write_tiny_add(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
 def _records(out: Path) -> list[dict]:
@@ -175,12 +163,9 @@ def test_workloads_reach_the_node_byte_identical(ray_run, work):
 
 
 def test_ray_and_local_runs_give_records_of_the_same_shape(ray_run, work):
-    import subprocess
-
     _, ray_recs, _ = ray_run
-    proc = subprocess.run([sys.executable, "-m", "benchkit", "run", "spec.yaml", "--out", "out-local"], cwd=work,
-                          capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # the local executor from this process, each cell in its worker process as `benchkit run` does by default
+    proc = run_cli("run", "spec.yaml", "--out", "out-local", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     local_recs = _records(work / "out-local")
     assert sorted(r["cell_id"] for r in ray_recs) == sorted(r["cell_id"] for r in local_recs)
@@ -281,7 +266,7 @@ workloads: [{name: tiny-add}]
 backends:
   - {name: onnxruntime, label: acc-b, options: {providers: [CPUExecutionProvider]}}
   - {name: "null", label: acc-a}
-scenarios: [{kind: server, target_qps: 200, target_latency_ns: 2000000000, min_duration_ms: 300}]
+scenarios: [{kind: server, target_qps: 1000, target_latency_ns: 2000000000, min_duration_ms: 300}]
 run: {profile: quick, keep_samples: false}
 """
 

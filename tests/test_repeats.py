@@ -3,15 +3,12 @@ spread within each run; an interrupted set of sessions completed by --resume."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from benchkit.results import records
 from benchkit.runner import repeats
 
-from conftest import ROOT
+from conftest import run_cli
 
 SPEC = """
 name: again
@@ -22,11 +19,12 @@ run: {{profile: quick, repeats: 2, power: {{meters: []}}}}
 """
 
 
+@pytest.mark.slow  # four worker processes
 def test_each_session_in_a_fresh_process_with_the_spread_between_them(tmp_path, tiny_model, fakes_on_path):
     spec = tmp_path / "again.yaml"
     spec.write_text(SPEC.format(model=tiny_model))
-    proc = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    # this process plans and collects; each session is a real worker process (the subject)
+    proc = run_cli("run", spec, "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = (tmp_path / "o" / "again").iterdir()
     recs = {p.name: records.load(p) for p in run_dir.glob("*.json")}

@@ -1,13 +1,9 @@
-"""End to end: Server on a real model (ONNX Runtime CPU) through the real command, sweeps as separate
-records, and --find-peak. Validity is asserted only with latency bounds far above what a loaded
+"""End to end: Server on a real model (ONNX Runtime CPU) through the `benchkit` command (in this process, cells
+inline: the subject is the Server scheduler and its records, not worker isolation), sweeps as separate records,
+and --find-peak. Validity is asserted only with latency bounds far above what a loaded
 2-core machine can miss; the searches' figures are checked for consistency, not for speed."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +13,9 @@ from benchkit.runner.plan import expand
 from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import Server, parse_spec
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 MS = 1_000_000
-
-
-def bk(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchkit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ))
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +29,10 @@ backends:
   - {name: onnxruntime, label: ort-async, options: {intra_op_num_threads: 2}}
   - {name: onnxruntime, label: ort-workers, options: {intra_op_num_threads: 1}}
 scenarios:
-  - {kind: server, target_qps: [300, 600], target_latency_ns: 2000000000, workers: 2}
+  - {kind: server, target_qps: [500, 1000], target_latency_ns: 2000000000, workers: 2}
 run: {profile: quick}
 """)
-    proc = bk("run", "s.yaml", "--out", "out", cwd=tmp)
+    proc = run_cli("run", "s.yaml", "--inline", "--out", "out", cwd=tmp)
     recs = {p.stem: records.load(p) for p in (tmp / "out").rglob("*.json")}
     return proc, recs
 
@@ -49,12 +40,12 @@ run: {profile: quick}
 def test_server_records_one_per_load_point_and_backend(server_run):
     proc, recs = server_run
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert set(recs) == {f"tiny-add__{b}__server-q{q}" for b in ("ort-async", "ort-workers") for q in (300, 600)}
+    assert set(recs) == {f"tiny-add__{b}__server-q{q}" for b in ("ort-async", "ort-workers") for q in (500, 1000)}
     for cid, r in recs.items():
         m = r.metrics
         assert r.validity.valid, (cid, r.validity.reasons)
         assert r.engine == "benchkit" and r.scenario.kind == "server"
-        assert r.scenario.settings["target_qps"] == (300.0 if cid.endswith("q300") else 600.0)
+        assert r.scenario.settings["target_qps"] == (500.0 if cid.endswith("q500") else 1000.0)
         # quick profile: 662 queries (LoadGen's early-stopping floor for p99) or 500 ms, whichever is longer
         assert m.count >= 662 and m.sample_count == m.count == len(r.samples_ns)
         assert m.headline.name == "throughput_per_s" and m.headline.unit == "samples/s"
@@ -67,10 +58,10 @@ def test_server_records_one_per_load_point_and_backend(server_run):
 
 def test_show_prints_server_figures(server_run, tmp_path):
     _, recs = server_run
-    rec = recs["tiny-add__ort-async__server-q300"]
+    rec = recs["tiny-add__ort-async__server-q500"]
     path = tmp_path / "r.json"
     records.save(rec, path)
-    shown = bk("show", str(path), cwd=ROOT)
+    shown = run_cli("show", str(path), cwd=ROOT)
     assert shown.returncode == 0, shown.stderr
     assert "issue lateness" in shown.stdout and "early stopping" in shown.stdout
 

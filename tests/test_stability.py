@@ -14,21 +14,7 @@ from benchkit.runner.plan import expand
 from benchkit.runner.session import SuiteSession
 from benchkit.spec import parse_spec
 
-from conftest import FAKES, ROOT
-
-
-def _load_fake_nvml():
-    # by file, not via sys.path: the fakes folder also registers fault-injection adapters
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("fake_nvml", FAKES / "fake_nvml.py")
-    module = sys.modules.setdefault("fake_nvml", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    return module
-
-
-fake_nvml = _load_fake_nvml()
+from conftest import ROOT, fake_nvml
 
 GOLDEN = ROOT / "tests" / "data" / "record_v1.json"
 

@@ -12,21 +12,7 @@ from benchkit.machine import description as sysdesc
 from benchkit.cli import main
 from benchkit.errors import SpecError
 
-from conftest import FAKES
-
-
-def _load_fake_nvml():
-    # by file, not via sys.path: the fakes folder also registers fault-injection adapters
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("fake_nvml", FAKES / "fake_nvml.py")
-    module = sys.modules.setdefault("fake_nvml", importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    return module
-
-
-fake_nvml = _load_fake_nvml()
+from conftest import fake_nvml
 
 CPUINFO = """processor\t: 0
 model name\t: Example CPU 9000 @ 2.40GHz

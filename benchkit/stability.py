@@ -13,7 +13,8 @@ NVIDIA accelerator's SM and memory clocks, temperature and clock-event
   seconds), and a longer ``warmup_ms`` lets it start there;
 * an accelerator reported thermal or hardware slowdown at the end of the run (power capping alone,
   with a steady clock, is how a board runs at its limit and is not flagged);
-* the latency CV exceeded :data:`benchkit.stats.STABILITY_CV` (within-run noise).
+* the run was too short for its spread: :func:`benchkit.stats.stability_warning` (a CV above
+  :data:`~benchkit.stats.STABILITY_CV` that leaves the mean latency uncertain by more than about ±5 %).
 
 Flags are warnings; under the ``certify`` profile they make the record INVALID.
 Nothing unreadable is guessed: it is listed under ``unreadable``.

@@ -19,9 +19,11 @@ only in derived figures (mean, stdev, cv, throughput).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from fractions import Fraction
+from statistics import NormalDist
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,17 +31,33 @@ from pydantic import BaseModel, ConfigDict, Field
 from benchkit.errors import BenchkitError
 
 __all__ = [
+    "DRIFT_TOLERANCE",
+    "EQUIVALENCE_FLOOR",
+    "HEADLINE_MAX_REL_HALF_WIDTH",
     "PERCENTILES",
     "STABILITY_CV",
+    "STABILITY_REL_SE",
+    "DriftCheck",
     "EarlyStoppingResult",
+    "EquivalenceCheck",
+    "HeadlineStability",
     "LatencyStats",
+    "PercentileInterval",
     "ServerEarlyStoppingResult",
     "StatsError",
+    "drift",
     "early_stopping_percentile_ns",
     "early_stopping_server",
+    "equivalence",
+    "headline_stability",
+    "mean_interval",
     "min_passing_queries",
+    "normal_quantile",
+    "percentile_interval",
     "percentile_ns",
+    "quantile_design_effect",
     "stability_warning",
+    "student_t_quantile",
     "summarize",
     "throughput_per_s",
 ]
@@ -48,7 +66,11 @@ PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
 """The percentiles every :class:`LatencyStats` reports, in percent."""
 
 STABILITY_CV = 0.025
-"""Coefficient of variation above which a latency distribution is flagged as noisy."""
+"""Coefficient of variation above which :func:`stability_warning` looks at a run at all (see there)."""
+
+STABILITY_REL_SE = 0.025
+"""Relative standard error of the mean latency (cv / sqrt(count)) above which :func:`stability_warning` warns:
+the mean (and throughput) known to worse than about ±5 % at 95 %, the precision :func:`headline_stability` asks."""
 
 # Tukey's fences: samples further than 1.5 interquartile ranges outside the
 # quartiles are counted as outliers. Written as 3/2 so the fences can be kept in
@@ -282,22 +304,41 @@ def throughput_per_s(count: int, duration_ns: int) -> float:
     return int(count) * 1_000_000_000 / int(duration_ns)
 
 
-def stability_warning(stats: LatencyStats, threshold_cv: float = STABILITY_CV) -> str | None:
-    """A human-readable warning when the latency spread exceeds ``threshold_cv``, else None.
+def stability_warning(stats: LatencyStats, threshold_cv: float = STABILITY_CV,
+                      max_rel_se: float = STABILITY_REL_SE) -> str | None:
+    """A warning when the run is too short for its own spread, else None.
 
-    A coefficient of variation above a few percent means run-to-run
-    differences of that size are noise (frequency scaling, contention,
-    thermal throttling), not a property of the backend.
+    The rule: warn when the coefficient of variation exceeds ``threshold_cv``
+    *and* the relative standard error of the mean latency, ``cv / sqrt(count)``,
+    exceeds ``max_rel_se`` (2.5 %): then the run's mean latency, and the
+    throughput derived from it, is known to worse than about ±5 % (95 %) from
+    within-run noise alone, and a second run of the same length would likely
+    land elsewhere. The percentiles are another matter (see
+    :func:`headline_stability`): a few stalls barely move a p90.
+
+    Why not the CV alone: latency of calls of microseconds is heavy-tailed. A
+    few millisecond stalls (a scheduler tick, a page fault) dominate the
+    standard deviation, so honest runs on a shared machine show a CV of 13 %
+    to 1,500 % while every percentile and the throughput are measured to a
+    fraction of a percent over 10^4 samples. A high CV over many samples is a
+    heavy tail, which the percentiles already report; it is worth a warning
+    only when the run is too short to average it out. (Between-run
+    variation is a different matter: ``run.repeats`` measures it.)
     """
     if not threshold_cv >= 0:
         raise StatsError(f"threshold_cv must be >= 0, got {threshold_cv!r}")
-    if stats.cv <= threshold_cv:
+    if not max_rel_se >= 0:
+        raise StatsError(f"max_rel_se must be >= 0, got {max_rel_se!r}")
+    rel_se = stats.cv / math.sqrt(stats.count)
+    if stats.cv <= threshold_cv or rel_se <= max_rel_se:
         return None
     return (
-        f"latency is unstable: coefficient of variation {stats.cv:.2%} exceeds {threshold_cv:.2%} "
-        f"(stdev {stats.stdev:,.0f} ns around a mean of {stats.mean:,.0f} ns over {stats.count} samples; "
-        f"{stats.outliers_low} low and {stats.outliers_high} high outliers); "
-        "check for frequency scaling, background load or thermal throttling and consider a longer run"
+        f"latency is too noisy for the run's length: coefficient of variation {stats.cv:.2%} exceeds "
+        f"{threshold_cv:.2%} over only {stats.count} samples, so the mean latency (and the throughput) is known to "
+        f"about ±{1.96 * rel_se:.1%} (relative standard error {rel_se:.2%} > {max_rel_se:.2%}; stdev "
+        f"{stats.stdev:,.0f} ns around a mean of {stats.mean:,.0f} ns, {stats.outliers_low} low and "
+        f"{stats.outliers_high} high outliers); run longer (min_duration_ms, min_query_count) or reduce "
+        "background load, frequency scaling or thermal throttling"
     )
 
 
@@ -533,3 +574,430 @@ def early_stopping_server(
         passed=passed,
         reason=reason,
     )
+
+
+# ---------------------------------------------------------------------------
+# Quantiles of reference distributions (no scipy: numpy and the standard library only)
+# ---------------------------------------------------------------------------
+
+
+def normal_quantile(p: float) -> float:
+    """The ``p`` quantile of the standard normal distribution (0 < p < 1)."""
+    if not 0.0 < p < 1.0:
+        raise StatsError(f"normal quantile needs 0 < p < 1, got {p!r}")
+    return NormalDist().inv_cdf(p)
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    # Continued fraction of the regularized incomplete beta function (modified Lentz; Numerical Recipes 6.4).
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _student_t_cdf(t: float, df: float) -> float:
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+@functools.lru_cache(maxsize=256)
+def student_t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t distribution with ``df`` degrees of freedom (df > 0; inf: normal).
+
+    Inverts the CDF (regularized incomplete beta) by bisection to 1e-12:
+    ``student_t_quantile(0.975, 4)`` is 2.7764, ``(0.975, 2)`` 4.3027.
+    """
+    if not 0.0 < p < 1.0:
+        raise StatsError(f"t quantile needs 0 < p < 1, got {p!r}")
+    if not df > 0:
+        raise StatsError(f"t quantile needs df > 0, got {df!r}")
+    if math.isinf(df) or df > 1e7:
+        return normal_quantile(p)
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -student_t_quantile(1.0 - p, df)
+    lo, hi = 0.0, max(1.0, normal_quantile(p))
+    while _student_t_cdf(hi, df) < p:
+        lo, hi = hi, hi * 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _student_t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+# ---------------------------------------------------------------------------
+# Intervals that survive serial correlation: order statistics and contiguous blocks
+# ---------------------------------------------------------------------------
+#
+# Latencies arrive in bursts (a neighbour's job, a page-cache flush), so
+# consecutive samples are correlated and an i.i.d. formula makes intervals
+# too narrow. Every interval below is widened by a *design effect* estimated
+# from contiguous blocks of the samples in issue order (cluster sampling):
+# the ratio of the between-block variance of the statistic's linearisation to
+# its i.i.d. variance, never below 1. benchkit.compare uses the same estimate.
+
+_BLOCKS = 32
+
+
+def _as_issue_order_ns(samples_ns: Sequence[int] | np.ndarray, name: str = "samples_ns") -> np.ndarray:
+    a = np.asarray(samples_ns)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise StatsError(f"{name} must be a 1-D integer array of nanoseconds in issue order, got dtype {a.dtype} "
+                         f"with shape {a.shape}")
+    if a.size == 0:
+        raise StatsError(f"{name}: no samples")
+    return a.astype(np.int64, copy=False)
+
+
+def _block_starts(n: int, blocks: int) -> np.ndarray:
+    k = max(1, min(blocks, n))
+    return (np.arange(k) * n) // k
+
+
+def quantile_design_effect(samples_ns: np.ndarray, value: float, blocks: int = _BLOCKS) -> float:
+    """How much serial correlation inflates the variance of the quantile at ``value`` (>= 1).
+
+    A sample quantile's variance is that of the fraction of samples at or
+    below it (Bahadur), so the ratio of that fraction's between-block variance
+    (``blocks`` contiguous blocks in issue order) to its i.i.d. variance
+    p(1 - p)/n is the quantile's design effect. Clamped at 1: noise in the
+    estimate must never make an interval narrower than the i.i.d. one. Fewer
+    than 16 blocks cannot estimate a variance: 1.
+    """
+    x = np.asarray(samples_ns)
+    n = x.size
+    starts = _block_starts(n, blocks)
+    k = starts.size
+    if k < 16:
+        return 1.0
+    sizes = np.diff(np.append(starts, n)).astype(np.float64)
+    below = np.add.reduceat(x <= value, starts, dtype=np.int64).astype(np.float64)
+    p = below.sum() / n
+    if p <= 0.0 or p >= 1.0:
+        return 1.0
+    var_blocks = float(np.sum((below - p * sizes) ** 2)) * k / (k - 1) / (n * n)
+    return max(1.0, var_blocks / (p * (1.0 - p) / n))
+
+
+class PercentileInterval(BaseModel):
+    """A distribution-free confidence interval for one latency percentile, from order statistics."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    percentile: float = Field(description="Percentile, in percent.")
+    confidence: float = Field(description="Confidence level of the interval.")
+    count: int = Field(ge=1, description="Samples the interval rests on.")
+    estimate_ns: int = Field(description="The percentile (percentile_ns: LoadGen's index rule).")
+    low_ns: int = Field(description="Lower end: an order statistic below the estimate.")
+    high_ns: int = Field(description="Upper end: an order statistic above the estimate.")
+    design_effect: float = Field(ge=1.0, description="Variance inflation for serial correlation (1: i.i.d.).")
+
+    @property
+    def rel_half_width(self) -> float:
+        """(high - low) / 2 / estimate: how precisely the run knows this percentile, as a fraction."""
+        return (self.high_ns - self.low_ns) / 2.0 / self.estimate_ns if self.estimate_ns > 0 else math.inf
+
+
+def percentile_interval(samples_ns: Sequence[int] | np.ndarray, percentile: float, confidence: float = 0.95,
+                        blocks: int = _BLOCKS) -> PercentileInterval:
+    """Distribution-free confidence interval of the ``percentile`` (percent) of samples in issue order.
+
+    The number of samples at or below the true percentile q is Binomial(n, q),
+    so the order statistics of ranks n q -/+ z sqrt(n q (1 - q) D) bracket it
+    with the stated confidence (normal approximation to the binomial), where D
+    is the :func:`quantile_design_effect` of the samples. No assumption about
+    the shape of the distribution: a heavy tail only widens the interval
+    where the samples are sparse. The ranks are clamped to the samples, so
+    with few samples an interval may reach the minimum or maximum.
+    """
+    x = _as_issue_order_ns(samples_ns)
+    _check_percentile(percentile, lo_open=True, hi_open=True)
+    if not 0.5 <= confidence < 1:
+        raise StatsError(f"confidence must be in [0.5, 1), got {confidence!r}")
+    s = np.sort(x)
+    n = s.size
+    q = _percent_to_fraction(percentile)
+    idx = _index(n, q)
+    deff = quantile_design_effect(x, float(s[idx]), blocks)
+    z = normal_quantile(0.5 + confidence / 2.0)
+    spread = z * math.sqrt(n * q * (1.0 - q) * deff)
+    lo_i = max(0, math.floor(idx - spread))
+    hi_i = min(n - 1, math.ceil(idx + spread))
+    return PercentileInterval(percentile=float(percentile), confidence=float(confidence), count=n,
+                              estimate_ns=int(s[idx]), low_ns=int(s[lo_i]), high_ns=int(s[hi_i]), design_effect=deff)
+
+
+def mean_interval(samples_ns: Sequence[int] | np.ndarray, confidence: float = 0.95,
+                  blocks: int = _BLOCKS) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean latency, the standard error from contiguous blocks in issue order.
+
+    The block (cluster) estimator of the mean's variance keeps serial
+    correlation and the clumps of stalls in it; with fewer than 16 blocks the
+    i.i.d. standard error is used. Closed-loop throughput is samples per query
+    over the mean latency, so its relative interval is this one's.
+    """
+    x = _as_issue_order_ns(samples_ns).astype(np.float64)
+    n = x.size
+    mean = float(x.mean())
+    starts = _block_starts(n, blocks)
+    k = starts.size
+    if k >= 16:
+        sizes = np.diff(np.append(starts, n)).astype(np.float64)
+        sums = np.add.reduceat(x, starts)
+        var = float(np.sum((sums - mean * sizes) ** 2)) * k / (k - 1) / (n * n)
+        var = max(var, float(x.var(ddof=1)) / n if n > 1 else 0.0)  # never narrower than i.i.d.
+    else:
+        var = float(x.var(ddof=1)) / n if n > 1 else 0.0
+    half = normal_quantile(0.5 + confidence / 2.0) * math.sqrt(var)
+    return mean, mean - half, mean + half
+
+
+# ---------------------------------------------------------------------------
+# Certify-grade checks: headline precision, drift over time, equivalence of two measurements
+# ---------------------------------------------------------------------------
+
+HEADLINE_MAX_REL_HALF_WIDTH = 0.05
+"""Largest relative half-width of the headline's 95 % interval for :func:`headline_stability` to pass."""
+
+DRIFT_TOLERANCE = 0.05
+"""Median change between the first and last third of a run that :func:`drift` tolerates."""
+
+EQUIVALENCE_FLOOR = 0.05
+"""Smallest equivalence margin of :func:`equivalence`: noise below 5 % is not held against a measurement."""
+
+EQUIVALENCE_MAX_MARGIN = 0.25
+"""Largest equivalence margin: a run noisier than this cannot vouch for anything."""
+
+
+class HeadlineStability(BaseModel):
+    """Is the run's headline measured precisely enough to certify? (replaces the CV rule)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(description="p90, p99 ... or mean (throughput headlines: the mean latency's interval).")
+    estimate: float = Field(description="The statistic, ns.")
+    low: float = Field(description="Lower end of its interval, ns.")
+    high: float = Field(description="Upper end, ns.")
+    rel_half_width: float = Field(description="(high - low) / 2 / estimate.")
+    threshold: float = Field(description="Largest passing rel_half_width.")
+    passed: bool = Field(description="rel_half_width <= threshold.")
+    summary: str = Field(description="One line with the figures.")
+
+
+def headline_stability(samples_ns: Sequence[int] | np.ndarray, percentile: float | None,
+                       threshold: float = HEADLINE_MAX_REL_HALF_WIDTH, confidence: float = 0.95) -> HeadlineStability:
+    """Whether the run pins its headline down to ``threshold`` (relative half-width of a 95 % interval).
+
+    ``percentile`` is the headline's percentile (90 for SingleStream, 99 for
+    MultiStream and Server latency); None for a throughput headline, judged
+    by the interval of the mean latency (closed-loop throughput is its
+    reciprocal up to a constant). The interval is :func:`percentile_interval`
+    (distribution-free, widened for serial correlation) or
+    :func:`mean_interval` (contiguous blocks).
+
+    Why this replaces the coefficient of variation: the CV of heavy-tailed
+    latency measures its few stalls, not how well the run knows its
+    headline. A run of 10^4 calls of 40 us with a dozen 4 ms stalls has a CV
+    above 100 % and a p90 known to 1 %; a run of 200 calls on a noisy
+    machine can have a CV of 20 % and a p90 known to 15 %. The interval's
+    width is the question a certifier asks: would a rerun of this length land
+    near this figure? It shrinks with more samples, as a criterion should,
+    and serial correlation (slow drifts of load) widens it. The 5 % default
+    sits above the widths of honest runs on a shared 2-core runner (p90 of
+    1 s runs of a 40 us model: 1-3 %) and below what a run of a few dozen
+    queries achieves.
+    """
+    if not threshold > 0:
+        raise StatsError(f"threshold must be > 0, got {threshold!r}")
+    if percentile is None:
+        est, lo, hi = mean_interval(samples_ns, confidence)
+        metric = "mean"
+    else:
+        iv = percentile_interval(samples_ns, percentile, confidence)
+        est, lo, hi = float(iv.estimate_ns), float(iv.low_ns), float(iv.high_ns)
+        metric = f"p{percentile:g}".replace(".", "")
+    rel = (hi - lo) / 2.0 / est if est > 0 else math.inf
+    passed = rel <= threshold
+    summary = (f"{metric} {est:,.0f} ns, {confidence:.0%} interval {lo:,.0f}-{hi:,.0f} ns: ±{rel:.1%} "
+               f"({'within' if passed else 'beyond'} ±{threshold:.0%})")
+    return HeadlineStability(metric=metric, estimate=est, low=lo, high=hi, rel_half_width=rel, threshold=threshold,
+                             passed=passed, summary=summary)
+
+
+def _log_median_se(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    """(median, standard error of its log) from the distribution-free interval of the median."""
+    iv = percentile_interval(x, 50.0, confidence, blocks=16)
+    z = normal_quantile(0.5 + confidence / 2.0)
+    lo, hi = max(iv.low_ns, 1), max(iv.high_ns, 1)
+    return float(max(iv.estimate_ns, 1)), (math.log(hi) - math.log(lo)) / (2.0 * z)
+
+
+class DriftCheck(BaseModel):
+    """Did the run's typical latency move between its start and its end? (throttling, a changed machine)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    first_median_ns: float = Field(description="Median of the first third of the samples in issue order.")
+    last_median_ns: float = Field(description="Median of the last third.")
+    ratio: float = Field(description="last / first.")
+    ci_low: float = Field(description="Lower end of the ratio's interval.")
+    ci_high: float = Field(description="Upper end.")
+    tolerance: float = Field(description="Tolerated change, fraction.")
+    drifted: bool = Field(description="The whole interval lies beyond the tolerance (either direction).")
+    summary: str = Field(description="One line with the figures.")
+
+
+def drift(samples_ns: Sequence[int] | np.ndarray, tolerance: float = DRIFT_TOLERANCE,
+          confidence: float = 0.99) -> DriftCheck:
+    """Time-ordered drift: the median of the last third of the samples against the first third's.
+
+    ``samples_ns`` must be in issue order. The medians ignore the stalls that
+    dominate the spread of honest heavy-tailed runs (a few ms spikes move a
+    median by one rank), while throttling or a neighbour that arrives and
+    stays moves every sample after it. Each median gets a distribution-free
+    interval widened for serial correlation (16 blocks per third); the log
+    ratio's interval combines the two. ``drifted`` only when the *whole*
+    interval lies beyond ``tolerance`` either way, so noise alone almost
+    never flags a run (99 % intervals by default), and a real step of 20 %
+    between the thirds does. A run under 90 samples cannot be judged: it is
+    reported as not drifted, and its summary says why.
+    """
+    x = _as_issue_order_ns(samples_ns)
+    if not 0 <= tolerance < 1:
+        raise StatsError(f"tolerance must be in [0, 1), got {tolerance!r}")
+    n = x.size
+    third = n // 3
+    if third < 30:
+        return DriftCheck(first_median_ns=float(np.median(x)), last_median_ns=float(np.median(x)), ratio=1.0,
+                          ci_low=0.0, ci_high=math.inf, tolerance=tolerance, drifted=False,
+                          summary=f"only {n} samples: drift needs at least 90 (30 per third)")
+    m_a, se_a = _log_median_se(x[:third], confidence)
+    m_c, se_c = _log_median_se(x[n - third:], confidence)
+    log_r = math.log(m_c) - math.log(m_a)
+    half = normal_quantile(0.5 + confidence / 2.0) * math.hypot(se_a, se_c)
+    lo, hi = math.exp(log_r - half), math.exp(log_r + half)
+    drifted = lo > 1.0 + tolerance or hi < 1.0 / (1.0 + tolerance)
+    summary = (f"median latency of the last third {m_c:,.0f} ns vs the first {m_a:,.0f} ns: x{math.exp(log_r):.3f} "
+               f"({confidence:.0%} interval {lo:.3f}-{hi:.3f}; {'beyond' if drifted else 'not beyond'} "
+               f"±{tolerance:.0%})")
+    return DriftCheck(first_median_ns=m_a, last_median_ns=m_c, ratio=math.exp(log_r), ci_low=lo, ci_high=hi,
+                      tolerance=tolerance, drifted=drifted, summary=summary)
+
+
+class EquivalenceCheck(BaseModel):
+    """Are two measurements of the same thing equal within the noise of the first? (audits)"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    statistic: str = Field(description="p50 ... or mean: what was compared.")
+    reference: float = Field(description="The statistic of the reference (measured) run, ns.")
+    other: float = Field(description="The statistic of the other (audit) run, ns.")
+    ratio: float = Field(description="other / reference.")
+    ci_low: float = Field(description="Lower end of the ratio's interval.")
+    ci_high: float = Field(description="Upper end.")
+    noise: float = Field(description="The reference run's own noise: largest block deviation of the statistic.")
+    margin: float = Field(description="Equivalence margin m = min(max(floor, noise), max_margin).")
+    equivalent: bool = Field(description="The whole interval lies within [1/(1+m), 1+m].")
+    summary: str = Field(description="One line with the figures.")
+
+
+def _stat_and_log_se(x: np.ndarray, percentile: float | None, confidence: float) -> tuple[float, float]:
+    z = normal_quantile(0.5 + confidence / 2.0)
+    if percentile is None:
+        est, lo, hi = mean_interval(x, confidence)
+        return est, (hi - lo) / (2.0 * z) / est if est > 0 else math.inf
+    iv = percentile_interval(x, percentile, confidence)
+    lo, hi = max(iv.low_ns, 1), max(iv.high_ns, 1)
+    return float(max(iv.estimate_ns, 1)), (math.log(hi) - math.log(lo)) / (2.0 * z)
+
+
+def equivalence(reference_ns: Sequence[int] | np.ndarray, other_ns: Sequence[int] | np.ndarray, *,
+                percentile: float | None = 50.0, floor: float = EQUIVALENCE_FLOOR,
+                max_margin: float = EQUIVALENCE_MAX_MARGIN, confidence: float = 0.95,
+                blocks: int = 8) -> EquivalenceCheck:
+    """An equivalence test: is ``other`` the same measurement as ``reference``, within the reference's own noise?
+
+    A deviation test ("within 5 %") fails honest runs whenever the machine's
+    noise exceeds 5 % and passes a cheat whenever the noise hides it; an
+    equivalence test asks the run to *show* that the two agree, with a margin
+    taken from the run itself. The margin m is the reference run's noise, the
+    largest relative deviation of the statistic of any of ``blocks``
+    contiguous blocks (in issue order) from the whole run's: how far the same
+    measurement wandered while it ran. m is at least ``floor`` (5 %) and at
+    most ``max_margin`` (25 %: a run noisier than that vouches for nothing and
+    any comparison against it fails). The two are equivalent when the whole
+    ``confidence`` interval of the ratio other / reference lies within
+    [1/(1+m), 1+m] (two one-sided tests at (1 - confidence)/2 each).
+
+    ``percentile`` picks the statistic: 50 (the default, immune to the stalls
+    that move means and tails on a shared machine) or another percentile;
+    None compares mean latencies (throughput headlines). Both sample sets in
+    issue order; intervals are widened for serial correlation.
+    """
+    x = _as_issue_order_ns(reference_ns, "reference_ns")
+    y = _as_issue_order_ns(other_ns, "other_ns")
+    if not 0 <= floor <= max_margin < 1:
+        raise StatsError(f"need 0 <= floor <= max_margin < 1, got floor={floor!r}, max_margin={max_margin!r}")
+    if blocks < 2:
+        raise StatsError(f"blocks must be >= 2, got {blocks}")
+    if percentile is not None:
+        _check_percentile(percentile, lo_open=True, hi_open=True)
+    name = "mean" if percentile is None else f"p{percentile:g}".replace(".", "")
+    ref, se_r = _stat_and_log_se(x, percentile, confidence)
+    oth, se_o = _stat_and_log_se(y, percentile, confidence)
+    noise = 0.0
+    starts = _block_starts(x.size, blocks)
+    if starts.size >= 2 and ref > 0:
+        for chunk in np.split(x, starts[1:]):
+            if chunk.size == 0:
+                continue
+            v = float(chunk.mean()) if percentile is None else float(percentile_ns(np.sort(chunk), percentile))
+            noise = max(noise, abs(v / ref - 1.0))
+    margin = min(max(floor, noise), max_margin)
+    log_r = math.log(oth / ref) if ref > 0 and oth > 0 else math.inf
+    half = normal_quantile(0.5 + confidence / 2.0) * math.hypot(se_r, se_o)
+    lo, hi = math.exp(log_r - half), math.exp(log_r + half)
+    ok = bool(lo >= 1.0 / (1.0 + margin) and hi <= 1.0 + margin)
+    summary = (f"{name} {oth:,.0f} vs {ref:,.0f} ns: x{math.exp(log_r):.3f} ({confidence:.0%} interval {lo:.3f}-"
+               f"{hi:.3f}) {'within' if ok else 'not within'} the margin ±{margin:.1%} (the run's own noise "
+               f"{noise:.1%}, floor {floor:.0%})")
+    return EquivalenceCheck(statistic=name, reference=ref, other=oth, ratio=math.exp(log_r), ci_low=lo, ci_high=hi,
+                            noise=noise, margin=margin, equivalent=ok, summary=summary)

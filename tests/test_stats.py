@@ -233,9 +233,30 @@ def test_stability_warning_threshold():
     assert f"{noisy.cv:.2%}" in message and f"{STABILITY_CV:.2%}" in message
     # The same run passes a looser threshold, and fails a stricter one.
     assert stability_warning(noisy, threshold_cv=noisy.cv) is None
-    assert stability_warning(steady, threshold_cv=steady.cv / 2) is not None
+    assert stability_warning(steady, threshold_cv=steady.cv / 2, max_rel_se=0.0) is not None
     with pytest.raises(StatsError):
         stability_warning(steady, threshold_cv=-0.1)
+    with pytest.raises(StatsError):
+        stability_warning(steady, max_rel_se=-1.0)
+
+
+def test_stability_warning_ignores_a_heavy_tail_over_many_samples():
+    """Calls of 40 us with 0.1 % stalls of 4 ms: a CV near 300 %, but 20,000 samples pin the mean to ±4 %.
+
+    The old rule (CV > 2.5 %) flagged every such honest run; now only a run too
+    short for its spread is flagged: 300 samples with 1 % stalls.
+    """
+    rng = np.random.default_rng(0)
+    x = np.round(40_000 * np.exp(0.1 * rng.standard_normal(20_000))).astype(np.int64)
+    x[rng.random(x.size) < 0.001] = 4_000_000
+    long_run = summarize(x)
+    assert long_run.cv > 2.0
+    assert stability_warning(long_run) is None
+    y = x[:300].copy()
+    y[::100] = 4_000_000
+    short = summarize(y)
+    message = stability_warning(short)
+    assert message is not None and "300 samples" in message and "run longer" in message
 
 
 # ---------------------------------------------------------------------------

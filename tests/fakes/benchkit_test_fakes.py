@@ -18,6 +18,13 @@ Option ``fault`` picks the failure:
               never push the machine itself out of memory
   raise_close close() raises after a complete measurement
   wrong_shape outputs lose their last column: [batch, n] becomes [batch, n - 1]
+
+``slowed-ort`` is the ONNX Runtime adapter made slower on purpose, for the
+CI-gate benchmark (tests/benchmarks/bench_ci_gate.py): option ``slowdown``
+(a fraction, default 0) spins that fraction of each call's own duration
+after the call, so the candidate of a "20 % slower" experiment really does
+20 % more work per call, under the same load as the base. Every other option
+is the ONNX Runtime adapter's.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import time
 import numpy as np
 
 from benchkit.backends.base import Backend, BackendInfo
+from benchkit.backends.onnxruntime import OnnxRuntimeBackend
+from benchkit.errors import BackendError
 
 
 class FaultInjectionBackend(Backend):
@@ -93,3 +102,29 @@ class FaultInjectionBackend(Backend):
         # the process id tells tests which worker measured (repetitions must each get a fresh one)
         return BackendInfo(name=self.name, version="0.0.0", device="fake", precision="fp32",
                            options={**self.options, "pid": os.getpid()}, adapter=f"{__name__}:FaultInjectionBackend")
+
+
+class SlowedBackend(OnnxRuntimeBackend):
+    name = "slowed-ort"
+
+    def __init__(self, options):
+        opts = dict(options)
+        self.slowdown = float(opts.pop("slowdown", 0.0))
+        if not 0.0 <= self.slowdown <= 10.0:
+            raise BackendError(f"slowdown: expected a fraction between 0 and 10, got {self.slowdown}")
+        super().__init__(opts)
+
+    def run(self, staged):
+        t0 = time.perf_counter_ns()
+        out = super().run(staged)
+        if self.slowdown:
+            # Spin, not sleep: a slower kernel keeps its core busy, and a sleep would hand the core
+            # to the background load and measure the scheduler instead.
+            end = t0 + int((time.perf_counter_ns() - t0) * (1.0 + self.slowdown))
+            while time.perf_counter_ns() < end:
+                pass
+        return out
+
+    def info(self):
+        i = super().info()
+        return i.model_copy(update={"options": {**i.options, "slowdown": self.slowdown}})

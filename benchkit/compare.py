@@ -94,6 +94,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -725,7 +726,7 @@ def _side_log_replicates(runs: Sequence[_Sample], points: Sequence[float], d: _M
             within.append(float(np.var(np.log(np.maximum(w[:, 0], 1e-300)))))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(np.maximum(total / r, 1e-300))
-    centre = float(np.log(np.mean(points)))
+    centre = math.log(sum(points) / r)
     s2 = float(np.var(np.log(points), ddof=1))
     target = max(s2, float(np.mean(within))) / r
     spread = float(np.var(out))
@@ -744,7 +745,7 @@ def _pooled_interval(d: _MetricDef, kind: str, bruns: Sequence[_Sample], cruns: 
     lb, s2b = _side_log_replicates(bruns, bpts, d, rngs[0], b_count, block_counts[0])
     lc, s2c = _side_log_replicates(cruns, cpts, d, rngs[1], b_count, block_counts[1])
     reps = lc - lb
-    centre = float(np.log(np.mean(cpts)) - np.log(np.mean(bpts)))
+    centre = math.log(sum(cpts) / len(cpts)) - math.log(sum(bpts) / len(bpts))
     rb, rc = len(bruns), len(cruns)
     df = (rb - 1) + (rc - 1)
     within = _method(d, kind)
@@ -812,7 +813,7 @@ def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: Compa
             if any(v is None for v in bpts + cpts):
                 warnings.append(f"{k.label()}: {d.name} is not in both records and there are no samples; skipped")
                 continue
-            bv, cv = float(np.mean(bpts)), float(np.mean(cpts))
+            bv, cv = sum(bpts) / len(bpts), sum(cpts) / len(cpts)
             ratio = cv / bv if bv > 0 else float("inf")
             iv = None
             if both and min(bpts + cpts) > 0:

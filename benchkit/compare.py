@@ -55,15 +55,18 @@ within-run replicate of each drawn run (below), and averages them.
   the first level resamples those.
 
 Few runs. A bootstrap over R runs sees a spread (R - 1)/R of the runs' true
-variance and ignores that the spread itself is estimated from R values, so
-with the 3 to 5 runs a CI job can afford its intervals would be far too
-narrow. Two small-sample corrections, both documented in the output's
-``method``: each side's log-replicates are spread by ``sqrt(R / (R - 1))``
-about the side's value, and the log-ratio replicates by ``t(nu) / z`` about
-the observed ratio, with ``nu = (R_base - 1) + (R_cand - 1)`` (Student's t
-of a two-sample comparison with pooled variance). On synthetic runs with
-known between-run variance the 95 % interval then covers the true ratio
-about 95 % of the time from 2 to 10 runs a side (tests/test_compare_pooled.py).
+variance, its second level adds within-run noise that the run values already
+carry, and it ignores that the spread itself is estimated from R values: with
+the 3 to 5 runs a CI job can afford, its intervals would be too narrow. Two
+small-sample corrections, both named in the output's ``method``: each side's
+log-replicates are rescaled about the side's value to the variance
+``max(s2, w) / R`` (s2 the sample variance of the log run values, w the mean
+within-run variance: the floor a few runs that happen to agree cannot go
+under), and the log-ratio replicates are spread by ``t(nu) / z`` about the
+observed ratio, with ``nu = (R_base - 1) + (R_cand - 1)`` (Student's t of a
+two-sample comparison with pooled variance). On synthetic runs with known
+between-run variance the 95 % interval then covers the true ratio 93-99 % of
+the time from 2 to 10 runs a side (tests/test_compare_pooled.py).
 
 One run on a side. Its runs cannot show their spread. When the other side
 has two or more runs, their log-variance is added to the one-run side (the
@@ -222,8 +225,9 @@ class MetricResult:
     verdict: str  # one of VERDICTS
     runs_base: int = 1  # runs (records) pooled on each side
     runs_cand: int = 1
-    # How between-run variation entered the interval: "measured" (a side had >= 2 runs), "default"
-    # (one run per side: DEFAULT_BETWEEN_RUN_CV or the setting), "ignored" (between_run_cv 0), "none" (no interval).
+    # How between-run variation entered the interval: "measured" (a side had >= 2 runs), "default" (one run per
+    # side: DEFAULT_BETWEEN_RUN_CV), "given" (one run per side: CompareSettings.between_run_cv), "ignored"
+    # (between_run_cv 0), "none" (no interval).
     between_run: str = "none"
     between_run_cv: float | None = None  # that variation as a coefficient of variation (sd of log value)
 
@@ -684,7 +688,7 @@ class _Interval:
     low: float
     high: float
     method: str
-    between_run: str  # measured | default | ignored
+    between_run: str  # measured | default | given | ignored
     between_run_cv: float | None
 
 
@@ -754,9 +758,10 @@ def _pooled_interval(d: _MetricDef, kind: str, bruns: Sequence[_Sample], cruns: 
         var = ((rb - 1) * (s2b or 0.0) + (rc - 1) * (s2c or 0.0)) / df
         source, cv = "measured", float(np.sqrt(var))
     else:
-        cv = settings.between_run_cv if settings.between_run_cv is not None else default_between_run_cv(d.percentile)
+        given = settings.between_run_cv is not None
+        cv = settings.between_run_cv if given else default_between_run_cv(d.percentile)
         var = cv * cv
-        source = "default" if cv > 0 else "ignored"
+        source = "ignored" if cv == 0 else "given" if given else "default"
     single = (rb == 1) + (rc == 1)
     if single and var > 0:
         # A one-run side cannot show its run-to-run spread: add it (from the other side's runs, or the default).
@@ -767,7 +772,7 @@ def _pooled_interval(d: _MetricDef, kind: str, bruns: Sequence[_Sample], cruns: 
         reps = centre + k * (reps - centre)
     lo, hi = _interval(reps, alpha)
     if rb == rc == 1:
-        method = within if source == "ignored" else f"{within}; 1 run per side, default between-run CV {cv:.0%} added"
+        method = within if source == "ignored" else f"{within}; 1 run per side, {source} between-run CV {cv:.0%} added"
     else:
         method = f"two-level bootstrap ({rb}+{rc} runs; within: {within}), t({df})"
         if single:
@@ -818,7 +823,7 @@ def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: Compa
             iv = None
             if both and min(bpts + cpts) > 0:
                 iv = _pooled_interval(d, k.scenario, bruns, cruns, bpts, cpts, settings, rngs, block_counts)
-                if iv.between_run == "default":
+                if iv.between_run in ("default", "given"):
                     defaulted.setdefault(k.label(), {})[d.name] = iv.between_run_cv
                 elif (len(bruns) == 1) != (len(cruns) == 1) and k.label() not in borrowed:
                     borrowed.append(k.label())

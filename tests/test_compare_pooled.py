@@ -123,7 +123,8 @@ def test_one_run_per_side_is_widened_by_the_default_and_says_so():
     assert "default between-run CV" in wide["p50"].method
     # A user who knows their machine sets it.
     given = compare(b, c, CompareSettings(between_run_cv=0.01))
-    assert {m.metric: m for m in given.pairs[0].metrics}["p50"].between_run_cv == 0.01
+    p50 = {m.metric: m for m in given.pairs[0].metrics}["p50"]
+    assert (p50.between_run, p50.between_run_cv) == ("given", 0.01) and "given between-run CV 1%" in p50.method
     assert any("given between-run CV" in w for w in given.warnings)
 
 

@@ -181,13 +181,14 @@ class CompareSettings:
     threshold: float = 0.05  # default practical threshold, as a fraction
     # --fail-on: metric (or "headline") -> its threshold; these metrics gate the exit status.
     fail_on: Mapping[str, float] = field(default_factory=dict)
-    # Between-run coefficient of variation assumed when both sides have a single run: None uses
-    # DEFAULT_BETWEEN_RUN_CV per metric, 0 trusts one run's samples alone (records from one session).
+    # Between-run variation (sd of log(value), about the coefficient of variation while small) assumed when both
+    # sides have a single run: None uses DEFAULT_BETWEEN_RUN_CV per metric, 0 trusts one run's samples alone
+    # (records from one session).
     between_run_cv: float | None = None
 
     def __post_init__(self) -> None:
-        if self.between_run_cv is not None and not 0 <= self.between_run_cv < 1:
-            raise CompareError(f"between_run_cv must be a fraction in [0, 1), got {self.between_run_cv}")
+        if self.between_run_cv is not None and not 0 <= self.between_run_cv <= 3:
+            raise CompareError(f"between_run_cv must be between 0 and 3 (sd of log value), got {self.between_run_cv}")
         if not 0.5 <= self.confidence < 1:
             raise CompareError(f"confidence must be in [0.5, 1), got {self.confidence}")
         if not 100 <= self.resamples <= 1_000_000:

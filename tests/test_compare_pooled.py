@@ -134,7 +134,7 @@ def test_default_between_run_cv_by_metric():
     assert default_between_run_cv(99.0) == default_between_run_cv(99.9) == DEFAULT_BETWEEN_RUN_CV["p99"]
     assert default_between_run_cv(None) == DEFAULT_BETWEEN_RUN_CV["throughput"]
     with pytest.raises(CompareError, match="between_run_cv"):
-        CompareSettings(between_run_cv=1.5)
+        CompareSettings(between_run_cv=5.0)
 
 
 def test_small_sample_factor_is_students_t():

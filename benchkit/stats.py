@@ -797,8 +797,13 @@ def mean_interval(samples_ns: Sequence[int] | np.ndarray, confidence: float = 0.
 HEADLINE_MAX_REL_HALF_WIDTH = 0.05
 """Largest relative half-width of the headline's 95 % interval for :func:`headline_stability` to pass."""
 
-DRIFT_TOLERANCE = 0.05
-"""Median change between the first and last third of a run that :func:`drift` tolerates."""
+DRIFT_TOLERANCE = 0.10
+"""Median change between the first and last third of a run that :func:`drift` tolerates.
+
+On the shared 2-core runner under heavy load (load average 4-8), 300 honest
+1 s runs had last-third / first-third median ratios of 0.81-1.24 (5th-95th
+percentile): the neighbours come and go. Flagged at 5 %: 23 %; at 10 %: 12 %;
+at 15 %: 7 %. 10 % still catches a 20 % step (a throttled clock) every time."""
 
 EQUIVALENCE_FLOOR = 0.05
 """Smallest equivalence margin of :func:`equivalence`: noise below 5 % is not held against a measurement."""
@@ -840,10 +845,13 @@ def headline_stability(samples_ns: Sequence[int] | np.ndarray, percentile: float
     machine can have a CV of 20 % and a p90 known to 15 %. The interval's
     width is the question a certifier asks: would a rerun of this length land
     near this figure? It shrinks with more samples, as a criterion should,
-    and serial correlation (slow drifts of load) widens it. The 5 % default
-    sits above the widths of honest runs on a shared 2-core runner (p90 of
-    1 s runs of a 40 us model: 1-3 %) and below what a run of a few dozen
-    queries achieves.
+    and serial correlation (slow drifts of load) widens it. Measured on the
+    shared 2-core runner under heavy load (load average 4-8), 1 s runs of a
+    40 us model: p90 half-widths 1.5-11 % (median 4.4 %), Offline mean
+    latency 2-18 % (median 11 %: the stalls are half the wall time). The
+    width falls as 1/sqrt(duration) while the load holds still, so the
+    certify profile's 10 s minimum brings typical runs within the 5 %
+    default; a run of a few dozen queries never is.
     """
     if not threshold > 0:
         raise StatsError(f"threshold must be > 0, got {threshold!r}")
@@ -895,9 +903,10 @@ def drift(samples_ns: Sequence[int] | np.ndarray, tolerance: float = DRIFT_TOLER
     stays moves every sample after it. Each median gets a distribution-free
     interval widened for serial correlation (16 blocks per third); the log
     ratio's interval combines the two. ``drifted`` only when the *whole*
-    interval lies beyond ``tolerance`` either way, so noise alone almost
-    never flags a run (99 % intervals by default), and a real step of 20 %
-    between the thirds does. A run under 90 samples cannot be judged: it is
+    interval lies beyond ``tolerance`` (10 %) either way, so sampling noise
+    alone almost never flags a run (99 % intervals by default), and a real
+    step of 20 % between the thirds does. A machine whose load changes while
+    it measures is flagged too: its figure describes no single state. A run under 90 samples cannot be judged: it is
     reported as not drifted, and its summary says why.
     """
     x = _as_issue_order_ns(samples_ns)

@@ -134,15 +134,24 @@ def test_flags_warn_normally_and_invalidate_under_certify(tmp_path):
     assert calm_cert.validity.valid and calm_cert.validity.warnings == records.load(GOLDEN).validity.warnings
 
 
-def test_spread_is_a_reason_under_certify_only():
+def test_spread_warns_and_the_headline_interval_decides_under_certify():
     from benchkit import stats
     from benchkit.checks import measurement
+    from benchkit.results.records import Headline
+    from scenario_factory import scenario
 
-    wide = stats.summarize(np.array([1_000] * 90 + [1_000_000] * 10, dtype=np.int64))
-    assert [f.severity for f in measurement.spread(wide, "standard")] == ["warning"]
-    assert [f.severity for f in measurement.spread(wide, "certify")] == ["reason"]
-    tight = stats.summarize(np.full(100, 1_000, dtype=np.int64))
-    assert measurement.spread(tight, "certify") == []
+    # the CV only ever warns: a few stalls in a heavy tail say nothing about the headline
+    wide = np.array([1_000] * 90 + [1_000_000] * 10, dtype=np.int64)
+    assert [f.severity for f in measurement.spread(stats.summarize(wide), "certify")] == ["warning"]
+    assert measurement.spread(stats.summarize(np.full(100, 1_000, dtype=np.int64)), "certify") == []
+    # a headline the run cannot pin down is a reason under certify, a warning elsewhere
+    head = Headline(name="latency_p90_ns", value=1.0, unit="ns", higher_is_better=False)
+    few = np.random.default_rng(1).lognormal(10, 1.0, 40).astype(np.int64)
+    ss = scenario("single_stream")
+    assert [f.severity for f in measurement.headline_stability(few, head, ss, "certify")] == ["reason"]
+    assert [f.severity for f in measurement.headline_stability(few, head, ss, "standard")] == ["warning"]
+    steady = np.random.default_rng(2).lognormal(10, 0.02, 20_000).astype(np.int64)
+    assert measurement.headline_stability(steady, head, ss, "certify") == []
 
 
 def test_certify_is_a_profile_with_the_standard_minimums():

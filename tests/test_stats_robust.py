@@ -153,7 +153,7 @@ def test_a_gradual_throttle_and_a_late_warm_up_are_drift():
 
 def test_a_small_step_is_within_tolerance_and_short_runs_are_not_judged():
     x = honest(6000, 13).astype(np.float64)
-    x[3000:] *= 1.02
+    x[3000:] *= 1.05
     assert not drift(np.round(x).astype(np.int64)).drifted
     short = drift(honest(60, 1))
     assert not short.drifted and "needs at least 90" in short.summary

@@ -1,4 +1,4 @@
-"""Compare result records: candidate / base, per metric, with bootstrap confidence intervals.
+"""Compare result records: candidate / base, per metric, with confidence intervals that include run-to-run variation.
 
 Matching. Records are matched by workload name, scenario kind, effective
 batch size and precision (and, for Server, the offered load ``target_qps``:
@@ -7,42 +7,88 @@ comparing vendors is the point. A different model SHA-256 under the same
 workload name, or a different system fingerprint, gives a warning, not a
 refusal.
 
-Statistics. For every matched pair and metric the ratio ``cand / base`` gets
-a percentile-bootstrap confidence interval (default 95 %) computed from the
-raw ``samples_ns`` of both records, resampled independently:
+Pooling. Every record of a cell on one side is one *run* of it: the
+sessions of ``run.repeats`` and the records of several ``benchkit run``
+invocations alike (each ran in a fresh process). All of them are pooled, and
+a side's value of a metric is the mean of its runs' values. INVALID records
+are left out of a pool that has VALID ones; a side with nothing but INVALID
+records is compared, and the pair is marked INVALID in every output (a
+warning names the reasons) instead of being ranked as if nothing were wrong.
+Records of several backends under one key on one side are not pooled: the
+newest record's backend is used, with a warning.
 
-* Latency percentiles (p50, p99, a p90 headline ...) use the *exact*
-  bootstrap distribution of an order statistic instead of a (B, n) resample
-  matrix. If a resample draws n indices ``floor(n * U_i)`` with uniform
-  ``U_i``, its k-th smallest value is ``sorted[floor(n * U_(k))]``, and
-  ``U_(k)`` is Beta(k, n + 1 - k) distributed. Drawing B Beta variates is
-  therefore the same bootstrap as resampling B x n indices, at O(B) cost after
-  one sort; k follows the LoadGen index rule of :func:`benchkit.stats.percentile_ns`.
+Why runs matter. Two processes measuring the same thing differ by more than
+either one's samples suggest: memory layout, thread placement, clocks and
+neighbours change from run to run. On a shared 2-core runner the headline
+moved 10-25 % between no-change runs while each run's own interval was
+1-2 % wide, so an interval from one run's samples calls noise a regression
+(an A/A compare reported +27 %, 95 % CI 1.07-1.49).
+
+Statistics. For every matched pair and metric the ratio ``cand / base`` gets
+a percentile-bootstrap confidence interval (default 95 %) from a *two-level
+bootstrap*: each replicate draws a side's runs with replacement, then a
+within-run replicate of each drawn run (below), and averages them.
+
+* Within one run, latency percentiles (p50, p99, a p90 headline ...) use the
+  *exact* bootstrap distribution of an order statistic instead of a (B, n)
+  resample matrix. If a resample draws n indices ``floor(n * U_i)`` with
+  uniform ``U_i``, its k-th smallest value is ``sorted[floor(n * U_(k))]``,
+  and ``U_(k)`` is Beta(k, n + 1 - k) distributed. Drawing B Beta variates is
+  therefore the same bootstrap as resampling B x n indices, at O(B) cost
+  after one sort; k follows the LoadGen index rule of
+  :func:`benchkit.stats.percentile_ns`.
 * Latencies are serially correlated (a burst of background load slows a run
   of queries), and an i.i.d. bootstrap then gives intervals too narrow: false
   regressions. Both Beta parameters are therefore divided by the quantile's
   *design effect*, estimated from 32 contiguous blocks in issue order (see
-  ``_Sample.design_effect``; never below 1). On i.i.d. samples this changes
-  nothing but noise; on AR(1) latencies (phi = 0.9) it cut the two-sided
-  false-alarm rate of p50 from 55 % to about 6 %.
+  :func:`benchkit.stats.quantile_design_effect`; never below 1). On i.i.d.
+  samples this changes nothing but noise; on AR(1) latencies (phi = 0.9) it
+  cut the two-sided false-alarm rate of p50 from 55 % to about 6 %.
 * Throughput of a closed-loop scenario (SingleStream, MultiStream, Offline)
   is ``samples per query / mean query latency`` up to the harness's own
-  overhead, so its replicates are ``throughput * mean / mean*`` with ``mean*``
-  from a *block* bootstrap of the latencies in issue order (the same 32
-  blocks). Server throughput is set by the Poisson arrival schedule, not by
-  latency; its replicates scale it by ``Poisson(N) / N`` for N completed
-  queries (conservative when both runs used the same seed, and so the same
-  schedule).
+  overhead, so its within-run replicates are ``throughput * mean / mean*``
+  with ``mean*`` from a *block* bootstrap of the latencies in issue order
+  (the same 32 blocks). Server throughput is set by the Poisson arrival
+  schedule, not by latency; its replicates scale it by ``Poisson(N) / N`` for
+  N completed queries (conservative when both runs used the same seed, and
+  so the same schedule). Between runs, throughput is one value per run, and
+  the first level resamples those.
 
-Verdict. A change is *significant* when the interval excludes 1: the
-verdict is then read straight off the interval shown beside it, so the two
-can never disagree (a separate Mann-Whitney test would answer a different
-question - a location shift of the whole distribution, not of p99 - and could
-contradict the printed interval). With thousands of samples tiny shifts are
-significant, so a *practical threshold* (default 5 %) separates a
-``regression``/``improvement`` from a ``small change``. ``--fail-on
-"p99:5%,throughput:3%"`` fails only on a significant regression beyond its
-metric's threshold.
+Few runs. A bootstrap over R runs sees a spread (R - 1)/R of the runs' true
+variance, its second level adds within-run noise that the run values already
+carry, and it ignores that the spread itself is estimated from R values: with
+the 3 to 5 runs a CI job can afford, its intervals would be too narrow. Two
+small-sample corrections, both named in the output's ``method``: each side's
+log-replicates are rescaled about the side's value to the variance
+``max(s2, w) / R`` (s2 the sample variance of the log run values, w the mean
+within-run variance: the floor a few runs that happen to agree cannot go
+under), and the log-ratio replicates are spread by ``t(nu) / z`` about the
+observed ratio, with ``nu = (R_base - 1) + (R_cand - 1)`` (Student's t of a
+two-sample comparison with pooled variance). On synthetic runs with known
+between-run variance the 95 % interval then covers the true ratio 93-99 % of
+the time from 2 to 10 runs a side (tests/test_compare_pooled.py).
+
+One run on a side. Its runs cannot show their spread. When the other side
+has two or more runs, their log-variance is added to the one-run side (the
+same cell on the same machine). When both sides have one run, nothing
+measures it: each side gets a *default* between-run coefficient of variation
+(:data:`DEFAULT_BETWEEN_RUN_CV`, measured on a shared 2-core CI runner;
+``CompareSettings.between_run_cv`` overrides it, 0 restores the within-run
+interval) and a warning says so: "1 run per side: interval widened by ...
+(between-run variation not measured)". Such a gate is only as good as that
+default; docs/ci-guide.md recommends ``run.repeats`` instead.
+
+Verdict. A change is *significant* when the interval excludes 1. It is a
+``regression`` or an ``improvement`` only when the *whole* interval lies
+beyond the practical threshold (default 5 %) in that direction: the data must
+show that the change exceeds what the threshold tolerates, not merely that
+there is some change and the point estimate is large. A significant change
+whose interval reaches back inside the threshold is a ``small change``. The
+verdict is read straight off the interval printed beside it, so the two can
+never disagree. ``--fail-on "p50:10%,headline:10%"`` fails only on a
+regression of a gated metric: a change within its threshold fails the gate
+at most (1 - confidence)/2 of the time, whatever its size below the
+threshold and however noisy the runner, provided the interval is honest.
 
 Reads records only; never touches a backend.
 """
@@ -51,6 +97,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -65,7 +112,11 @@ from benchkit._format import fmt_value
 from benchkit.errors import BenchkitError
 from benchkit.results.records import ResultRecord
 
-COMPARE_FORMAT_VERSION = 1  # 1: first version of the JSON output
+COMPARE_FORMAT_VERSION = 2
+# 2: pooled runs (pairs[].base_runs / cand_runs, metrics[].runs_base / runs_cand / between_run /
+#    between_run_cv, settings.between_run_cv); pairs[].invalid; a regression needs the whole interval beyond
+#    the threshold (was: the interval excluding 1 and the point estimate beyond it); gate.invalid
+# 1: first version of the JSON output
 
 # Contiguous blocks (in issue order) of the block bootstrap and of the
 # design-effect estimate: enough blocks for a usable variance estimate, each
@@ -74,6 +125,32 @@ COMPARE_FORMAT_VERSION = 1  # 1: first version of the JSON output
 _BLOCKS = 32
 
 VERDICTS = ("regression", "improvement", "small change", "no change", "no samples")
+
+DEFAULT_BETWEEN_RUN_CV = {"p50": 0.08, "tail": 0.12, "p99": 0.8, "throughput": 0.3}
+"""Between-run variation assumed when both sides have one run (nothing measures it): sd of log(value).
+
+Keys: ``p50`` for percentiles up to the median, ``tail`` above it and below
+p99, ``p99`` from p99 up, ``throughput``. Measured on a shared 2-core CI
+runner (ONNX Runtime, mlp with one intra-op thread, SingleStream and Offline,
+a busy-loop neighbour on one core and other users' jobs; 40 sessions in fresh
+processes per cell, ``tests/benchmarks/bench_ci_gate.py --measure-cv``),
+rounded from the figures per cell: p50 0.07-0.12, p90 0.09-0.17, p99 0.8-1.5
+(a tail that sometimes holds a 4 ms time slice and sometimes not), throughput
+0.30-0.32 (the process's share of a contended CPU). So on such a runner a
+single run per side can show only large changes of the median, and nothing of
+the tail or the throughput: the honest answer, said in the output. A quiet
+dedicated machine does far better: measure it with ``run.repeats``, or set
+``CompareSettings.between_run_cv``.
+"""
+
+
+def default_between_run_cv(percentile: float | None) -> float:
+    """The :data:`DEFAULT_BETWEEN_RUN_CV` of a metric: its percentile, or None for throughput."""
+    if percentile is None:
+        return DEFAULT_BETWEEN_RUN_CV["throughput"]
+    if percentile <= 50:
+        return DEFAULT_BETWEEN_RUN_CV["p50"]
+    return DEFAULT_BETWEEN_RUN_CV["tail" if percentile < 99 else "p99"]
 
 
 class CompareError(BenchkitError):
@@ -105,8 +182,14 @@ class CompareSettings:
     threshold: float = 0.05  # default practical threshold, as a fraction
     # --fail-on: metric (or "headline") -> its threshold; these metrics gate the exit status.
     fail_on: Mapping[str, float] = field(default_factory=dict)
+    # Between-run variation (sd of log(value), about the coefficient of variation while small) assumed when both
+    # sides have a single run: None uses DEFAULT_BETWEEN_RUN_CV per metric, 0 trusts one run's samples alone
+    # (records from one session).
+    between_run_cv: float | None = None
 
     def __post_init__(self) -> None:
+        if self.between_run_cv is not None and not 0 <= self.between_run_cv <= 3:
+            raise CompareError(f"between_run_cv must be between 0 and 3 (sd of log value), got {self.between_run_cv}")
         if not 0.5 <= self.confidence < 1:
             raise CompareError(f"confidence must be in [0.5, 1), got {self.confidence}")
         if not 100 <= self.resamples <= 1_000_000:
@@ -142,6 +225,13 @@ class MetricResult:
     significant: bool
     threshold: float  # practical threshold used for the verdict, fraction
     verdict: str  # one of VERDICTS
+    runs_base: int = 1  # runs (records) pooled on each side
+    runs_cand: int = 1
+    # How between-run variation entered the interval: "measured" (a side had >= 2 runs), "default" (one run per
+    # side: DEFAULT_BETWEEN_RUN_CV), "given" (one run per side: CompareSettings.between_run_cv), "ignored"
+    # (between_run_cv 0), "none" (no interval).
+    between_run: str = "none"
+    between_run_cv: float | None = None  # that variation as a coefficient of variation (sd of log value)
 
     @property
     def change(self) -> float:
@@ -154,6 +244,8 @@ class MetricResult:
             "headline": self.headline, "base": self.base, "cand": self.cand, "ratio": self.ratio,
             "ci_low": self.ci_low, "ci_high": self.ci_high, "method": self.method,
             "significant": self.significant, "threshold": self.threshold, "verdict": self.verdict,
+            "runs_base": self.runs_base, "runs_cand": self.runs_cand, "between_run": self.between_run,
+            "between_run_cv": self.between_run_cv,
         }
 
 
@@ -165,23 +257,42 @@ class RecordRef:
     run_id: str
     backend: str
     path: str | None
+    valid: bool = True
+    reasons: tuple[str, ...] = ()  # why the record is INVALID
+    repeat: int | None = None  # session number among run.repeats
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell_id": self.cell_id, "run_id": self.run_id, "backend": self.backend, "path": self.path}
+        return {"cell_id": self.cell_id, "run_id": self.run_id, "backend": self.backend, "path": self.path,
+                "valid": self.valid, "reasons": list(self.reasons), "repeat": self.repeat}
 
 
 @dataclass(frozen=True)
 class PairResult:
     key: MatchKey
-    base: RecordRef
+    base: RecordRef  # the newest record of each side
     cand: RecordRef
     metrics: tuple[MetricResult, ...]
+    base_runs: tuple[RecordRef, ...] = ()  # every record pooled on each side, newest first (empty: just base)
+    cand_runs: tuple[RecordRef, ...] = ()
+
+    @property
+    def invalid(self) -> tuple[str, ...]:
+        """The sides ("base", "cand") whose pooled records are INVALID (a pool holds INVALID ones only when
+        there is no VALID record of the cell on that side)."""
+        return tuple(name for name, ref in (("base", self.base), ("cand", self.cand)) if not ref.valid)
+
+    def runs(self, side: str) -> tuple[RecordRef, ...]:
+        refs = self.base_runs if side == "base" else self.cand_runs
+        return refs or ((self.base if side == "base" else self.cand),)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "workload": self.key.workload, "scenario": self.key.scenario, "batch": self.key.batch,
             "precision": self.key.precision, "target_qps": self.key.target_qps,
             "base": self.base.to_dict(), "cand": self.cand.to_dict(),
+            "base_runs": [r.to_dict() for r in self.runs("base")],
+            "cand_runs": [r.to_dict() for r in self.runs("cand")],
+            "invalid": list(self.invalid),
             "metrics": [m.to_dict() for m in self.metrics],
         }
 
@@ -200,9 +311,13 @@ class Comparison:
         return out
 
     def failures(self) -> list[tuple[PairResult, MetricResult]]:
-        """Rows failing the ``fail_on`` gate: significant regressions beyond their metric's threshold."""
+        """Rows failing the ``fail_on`` gate: regressions (whole interval beyond the threshold) of gated metrics."""
         return [(p, m) for p in self.pairs for m in p.metrics
                 if m.verdict == "regression" and self.settings.gated(m.metric, m.headline)]
+
+    def invalid_pairs(self) -> list[PairResult]:
+        """Pairs with an INVALID side: compared and shown, but their figures break a rule of the run."""
+        return [p for p in self.pairs if p.invalid]
 
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
@@ -210,12 +325,14 @@ class Comparison:
             "format": "benchkit-compare",
             "version": COMPARE_FORMAT_VERSION,
             "settings": {"confidence": s.confidence, "resamples": s.resamples, "seed": s.seed,
-                         "threshold": s.threshold, "fail_on": dict(s.fail_on)},
+                         "threshold": s.threshold, "fail_on": dict(s.fail_on), "between_run_cv": s.between_run_cv},
             "summary": self.counts(),
             "gate": None if not s.fail_on else {
                 "passed": not self.failures(),
-                "failures": [{"pair": p.key.label(), "metric": m.metric, "change": m.change}
+                "failures": [{"pair": p.key.label(), "metric": m.metric, "change": m.change,
+                              "ci_low": m.ci_low, "ci_high": m.ci_high, "threshold": m.threshold}
                              for p, m in self.failures()],
+                "invalid": [{"pair": p.key.label(), "sides": list(p.invalid)} for p in self.invalid_pairs()],
             },
             "pairs": [p.to_dict() for p in self.pairs],
             "warnings": list(self.warnings),
@@ -306,24 +423,47 @@ class _Side:
 
     def ref(self) -> RecordRef:
         r = self.record
-        return RecordRef(r.cell_id, r.run_id, r.backend.id if r.backend else "-", self.path)
+        return RecordRef(r.cell_id, r.run_id, r.backend.id if r.backend else "-", self.path, r.validity.valid,
+                         tuple(r.validity.reasons), r.repeat.index if r.repeat else None)
 
 
-def _index(side: Sequence[_Side], name: str, warnings: list[str]) -> dict[MatchKey, _Side]:
-    out: dict[MatchKey, _Side] = {}
-    dupes: dict[MatchKey, int] = {}
+def _shown(labels: Sequence[str], limit: int = 3) -> str:
+    return ", ".join(labels[:limit]) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def _pool(side: Sequence[_Side], name: str, warnings: list[str]) -> dict[MatchKey, list[_Side]]:
+    """Every measured record of each cell on one side, newest first: the runs that side pools."""
+    groups: dict[MatchKey, list[_Side]] = {}
     for s in side:
         k = match_key(s.record)
         if k is None:
             warnings.append(f"{name}: {s.record.cell_id} (run {s.record.run_id}) has no measurement; skipped")
             continue
-        if k in out:
-            dupes[k] = dupes.get(k, 1) + 1
-            if s.record.started_at <= out[k].record.started_at:
-                continue
-        out[k] = s
-    for k, n in dupes.items():
-        warnings.append(f"{name}: {n} records for {k.label()}; using the newest (run {out[k].record.run_id})")
+        groups.setdefault(k, []).append(s)
+    out: dict[MatchKey, list[_Side]] = {}
+    for k, members in groups.items():
+        members.sort(key=lambda s: s.record.started_at, reverse=True)
+        backend = members[0].ref().backend
+        if any(m.ref().backend != backend for m in members):
+            others = sorted({m.ref().backend for m in members} - {backend})
+            warnings.append(f"{name}: records of several backends for {k.label()} ({backend}, {', '.join(others)}); "
+                            f"pooling only {backend}'s (the newest record's), a side compares one backend")
+            members = [m for m in members if m.ref().backend == backend]
+        valid = [m for m in members if m.record.validity.valid]
+        if valid and len(valid) < len(members):
+            warnings.append(f"{name}: {len(members) - len(valid)} INVALID record(s) of {k.label()} left out of the "
+                            f"pool ({len(valid)} VALID run(s) compared)")
+            members = valid
+        elif not valid:
+            reasons = members[0].record.validity.reasons
+            warnings.append(f"{name}: {k.label()} is INVALID ({len(members)} record(s); "
+                            f"{'; '.join(reasons[:2]) or 'no reason recorded'}): compared and marked INVALID, "
+                            "not a result to rank")
+        shas = {m.record.workload.model_sha256 for m in members}
+        if len(shas) > 1:
+            warnings.append(f"{name}: the {len(members)} runs pooled for {k.label()} used {len(shas)} different model "
+                            "files (sha256); pooled anyway")
+        out[k] = members
     return out
 
 
@@ -361,10 +501,10 @@ def fingerprint(r: ResultRecord) -> dict[str, str]:
     return fp
 
 
-def _fingerprint_warnings(pairs: list[tuple[MatchKey, _Side, _Side]]) -> list[str]:
+def _fingerprint_warnings(pairs: list[tuple[MatchKey, list[_Side], list[_Side]]]) -> list[str]:
     groups: dict[tuple, list[str]] = {}
-    for k, b, c in pairs:
-        fb, fc = fingerprint(b.record), fingerprint(c.record)
+    for k, bp, cp in pairs:
+        fb, fc = fingerprint(bp[0].record), fingerprint(cp[0].record)
         diffs = tuple(
             f"{name} {fb.get(name, '(none)')!r} vs {fc.get(name, '(none)')!r}"
             for name in sorted(fb.keys() | fc.keys()) if fb.get(name) != fc.get(name)
@@ -418,12 +558,13 @@ def _metric_defs(r: ResultRecord, extra: Sequence[str]) -> tuple[list[_MetricDef
 class _Sample:
     """One record's samples prepared once: issue order, sorted copy, blocks, point values."""
 
-    __slots__ = ("record", "x", "sorted_ns", "starts", "block_sums", "block_sizes", "mean_ns")
+    __slots__ = ("record", "x", "sorted_ns", "starts", "block_sums", "block_sizes", "mean_ns", "_deff")
 
     def __init__(self, r: ResultRecord, x: np.ndarray | None) -> None:
         self.record = r
         self.x = self.sorted_ns = self.starts = self.block_sums = self.block_sizes = None
         self.mean_ns = None
+        self._deff: dict[int, float] = {}
         if x is not None and x.size:
             self.x = x
             self.sorted_ns = np.sort(x)
@@ -437,22 +578,11 @@ class _Sample:
     def design_effect(self, idx: int) -> float:
         """How much serial correlation inflates the variance of the quantile at sorted index ``idx`` (>= 1).
 
-        A sample quantile's variance is that of the fraction of samples at or
-        below it (Bahadur), so the ratio of that fraction's between-block
-        variance to its i.i.d. variance p(1 - p)/n is the quantile's design
-        effect. Clamped at 1: noise in the estimate must never make an
-        interval narrower than the i.i.d. bootstrap's.
+        :func:`benchkit.stats.quantile_design_effect` over this record's blocks.
         """
-        n, k = self.x.size, self.starts.size
-        if k < 16:  # too few blocks to estimate a variance
-            return 1.0
-        below = np.add.reduceat(self.x <= self.sorted_ns[idx], self.starts, dtype=np.int64).astype(np.float64)
-        p = below.sum() / n
-        if p <= 0.0 or p >= 1.0:
-            return 1.0
-        # Between-block variance of the ratio estimator sum(below) / n (cluster sampling).
-        var_blocks = float(np.sum((below - p * self.block_sizes) ** 2)) * k / (k - 1) / (n * n)
-        return max(1.0, var_blocks / (p * (1.0 - p) / n))
+        if idx not in self._deff:
+            self._deff[idx] = stats.quantile_design_effect(self.x, float(self.sorted_ns[idx]), _BLOCKS)
+        return self._deff[idx]
 
     @property
     def has_samples(self) -> bool:
@@ -503,9 +633,9 @@ class _Sample:
 
 def _block_counts(rng: np.random.Generator, b: int, k: int) -> np.ndarray:
     idx = rng.integers(0, k, size=(b, k))
-    counts = np.zeros((b, k), dtype=np.float64)
-    np.add.at(counts, (np.repeat(np.arange(b), k), idx.ravel()), 1.0)
-    return counts
+    # How often each block is drawn in each resample: one bincount over (resample, block) cells.
+    flat = (np.arange(b, dtype=np.int64)[:, None] * k + idx).ravel()
+    return np.bincount(flat, minlength=b * k).reshape(b, k).astype(np.float64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -534,14 +664,15 @@ def _method(d: _MetricDef, kind: str) -> str:
 
 
 def _verdict(ratio: float, lo: float | None, hi: float | None, hib: bool, threshold: float) -> tuple[bool, str]:
+    """(significant, verdict): a regression or improvement needs the *whole* interval beyond the threshold."""
     if lo is None or hi is None or not np.isfinite(ratio):
         return False, "no samples"
     if lo <= 1.0 <= hi:
         return False, "no change"
     went_up = lo > 1.0
     worse = went_up != hib
-    size = abs(ratio - 1.0)
-    if size <= threshold:
+    beyond = lo > 1.0 + threshold if went_up else hi < 1.0 - threshold
+    if not beyond:
         return True, "small change"
     return True, "regression" if worse else "improvement"
 
@@ -550,22 +681,125 @@ def _key_seed(k: MatchKey) -> int:
     return zlib.crc32(repr(k).encode())
 
 
+def _metric_order(name: str) -> tuple[bool, float]:
+    return (name == "throughput", 0.0 if name == "throughput" else _metric_percentile(name))
+
+
+@dataclass(frozen=True)
+class _Interval:
+    low: float
+    high: float
+    method: str
+    between_run: str  # measured | default | given | ignored
+    between_run_cv: float | None
+
+
+def _side_log_replicates(runs: Sequence[_Sample], points: Sequence[float], d: _MetricDef, rng: np.random.Generator,
+                         b: int, block_counts: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """B replicates of log(the side's pooled value), and the log-variance of its run values (None: one run).
+
+    One run: its within-run replicates. Several: a (B, R) draw of run indices;
+    a run drawn c times in a replicate contributes c independent within-run
+    replicates, and the replicate is their mean over R. That two-level
+    bootstrap has the right shape but the wrong spread for few runs: the
+    plug-in spread of R values is (R - 1)/R of the true one, and the second
+    level adds the within-run noise that the run values already carry. The
+    log-replicates are therefore rescaled about log(mean of the run values) to
+    the variance ``max(s2, w) / R``: s2 is the sample variance of the log run
+    values (unbiased for the variance of one run's value, within-run noise
+    included), w the mean within-run variance, which the runs' scatter cannot
+    undercut however closely a few runs happen to agree.
+    """
+    r = len(runs)
+    if r == 1:
+        reps = runs[0].replicates(d, rng, b, block_counts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(np.maximum(reps, 1e-300)), None
+    draws = rng.integers(0, r, size=(b, r))
+    counts = np.bincount((np.arange(b)[:, None] * r + draws).ravel(), minlength=b * r).reshape(b, r)  # run draws
+    depth = int(counts.max())
+    total = np.zeros(b)
+    within = []
+    # One (B * depth, blocks) draw of block counts for the side; each run reads it through its own random
+    # permutation of the blocks, which is again a multinomial draw, independent of the other runs' up to the
+    # multinomial's -1/blocks covariance. (A draw per run cost more than the rest of the comparison.)
+    shared = _block_counts(rng, b * depth, _BLOCKS) if d.percentile is None else np.empty((0, 0))
+    for j, run in enumerate(runs):
+        bc = shared[:, rng.permutation(_BLOCKS)] if shared.size else shared
+        w = run.replicates(d, rng, b * depth, bc).reshape(b, depth)
+        total += np.where(np.arange(depth) < counts[:, j:j + 1], w, 0.0).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            within.append(float(np.var(np.log(np.maximum(w[:, 0], 1e-300)))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(np.maximum(total / r, 1e-300))
+    centre = math.log(sum(points) / r)
+    s2 = float(np.var(np.log(points), ddof=1))
+    target = max(s2, float(np.mean(within))) / r
+    spread = float(np.var(out))
+    if spread > 0 and np.isfinite(spread) and np.isfinite(target):
+        out = centre + np.sqrt(target / spread) * (out - centre)
+    return out, s2
+
+
+def _pooled_interval(d: _MetricDef, kind: str, bruns: Sequence[_Sample], cruns: Sequence[_Sample],
+                     bpts: Sequence[float], cpts: Sequence[float], settings: CompareSettings,
+                     rngs: tuple[np.random.Generator, np.random.Generator, np.random.Generator],
+                     block_counts: dict[int, np.ndarray]) -> _Interval:
+    """The ratio's interval from the two-level bootstrap, with the small-sample and one-run corrections."""
+    b_count = settings.resamples
+    alpha = 1.0 - settings.confidence
+    lb, s2b = _side_log_replicates(bruns, bpts, d, rngs[0], b_count, block_counts[0])
+    lc, s2c = _side_log_replicates(cruns, cpts, d, rngs[1], b_count, block_counts[1])
+    reps = lc - lb
+    centre = math.log(sum(cpts) / len(cpts)) - math.log(sum(bpts) / len(bpts))
+    rb, rc = len(bruns), len(cruns)
+    df = (rb - 1) + (rc - 1)
+    within = _method(d, kind)
+    if df > 0:
+        # Pooled log-variance of the run values over the sides with >= 2 runs: the run-to-run variance.
+        var = ((rb - 1) * (s2b or 0.0) + (rc - 1) * (s2c or 0.0)) / df
+        source, cv = "measured", float(np.sqrt(var))
+    else:
+        given = settings.between_run_cv is not None
+        cv = settings.between_run_cv if given else default_between_run_cv(d.percentile)
+        var = cv * cv
+        source = "ignored" if cv == 0 else "given" if given else "default"
+    single = (rb == 1) + (rc == 1)
+    if single and var > 0:
+        # A one-run side cannot show its run-to-run spread: add it (from the other side's runs, or the default).
+        reps = reps + rngs[2].normal(0.0, float(np.sqrt(single * var)), size=reps.size)
+    if df > 0:
+        # The spread is estimated from df degrees of freedom: Student's t instead of the normal quantile.
+        k = stats.student_t_quantile(1.0 - alpha / 2, df) / stats.normal_quantile(1.0 - alpha / 2)
+        reps = centre + k * (reps - centre)
+    lo, hi = _interval(reps, alpha)
+    if rb == rc == 1:
+        method = within if source == "ignored" else f"{within}; 1 run per side, {source} between-run CV {cv:.0%} added"
+    else:
+        method = f"two-level bootstrap ({rb}+{rc} runs; within: {within}), t({df})"
+        if single:
+            method += f"; between-run CV {cv:.1%} from the runs added to the 1-run side"
+    return _Interval(float(np.exp(lo)), float(np.exp(hi)), method, source, cv)
+
+
 def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: CompareSettings) -> Comparison:
     warnings: list[str] = []
-    bi, ci = _index(base, "base", warnings), _index(cand, "cand", warnings)
+    bi, ci = _pool(base, "base", warnings), _pool(cand, "cand", warnings)
     keys = sorted(bi.keys() & ci.keys(), key=MatchKey.sort_key)
     matched = [(k, bi[k], ci[k]) for k in keys]
     warnings.extend(_fingerprint_warnings(matched))
     b_count = settings.resamples
-    alpha = 1.0 - settings.confidence
     extra = [name for name in settings.fail_on if name != "headline"]
-    # One block-count matrix per side, shared by every pair: each pair's
-    # interval is still a valid bootstrap, and the (B, blocks) draw is paid once.
+    # One block-count matrix per side, shared by every one-run side: each pair's interval is still a valid
+    # bootstrap, and the (B, blocks) draw is paid once.
     block_counts = {side: _block_counts(np.random.default_rng([settings.seed, side, _BLOCKS]), b_count, _BLOCKS)
                     for side in (0, 1)}
     pairs = []
     no_samples: list[str] = []
-    for k, b, c in matched:
+    defaulted: dict[str, dict[str, float]] = {}  # pair label -> metric -> between-run CV assumed
+    borrowed: list[str] = []
+    for k, bpool, cpool in matched:
+        b, c = bpool[0], cpool[0]
         if b.record.workload.model_sha256 != c.record.workload.model_sha256:
             warnings.append(f"{k.label()}: model files differ (sha256 {b.record.workload.model_sha256[:12]}… vs "
                             f"{c.record.workload.model_sha256[:12]}…); compared anyway")
@@ -573,36 +807,52 @@ def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: Compa
         if bh != ch:
             warnings.append(f"{k.label()}: headline metrics differ ({bh.name} vs {ch.name}); using the base's")
         defs, head_name = _metric_defs(b.record, extra)
-        bs, cs = _Sample(b.record, b.samples_ns), _Sample(c.record, c.samples_ns)
-        both = bs.has_samples and cs.has_samples
+        bruns = [_Sample(s.record, s.samples_ns) for s in bpool]
+        cruns = [_Sample(s.record, s.samples_ns) for s in cpool]
+        both = all(r.has_samples for r in bruns + cruns)
         if not both:
             no_samples.append(k.label())
         seed = _key_seed(k)
-        rng_b = np.random.default_rng([settings.seed, seed, 0])
-        rng_c = np.random.default_rng([settings.seed, seed, 1])
+        rngs = tuple(np.random.default_rng([settings.seed, seed, i]) for i in range(3))
         rows = []
         for d in defs:
-            bv, cv = bs.point(d), cs.point(d)
-            if bv is None or cv is None:
+            bpts, cpts = [r.point(d) for r in bruns], [r.point(d) for r in cruns]
+            if any(v is None for v in bpts + cpts):
                 warnings.append(f"{k.label()}: {d.name} is not in both records and there are no samples; skipped")
                 continue
+            bv, cv = sum(bpts) / len(bpts), sum(cpts) / len(cpts)
             ratio = cv / bv if bv > 0 else float("inf")
-            lo = hi = None
-            if both and bv > 0:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    reps = (cs.replicates(d, rng_c, b_count, block_counts[1])
-                            / bs.replicates(d, rng_b, b_count, block_counts[0]))
-                lo, hi = _interval(reps, alpha)
+            iv = None
+            if both and min(bpts + cpts) > 0:
+                iv = _pooled_interval(d, k.scenario, bruns, cruns, bpts, cpts, settings, rngs, block_counts)
+                if iv.between_run in ("default", "given"):
+                    defaulted.setdefault(k.label(), {})[d.name] = iv.between_run_cv
+                elif (len(bruns) == 1) != (len(cruns) == 1) and k.label() not in borrowed:
+                    borrowed.append(k.label())
+            lo, hi = (iv.low, iv.high) if iv else (None, None)
             is_head = d.name == head_name
             thr = settings.threshold_for(d.name, is_head)
             sig, verdict = _verdict(ratio, lo, hi, d.higher_is_better, thr)
             rows.append(MetricResult(d.name, d.unit, d.higher_is_better, is_head, bv, cv, ratio, lo, hi,
-                                     _method(d, k.scenario) if lo is not None else "none", sig, thr, verdict))
-        pairs.append(PairResult(k, b.ref(), c.ref(), tuple(rows)))
+                                     iv.method if iv else "none", sig, thr, verdict, len(bruns), len(cruns),
+                                     iv.between_run if iv else "none", iv.between_run_cv if iv else None))
+        pairs.append(PairResult(k, b.ref(), c.ref(), tuple(rows), tuple(s.ref() for s in bpool),
+                                tuple(s.ref() for s in cpool)))
+    if defaulted:
+        cvs: dict[str, float] = {}
+        for per_metric in defaulted.values():
+            cvs.update(per_metric)
+        shown = ", ".join(f"{name} {cv:.0%}" for name, cv in sorted(cvs.items(), key=lambda kv: _metric_order(kv[0])))
+        source = "given" if settings.between_run_cv is not None else "default"
+        warnings.append(f"1 run per side for {len(defaulted)} pair(s) ({_shown(list(defaulted))}): intervals widened "
+                        f"by the {source} between-run CV ({shown}) (between-run variation not measured); for a gate, "
+                        "give each side several runs (run.repeats, see docs/ci-guide.md)")
+    if borrowed:
+        warnings.append(f"one side has a single run for {len(borrowed)} pair(s) ({_shown(borrowed)}): its "
+                        "between-run variation is taken from the other side's runs")
     if no_samples:
-        shown = ", ".join(no_samples[:3]) + (f" and {len(no_samples) - 3} more" if len(no_samples) > 3 else "")
-        warnings.append(f"{len(no_samples)} pair(s) without raw samples on both sides ({shown}): ratios only, "
-                        "no confidence interval and no verdict (run with run.keep_samples: true)")
+        warnings.append(f"{len(no_samples)} pair(s) without raw samples on both sides ({_shown(no_samples)}): "
+                        "ratios only, no confidence interval and no verdict (run with run.keep_samples: true)")
     for name, only in (("base", bi.keys() - ci.keys()), ("cand", ci.keys() - bi.keys())):
         for k in sorted(only, key=MatchKey.sort_key):
             warnings.append(f"only in {name}: {k.label()}")
@@ -681,50 +931,112 @@ _MD_VERDICT = {
 }
 
 
+def _invalid_note(p: PairResult) -> str:
+    sides = p.invalid
+    if not sides:
+        return ""
+    return " (" + ("base and cand" if len(sides) == 2 else sides[0]) + " INVALID)"
+
+
 def render_markdown(c: Comparison) -> str:
-    """A pull-request comment: summary line, one table row per metric, warnings."""
+    """A pull-request comment: summary line, one table row per metric, the method, the gate, warnings."""
     s = c.settings
     counts = c.counts()
     conf = f"{s.confidence:.0%}"
     lines = ["## benchkit compare: candidate / base", ""]
     summary = ", ".join(f"{n} {v}" + ("s" if n != 1 and v in ("regression", "improvement") else "")
                         for v, n in counts.items() if n)
-    lines.append(f"{len(c.pairs)} matched pair(s): {summary or 'nothing to compare'}.")
+    invalid = c.invalid_pairs()
+    lines.append(f"{len(c.pairs)} matched pair(s): {summary or 'nothing to compare'}."
+                 + (f" {len(invalid)} pair(s) INVALID: not results to rank." if invalid else ""))
     lines.append("")
     if c.pairs:
-        lines.append("| workload | scenario | precision | batch | backend (base → cand) | metric | base | cand | "
+        lines.append("| workload | scenario | precision | batch | backend (base → cand) | runs | metric | base | cand | "
                      f"ratio ({conf} CI) | change | verdict |")
-        lines.append("|---|---|---|---:|---|---|---:|---:|---:|---:|---|")
+        lines.append("|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---|")
         for p in c.pairs:
             k = p.key
             scen = k.scenario + (f" @ {k.target_qps:g} QPS" if k.target_qps is not None else "")
             backends = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend} → {p.cand.backend}"
+            runs = f"{len(p.runs('base'))} / {len(p.runs('cand'))}"
+            note = _invalid_note(p)
             for m in p.metrics:
                 metric = m.metric + (" (headline)" if m.headline else "")
                 lines.append(
-                    f"| {k.workload} | {scen} | {k.precision} | {k.batch} | {backends} | {metric} | "
+                    f"| {k.workload} | {scen} | {k.precision} | {k.batch} | {backends} | {runs} | {metric} | "
                     f"{fmt_value(m.base, m.unit)} | {fmt_value(m.cand, m.unit)} | {_fmt_ratio(m)} | "
-                    f"{m.change * 100:+.1f}% | {_MD_VERDICT[m.verdict]} |"
+                    f"{m.change * 100:+.1f}% | {_MD_VERDICT[m.verdict]}{note} |"
                 )
         lines.append("")
     thr = ", ".join(f"{k} {v:.0%}" for k, v in sorted(s.fail_on.items()))
     lines.append(
-        f"Ratios are cand / base with a {conf} bootstrap interval from the raw samples ({s.resamples:,} resamples, "
-        f"seed {s.seed}). A change is significant when the interval excludes 1, and a regression or improvement "
-        f"when it is also beyond the practical threshold ({s.threshold:.0%} by default"
+        f"Ratios are cand / base, each side the mean of its runs (records of the cell), with a {conf} two-level "
+        f"bootstrap interval over the runs and their raw samples ({s.resamples:,} resamples, seed {s.seed}), so "
+        "run-to-run variation is in it. A change is significant when the interval excludes 1, and a regression or "
+        f"improvement only when the whole interval is beyond the practical threshold ({s.threshold:.0%} by default"
         + (f"; {thr}" if thr else "") + ")."
     )
     if s.fail_on:
         gate = ",".join(f"{k}:{v * 100:g}%" for k, v in s.fail_on.items())
         fails = c.failures()
         lines += ["", f"**Gate `--fail-on {gate}`: {'FAILED' if fails else 'passed'}**"
-                  + (f" ({len(fails)} significant regression(s) beyond threshold)" if fails else "")]
+                  + (f" ({len(fails)} regression(s) beyond threshold)" if fails else "")]
     if c.warnings:
         lines += ["", "**Warnings**", ""]
         lines += [f"- {w}" for w in c.warnings]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CompareError", "CompareSettings", "Comparison", "MatchKey", "MetricResult", "PairResult", "RecordRef",
-           "VERDICTS", "compare", "compare_paths", "fingerprint", "load_with_samples", "match_key", "parse_fail_on",
+# --------------------------------------------------------------------------- a gate for other tools
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What :func:`gate` decided, with the comparison behind it."""
+
+    comparison: Comparison
+    failures: tuple[str, ...]  # one line per reason to fail: a regression, or an INVALID candidate
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def gate(baseline_records: Sequence[ResultRecord], candidate_records: Sequence[ResultRecord],
+         fail_on: str | Mapping[str, float], settings: CompareSettings | None = None) -> GateResult:
+    """Gate candidate records against a baseline, like pytest-benchmark's ``--benchmark-compare-fail``.
+
+    ``fail_on`` is the ``--fail-on`` text (``"p50:10%,headline:10%"``) or its
+    parsed mapping. Fails on each regression of a gated metric (the whole
+    interval beyond its threshold: see the module docstring) and on each
+    matched cell whose candidate is INVALID (its figures break a rule, so no
+    comparison can vouch for them); an INVALID baseline is reported by the
+    comparison's warnings, not held against the candidate. Cells only on
+    one side are warnings too: a new cell has no baseline to regress from.
+    ``settings`` supplies the rest (confidence, resamples, seed ...); its
+    ``fail_on`` is replaced. Records are pooled per cell exactly as
+    ``benchkit compare`` pools them, so baselines of ``run.repeats`` sessions
+    give intervals that include run-to-run variation.
+
+    >>> result = gate(baseline, candidate, "p50:10%,headline:10%")   # doctest: +SKIP
+    >>> result.passed, result.failures                                 # doctest: +SKIP
+    (False, ('regression: mlp/single_stream/fp32/batch 1 p50 +23.4% (CI 1.168-1.301) beyond 10%',))
+    """
+    limits = parse_fail_on(fail_on) if isinstance(fail_on, str) else dict(fail_on)
+    for name in limits:
+        _normalize_metric(name, "gate fail_on")
+    base = settings or CompareSettings()
+    cmp = compare(baseline_records, candidate_records,
+                  CompareSettings(confidence=base.confidence, resamples=base.resamples, seed=base.seed,
+                                  threshold=base.threshold, fail_on=limits, between_run_cv=base.between_run_cv))
+    lines = [f"regression: {p.key.label()} {m.metric} {m.change * 100:+.1f}% (CI {m.ci_low:.3f}-{m.ci_high:.3f}) "
+             f"beyond {m.threshold:.0%}" for p, m in cmp.failures()]
+    lines += [f"INVALID candidate: {p.key.label()}: " + ("; ".join(p.cand.reasons) or "no reason recorded")
+              for p in cmp.invalid_pairs() if "cand" in p.invalid]
+    return GateResult(cmp, tuple(lines))
+
+
+__all__ = ["DEFAULT_BETWEEN_RUN_CV", "CompareError", "CompareSettings", "Comparison", "GateResult", "MatchKey",
+           "MetricResult", "PairResult", "RecordRef", "VERDICTS", "compare", "compare_paths",
+           "default_between_run_cv", "fingerprint", "gate", "load_with_samples", "match_key", "parse_fail_on",
            "parse_percent", "render_markdown", "split_paths"]

@@ -22,6 +22,14 @@ Option ``fault`` picks the failure:
 Options beside any fault: ``stderr`` (text the worker writes to its stderr in load()) and ``grandchild`` (load()
 starts ``sleep GRANDCHILD``, a child of the worker that a timeout must kill with it; the odd duration lets a
 test find it).
+
+``slowed-ort`` is the ONNX Runtime adapter made slower on purpose, for the
+CI-gate benchmark (tests/benchmarks/bench_ci_gate.py): option ``slowdown``
+(a fraction, default 0) adds busy work after each call: that fraction of
+the CPU time the call took, so the candidate of a "25 % more work"
+experiment does 25 % more work per call under any load (the harness's own
+overhead per call is not slowed: the measured median rises a little less).
+Every other option is the ONNX Runtime adapter's.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ import time
 import numpy as np
 
 from benchkit.backends.base import Backend, BackendInfo
+from benchkit.backends.onnxruntime import OnnxRuntimeBackend
+from benchkit.errors import BackendError
 
 
 class FaultInjectionBackend(Backend):
@@ -103,3 +113,31 @@ class FaultInjectionBackend(Backend):
         # the process id tells tests which worker measured (repetitions must each get a fresh one)
         return BackendInfo(name=self.name, version="0.0.0", device="fake", precision="fp32",
                            options={**self.options, "pid": os.getpid()}, adapter=f"{__name__}:FaultInjectionBackend")
+
+
+class SlowedBackend(OnnxRuntimeBackend):
+    name = "slowed-ort"
+
+    def __init__(self, options):
+        opts = dict(options)
+        self.slowdown = float(opts.pop("slowdown", 0.0))
+        if not 0.0 <= self.slowdown <= 10.0:
+            raise BackendError(f"slowdown: expected a fraction between 0 and 10, got {self.slowdown}")
+        super().__init__(opts)
+
+    def run(self, staged):
+        if not self.slowdown:
+            return super().run(staged)
+        # CPU time of this thread, not wall time: the extra work is `slowdown` x the work the call did, however
+        # often a neighbour preempted either (a deadline in wall time would stretch with every preemption).
+        # Exact with intra_op_num_threads: 1, where ONNX Runtime computes in the calling thread.
+        c0 = time.thread_time_ns()
+        out = super().run(staged)
+        end = time.thread_time_ns() + int((time.thread_time_ns() - c0) * self.slowdown)
+        while time.thread_time_ns() < end:  # busy: a slower kernel keeps its core, a sleep would hand it over
+            pass
+        return out
+
+    def info(self):
+        i = super().info()
+        return i.model_copy(update={"options": {**i.options, "slowdown": self.slowdown}})

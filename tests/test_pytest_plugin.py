@@ -114,3 +114,34 @@ def test_noop_without_the_option(tmp_path):
              "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env(), timeout=60)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+GATE_SPEC = """\
+name: gate-demo
+seed: 4
+workloads:
+  - {name: gemm, params: {m: 32, n: 128, k: 128}}
+backends:
+  - {name: slowed-ort, label: ort, options: {slowdown: SLOWDOWN}}
+scenarios:
+  - {kind: single_stream, min_duration_ms: 300, min_query_count: 200}
+run: {profile: quick, isolation: inline}
+"""
+
+
+def test_compare_gate_against_a_baseline(tmp_path, fakes_on_path):
+    """--benchkit-compare runs `benchkit compare`'s logic as one more item: a 3x slowdown fails it; the same
+    adapter again does not (a generous 50% gate: the subject is the wiring, the rates are in bench_ci_gate.py)."""
+    from benchkit.cli import main
+
+    (tmp_path / "base.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "0"))
+    assert main(["run", str(tmp_path / "base.yaml"), "--out", str(tmp_path / "baseline")]) in (0, 1)
+    (tmp_path / "same.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "0"))
+    (tmp_path / "slow.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "2.0"))
+    gate = ["--benchkit-compare", str(tmp_path / "baseline"), "--benchkit-compare-fail", "headline:50%", "-rA"]
+    same = run_pytest(tmp_path, "--benchkit", "same.yaml", "--benchkit-out", "o1", *gate)
+    assert "gate-demo" in same.stdout and "benchkit-compare" in same.stdout
+    assert "PASSED same.yaml::benchkit-compare" in same.stdout, same.stdout
+    slow = run_pytest(tmp_path, "--benchkit", "slow.yaml", "--benchkit-out", "o2", *gate)
+    assert slow.returncode == 1, slow.stdout
+    assert "FAILED slow.yaml::benchkit-compare" in slow.stdout and "regression against" in slow.stdout, slow.stdout

@@ -1,6 +1,7 @@
 """pytest plugin: run a benchkit spec's cells as test items, so a project's CI gates on them.
 
     pytest --benchkit specs/ci-smoke.yaml [--benchkit-out results] [--benchkit-profile quick]
+           [--benchkit-compare BASELINE --benchkit-compare-fail "p50:10%,throughput:10%"]
 
 Each cell (workload x backend x scenario) becomes one test item named by its
 cell id (``-k mlp`` and ``-m benchkit`` select them as usual). The spec's
@@ -42,6 +43,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="override the spec's run profile")
     g.addoption("--benchkit-isolation", choices=["process", "inline"], default=None,
                 help="override the spec's isolation (default: the spec's, normally a worker process per cell)")
+    g.addoption("--benchkit-compare", default=None, metavar="BASELINE",
+                help="after the spec's cells, compare their records with the baseline records in BASELINE (files or a "
+                     "directory) as `benchkit compare` does; one more test item, failing on a gated regression")
+    g.addoption("--benchkit-compare-fail", default=None, metavar="METRIC:N%[,...]",
+                help="the gate, as `benchkit compare --fail-on` (e.g. 'p50:10%,throughput:10%'; see the CI guide); "
+                     "default with --benchkit-compare: 'headline:10%'")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,6 +112,10 @@ class SpecFile(pytest.File):
             item.cell = cell
             item.add_marker("benchkit")
             yield item
+        if cfg.getoption("benchkit_compare"):
+            gate = CompareItem.from_parent(self, name="benchkit-compare")
+            gate.add_marker("benchkit")
+            yield gate
 
     def setup(self) -> None:
         """Once per spec, before its first selected cell: resolve workloads and backends, open the suite run."""
@@ -179,6 +190,44 @@ class CellItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"benchkit cell {self.name}"
+
+
+class Regression(Exception):
+    """The spec's records regressed against the baseline beyond the gate."""
+
+
+class CompareItem(pytest.Item):
+    """After the spec's cells: their records against a baseline, through ``benchkit compare``'s own logic (pooled
+    runs, intervals with run-to-run variation, the documented rule for one run per side). pytest-benchmark's
+    ``--benchmark-compare-fail``, on benchkit's records."""
+
+    def runtest(self) -> None:
+        from benchkit.results.compare import CompareSettings, compare_paths, parse_fail_on
+
+        spec_node: SpecFile = self.parent
+        if not spec_node.written:
+            pytest.skip("no cell of this spec ran, nothing to compare")
+        cfg = self.config
+        settings = CompareSettings(fail_on=parse_fail_on(cfg.getoption("benchkit_compare_fail") or "headline:10%"))
+        result = compare_paths([cfg.getoption("benchkit_compare")], [p for _, p in spec_node.written], settings)
+        self.user_properties.append(("benchkit_compare", result.counts()))
+        failures = result.failures()
+        if failures:
+            lines = [f"{p.key.label()} {m.metric} {m.change * 100:+.1f}% (interval {m.ci_low:.3f}-{m.ci_high:.3f}) "
+                     f"beyond {m.threshold:.0%}" for p, m in failures]
+            raise Regression("\n".join(lines))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, Regression):
+            return f"regression against {self.config.getoption('benchkit_compare')}:\n{excinfo.value}"
+        from benchkit.errors import BenchkitError
+
+        if isinstance(excinfo.value, BenchkitError):
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, "benchkit compare against the baseline"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -672,7 +672,7 @@ def student_t_quantile(p: float, df: float) -> float:
 # too narrow. Every interval below is widened by a *design effect* estimated
 # from contiguous blocks of the samples in issue order (cluster sampling):
 # the ratio of the between-block variance of the statistic's linearisation to
-# its i.i.d. variance, never below 1. benchkit.compare uses the same estimate.
+# its i.i.d. variance, never below 1. benchkit.results.compare uses the same estimate.
 
 _BLOCKS = 32
 

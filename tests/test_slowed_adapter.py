@@ -11,28 +11,29 @@ from benchkit.backends.base import WorkloadInfo
 from benchkit.errors import BackendError
 
 
-def _median_call_ns(backend, feeds, n: int = 300) -> float:
-    staged = backend.stage(feeds)
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        backend.run(staged)
-        out.append(time.perf_counter_ns() - t0)
-    return float(np.median(out))
-
-
-def test_slowdown_spins_that_fraction_of_each_call(fakes_on_path, tiny_model):
+def test_slowdown_adds_that_fraction_of_each_calls_cpu_time(fakes_on_path, tiny_model):
+    """slowdown 1.0 doubles the CPU work of a call. Measured in thread CPU time, calls of the two adapters
+    interleaved, so a busy machine's preemptions (which stretch wall time, not CPU time) cannot move it."""
     from benchkit_test_fakes import SlowedBackend
 
-    wl = WorkloadInfo("tiny", {"x": (64, 16)}, {"x": np.dtype(np.float32)}, ["y"], 64)
-    feeds = {"x": np.ones((64, 16), np.float32)}
-    times = {}
+    wl = WorkloadInfo("tiny", {"x": (4096, 16)}, {"x": np.dtype(np.float32)}, ["y"], 4096)
+    feeds = {"x": np.ones((4096, 16), np.float32)}
+    backends = {}
     for slowdown in (0.0, 1.0):
         b = SlowedBackend({"providers": ["CPUExecutionProvider"], "intra_op_num_threads": 1, "slowdown": slowdown})
         b.load(tiny_model, wl)
-        times[slowdown] = _median_call_ns(b, feeds)
         assert b.info().options["slowdown"] == slowdown and b.info().name == "slowed-ort"
+        backends[slowdown] = (b, b.stage(feeds))
+    cpu: dict[float, list[int]] = {0.0: [], 1.0: []}
+    for i in range(400):
+        slowdown = (0.0, 1.0)[i % 2]
+        b, staged = backends[slowdown]
+        c0 = time.thread_time_ns()
+        b.run(staged)
+        cpu[slowdown].append(time.thread_time_ns() - c0)
+    for b, _ in backends.values():
         b.close()
-    assert 1.5 < times[1.0] / times[0.0] < 2.6, times
+    ratio = float(np.median(cpu[1.0]) / np.median(cpu[0.0]))
+    assert 1.7 < ratio < 2.6, ratio
     with pytest.raises(BackendError, match="slowdown"):
         SlowedBackend({"slowdown": -1})

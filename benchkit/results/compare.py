@@ -64,7 +64,8 @@ log-replicates are rescaled about the side's value to the variance
 within-run variance: the floor a few runs that happen to agree cannot go
 under), and the log-ratio replicates are spread by ``t(nu) / z`` about the
 observed ratio, with ``nu = (R_base - 1) + (R_cand - 1)`` (Student's t of a
-two-sample comparison with pooled variance). On synthetic runs with known
+two-sample comparison with pooled variance; pyperf's ``compare_to`` likewise
+judges its worker processes' values by a two-sample t-test). On synthetic runs with known
 between-run variance the 95 % interval then covers the true ratio 93-99 % of
 the time from 2 to 10 runs a side (tests/test_compare_pooled.py).
 

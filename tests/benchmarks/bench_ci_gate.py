@@ -1,10 +1,10 @@
 """Benchmark: does the CI gate of docs/ci-guide.md hold on this machine? False-fail and detection rates.
 
-Run from the repository root (a few minutes on 2 cores with the defaults):
+Run from the repository root (a few minutes on 2 cores with the defaults; longer on a busy machine):
 
     PYTHONPATH=$PWD python tests/benchmarks/bench_ci_gate.py
-    PYTHONPATH=$PWD python tests/benchmarks/bench_ci_gate.py --runs 6 --slowed 4 --keep /tmp/gate
-    PYTHONPATH=$PWD python tests/benchmarks/bench_ci_gate.py --from /tmp/gate --fail-on "p50:10%" "headline:10%"
+    PYTHONPATH=$PWD python tests/benchmarks/bench_ci_gate.py --runs 6 --slowed 4 --keep /tmp/gate --measure-cv
+    PYTHONPATH=$PWD python tests/benchmarks/bench_ci_gate.py --from /tmp/gate /tmp/gate2 --fail-on "p50:10%"
 
 What it does, as a CI job following the guide would:
 
@@ -15,17 +15,21 @@ What it does, as a CI job following the guide would:
 * starts background CPU load, a busy loop pinned to core 0 (``--no-load``: none);
 * runs ``benchkit run`` ``--runs`` times on the base and ``--slowed`` times on the
   candidate, interleaved (B, B, S, B, S ...) so slow drifts of the machine hit
-  both alike; every invocation measures each cell ``run.repeats`` times;
-* compares every pair of base invocations (A/A: no change, so any gate failure
-  is a false fail) and every base with every slowed invocation (A/B: a failure
-  is a detection), for each ``--fail-on`` gate, and prints both rates with
-  Wilson 95 % intervals, the measured slowdown, and the between-session
-  spread of each metric (``--measure-cv``: the figures behind
-  benchkit.results.compare.DEFAULT_BETWEEN_RUN_CV).
+  both alike; every invocation measures each cell ``run.repeats`` (5) times;
+* pools ``--per-side`` invocations per side (2: the guide's job, 10 runs a side)
+  and compares, for each ``--fail-on`` gate: every split of base invocations
+  into two sides (A/A: no change, so a gate failure is a false fail); every
+  base side against every slowed side (A/B: a failure is a detection); and,
+  since the injected slowdown itself varies with the load, every A/A split
+  again with one side's latencies multiplied by ``--scaled`` (1.2): an exact
+  20 % slowdown on the runner's real run-to-run noise;
+* prints the rates with Wilson 95 % intervals, the injected slowdown as
+  measured on the median, and (``--measure-cv``) the between-session spread
+  of each metric, the figures behind benchkit.results.compare.DEFAULT_BETWEEN_RUN_CV.
 
-The pairs share invocations (N invocations give N(N-1)/2 A/A pairs), so the
-rates are estimated from more pairs than there are independent experiments:
-read the intervals as rough. Not a timed test: it runs real measurements.
+The splits share invocations, so the rates rest on fewer independent
+experiments than they count: read the intervals as rough. Not a timed test:
+it runs real measurements.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ FAKES = ROOT / "tests" / "fakes"
 GATE_SPEC = ROOT / "specs" / "ci-gate.yaml"
 
 from benchkit.results import records  # noqa: E402
-from benchkit.results.compare import CompareSettings, compare_paths, parse_fail_on  # noqa: E402
+from benchkit.results.compare import CompareSettings, compare, load_with_samples, parse_fail_on  # noqa: E402
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -134,12 +138,36 @@ def between_session_spread(dirs: list[Path]) -> None:
         print(f"  {cell:40s} ({len(next(iter(row.values())))} sessions) {figures}")
 
 
-def evaluate(out: Path, gates: list[str], resamples: int) -> None:
-    base = sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("base"))
-    slow = sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("slowed"))
-    aa = list(combinations(base, 2))
-    ab = [(b, s) for b in base for s in slow]
-    # The slowdown the candidate really had, from the median latency of every session.
+def load_side(d: Path, factor: float = 1.0) -> list[records.ResultRecord]:
+    """The records of one invocation, every latency multiplied by ``factor`` (throughput divided by it)."""
+    out = []
+    for f in records.find([d]):
+        r, x = load_with_samples(f)
+        if r.metrics is None or x is None:
+            continue
+        m = r.metrics.model_copy(update={"throughput_per_s": r.metrics.throughput_per_s / factor})
+        out.append(r.model_copy(update={"samples_ns": np.round(x * factor).astype(np.int64).tolist(), "metrics": m}))
+    return out
+
+
+def side_pairs(items: list[Path], k: int) -> list[tuple[tuple[Path, ...], tuple[Path, ...]]]:
+    """Every split of ``2k`` of the items into two disjoint sides of ``k`` (A/A), each split once."""
+    out = []
+    for group in combinations(items, 2 * k):
+        first, rest = group[0], group[1:]
+        for mates in combinations(rest, k - 1):  # the side holding the first item fixes the split
+            side = (first, *mates)
+            out.append((side, tuple(x for x in rest if x not in mates)))
+    return out
+
+
+def rate(k: int, n: int) -> str:
+    lo, hi = wilson(k, n)
+    return f"{k:4d}/{n:<4d} {k / max(1, n):6.1%} [{lo:.0%}-{hi:.0%}]"
+
+
+def measured_slowdown(base: list[Path], slow: list[Path]) -> dict[str, float]:
+    """The slowdown the candidate really had: median over sessions of p50, slowed / base, per cell."""
     med = {}
     for name, dirs in (("base", base), ("slowed", slow)):
         vals: dict[str, list[float]] = {}
@@ -148,20 +176,48 @@ def evaluate(out: Path, gates: list[str], resamples: int) -> None:
                 r = records.load(f)
                 if r.metrics is not None:
                     vals.setdefault(f"{r.workload.name}/{r.scenario.kind}", []).append(r.metrics.latency_ns.p50)
-        med[name] = {k: float(np.median(v)) for k, v in vals.items()}
-    print(f"\n{len(base)} base and {len(slow)} slowed invocations: {len(aa)} A/A pairs, {len(ab)} A/B pairs")
-    for cell in sorted(med["base"]):
-        if cell in med.get("slowed", {}):
-            print(f"  measured slowdown {cell}: median p50 x{med['slowed'][cell] / med['base'][cell]:.3f}")
-    print(f"\n{'gate':36s} {'false fails (A/A)':>28s} {'detections (A/B)':>28s}")
+        med[name] = {c: float(np.median(v)) for c, v in vals.items()}
+    return {c: med["slowed"][c] / med["base"][c] for c in med["base"] if c in med["slowed"]}
+
+
+def evaluate(dirs: list[Path], gates: list[str], resamples: int, per_side: int, factor: float) -> None:
+    """False fails (A/A), detections of the injected slowdown (A/B) and of an exact one (A/A x factor).
+
+    A side is ``per_side`` invocations pooled (run.repeats sessions each), as
+    the guide's recommended job measures it; pairs are formed within each
+    records directory only (one machine state), then counted over all.
+    """
+    plans = []
+    for out in dirs:
+        base = sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("base"))
+        slow = sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("slowed"))
+        plain = {d: load_side(d) for d in base + slow}
+        scaled = {d: load_side(d, factor) for d in base} if factor else {}
+        aa = side_pairs(base, per_side)
+        ab = [(b, s) for b in combinations(base, per_side) for s in combinations(slow, per_side)]
+        plans.append((plain, scaled, aa, ab))
+        slowdown = ", ".join(f"{c} x{v:.3f}" for c, v in measured_slowdown(base, slow).items())
+        print(f"\n{out}: {len(base)} base and {len(slow)} slowed invocations, {per_side} per side: "
+              f"{len(aa)} A/A and {len(ab)} A/B pairs; injected slowdown measured on the median: {slowdown or '-'}")
+    print(f"\n{'gate':24s} {'false fails (A/A)':>26s} {'injected caught (A/B)':>26s}"
+          + (f" {f'exact x{factor:g} caught':>26s}" if factor else ""))
+    pool = lambda plain, side: [r for d in side for r in plain[d]]  # noqa: E731
     for gate in gates:
         settings = CompareSettings(fail_on=parse_fail_on(gate), resamples=resamples)
-        ff = sum(bool(compare_paths([a], [b], settings).failures()) for a, b in aa)
-        det = sum(bool(compare_paths([a], [s], settings).failures()) for a, s in ab)
-        lo_f, hi_f = wilson(ff, len(aa))
-        lo_d, hi_d = wilson(det, len(ab))
-        print(f"{gate:36s} {ff:3d}/{len(aa):<3d} {ff / max(1, len(aa)):6.1%} [{lo_f:.0%}-{hi_f:.0%}]   "
-              f"{det:3d}/{len(ab):<3d} {det / max(1, len(ab)):6.1%} [{lo_d:.0%}-{hi_d:.0%}]", flush=True)
+        fails = lambda b, c: bool(compare(b, c, settings).failures())  # noqa: E731
+        n = {"ff": [0, 0], "ab": [0, 0], "exact": [0, 0]}
+        for plain, scaled, aa, ab in plans:
+            for x, y in aa:
+                n["ff"][0] += fails(pool(plain, x), pool(plain, y))
+                n["ff"][1] += 1
+                if factor:  # both directions: either side may be the slower one
+                    n["exact"][0] += fails(pool(plain, x), pool(scaled, y)) + fails(pool(plain, y), pool(scaled, x))
+                    n["exact"][1] += 2
+            for x, y in ab:
+                n["ab"][0] += fails(pool(plain, x), pool(plain, y))
+                n["ab"][1] += 1
+        print(f"{gate:24s} {rate(*n['ff']):>26s} {rate(*n['ab']):>26s}"
+              + (f" {rate(*n['exact']):>26s}" if factor else ""), flush=True)
 
 
 def main() -> None:
@@ -170,28 +226,38 @@ def main() -> None:
     ap.add_argument("--slowed", type=int, default=3, help="slowed invocations (default: %(default)s)")
     ap.add_argument("--slowdown", type=float, default=0.18,
                     help="extra busy work per call, as a fraction of the CPU time the call took (default: "
-                         "%(default)s: with the harness's own overhead and the adapter's clock reads, a median about "
-                         "20%% slower on the shared 2-core runner; the measured slowdown is printed)")
+                         "%(default)s; in process about 20%% on the median, but under heavy load the benchmark "
+                         "measured +26%% Offline and +45%% SingleStream: the measured slowdown is printed, and "
+                         "--scaled scores an exact one)")
     ap.add_argument("--repeats", type=int, default=None, help="override the spec's run.repeats")
     ap.add_argument("--min-duration-ms", type=int, default=None, help="override every scenario's min_duration_ms")
-    ap.add_argument("--fail-on", nargs="+", default=["p50:10%,p90:10%", "p50:5%,p90:10%", "p99:10%,throughput:10%"],
-                    help="gates to evaluate on the same records (default: the guide's, a tighter one, the old one)")
+    ap.add_argument("--fail-on", nargs="+", default=["p50:5%,p90:10%", "p50:10%,p90:10%", "p99:10%,throughput:10%"],
+                    help="gates to evaluate on the same records (default: the guide's, a looser one, the old one)")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--no-load", dest="load", action="store_false", help="no background busy loop")
     ap.add_argument("--keep", type=Path, help="keep the records here (default: a temporary directory)")
-    ap.add_argument("--from", dest="source", type=Path, help="evaluate records of an earlier --keep; run nothing")
+    ap.add_argument("--from", dest="source", type=Path, nargs="+",
+                    help="evaluate the records of earlier --keep runs (pairs within each); run nothing")
+    ap.add_argument("--per-side", type=int, default=2,
+                    help="invocations pooled per side, as the guide's job measures them (default: %(default)s)")
     ap.add_argument("--measure-cv", action="store_true", help="print the between-session spread of each metric")
+    ap.add_argument("--scaled", type=float, default=1.2, metavar="FACTOR",
+                    help="also report detection of an exact slowdown: every A/A pair with the candidate's latencies "
+                         "multiplied by FACTOR (default: %(default)s; 0: skip). The injected slowdown varies with the "
+                         "load; this one does not, and it keeps the runner's real run-to-run noise")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if args.source is not None:
-        out = args.source
+        dirs = list(args.source)
     else:
         out = args.keep or Path(tempfile.mkdtemp(prefix="bench-ci-gate-"))
         print(f"records in {out}; background load: {'one busy core' if args.load else 'none'}")
         run_invocations(out, args.runs, args.slowed, args.slowdown, args.repeats, args.min_duration_ms, args.load)
+        dirs = [out]
     if args.measure_cv:
-        between_session_spread(sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("base")))
-    evaluate(out, args.fail_on, args.resamples)
+        for out in dirs:
+            between_session_spread(sorted(p for p in out.iterdir() if p.is_dir() and p.name.startswith("base")))
+    evaluate(dirs, args.fail_on, args.resamples, args.per_side, args.scaled)
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
 

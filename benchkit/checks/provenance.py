@@ -139,7 +139,9 @@ def provenance_findings(prov: AdapterProvenance) -> list[Finding]:
         out.append(finding("provenance.missing_files",
                            f"{prov.files_missing} file(s) RECORD lists for {prov.distribution} {prov.version} are "
                            "not installed", "warning"))
-    if prov.method == "editable-sources":
+    # benchkit's own adapters in a development checkout are not warned about: the record's benchkit_version and
+    # the sources' hash (kept in backend.provenance) say what ran, and a warning on every cell would be noise.
+    if prov.method == "editable-sources" and prov.distribution != "benchkit":
         out.append(finding("provenance.editable",
                            f"{prov.adapter} runs from an editable install of {prov.distribution}: its version does "
                            f"not identify the code; the hash of its sources ({prov.files_sha256[:12]}) does",

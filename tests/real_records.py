@@ -154,7 +154,7 @@ def publishable_run() -> tuple[Path, Path]:
         doc = json.loads(p.read_text())
         doc["spec_sha256"] = spec_sha
         doc["spec"]["scenario"]["min_duration_ms"] = doc["scenario"]["settings"]["min_duration_ms"] = 10_000
-        kind, settings = doc["scenario"]["kind"], doc["scenario"]["settings"]
+        settings = doc["scenario"]["settings"]
         batch = doc["workload"]["effective_batch_size"]
         rng = np.random.default_rng(100 + i)
         x = np.round(10_600_000 * np.exp(0.004 * rng.standard_normal(1100))).astype(np.int64)

@@ -83,7 +83,7 @@ def test_certify_defaults_are_the_standard_minimums():
     assert _PROFILE_DEFAULTS["certify"] == _PROFILE_DEFAULTS["standard"]
 
 
-def _noisy(n: int, median_ns: float, seed: int, sigma: float = 0.05) -> "np.ndarray":
+def _noisy(n: int, median_ns: float, seed: int, sigma: float = 0.05):
     import numpy as np
 
     return np.round(median_ns * np.exp(sigma * np.random.default_rng(seed).standard_normal(n))).astype(np.int64)

@@ -47,6 +47,10 @@ run:
   cell_timeout_s: 8
 """
 
+# Each test runs in a forked child of pytest (pytest-forked): these tests kill, interrupt and crash processes on
+# purpose, and a signal or native crash that escapes must cost one test, never the whole run.
+pytestmark = pytest.mark.forked
+
 
 @pytest.fixture
 def fault_records(tmp_path, tiny_model, fakes_on_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def fmt_ns(ns: float | None) -> str:
     """Nanoseconds with a readable unit, three significant digits: ``1.23 ms``."""
@@ -36,3 +38,34 @@ def fmt_bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+# Names in records (workloads, backends, labels, cells) are whatever a spec or a record file says: before they reach a
+# terminal or a pull-request comment they are made inert. Control characters (newlines, terminal escape sequences,
+# bidirectional overrides) would rewrite the screen or break a table row; they become U+FFFD.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+# CommonMark lets a backslash escape any ASCII punctuation; these are the marks that can start something: a table
+# cell (|), emphasis, a link or image, a heading (#), HTML or an entity (<, &), code (`). An @mention is broken by a
+# word joiner (U+2060) after the @.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|#!~])")
+
+
+def one_line(text: object) -> str:
+    """``text`` as one line of plain characters: control and invisible formatting characters replaced by U+FFFD."""
+    return _CONTROL.sub("\ufffd", str(text))
+
+
+def md_text(text: object) -> str:
+    """``text`` as inert Markdown (a table cell or a list item): one line, Markdown's marks escaped, no
+    @mention, no HTML, no heading, no link."""
+    return _MD_SPECIAL.sub(r"\\\1", one_line(text)).replace("@", "@\u2060")
+
+
+def term_text(text: object, lines: bool = False) -> str:
+    """``text`` for a rich console: one line (``lines``: newlines kept), and rich markup (``[red]``) shown as
+    written, not applied."""
+    from rich.markup import escape
+
+    if lines:
+        return escape("\n".join(one_line(line) for line in str(text).split("\n")))
+    return escape(one_line(text))

@@ -41,3 +41,9 @@ class PowerMeterError(BenchkitError):
 
 class FleetError(BenchkitError):
     """The fleet file, the Ray cluster, or a cell's placement on it is unusable (cell no node can run, no cluster)."""
+
+
+class WriteError(BenchkitError, OSError):
+    """A file cannot be written (disk full, read-only folder, no permission); nothing partial is left behind.
+
+    Also an OSError, with its errno, so code that handles OSError keeps working."""

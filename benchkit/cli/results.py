@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from benchkit._format import fmt_bytes, fmt_ns, fmt_rate
+from benchkit._format import fmt_bytes, fmt_ns, fmt_rate, term_text
 from benchkit.cli.tables import (
     compare_table,
     console,
@@ -23,7 +23,7 @@ def cmd_show(args) -> int:
     r = records.load(args.record)
     con = console()
     status = "[green]VALID[/]" if r.validity.valid else "[red]INVALID[/]"
-    con.print(f"[bold]{r.cell_id}[/]  {status}  (schema {r.schema_version}, benchkit {r.benchkit_version}, "
+    con.print(f"[bold]{term_text(r.cell_id)}[/]  {status}  (schema {r.schema_version}, benchkit {r.benchkit_version}, "
               f"engine {r.engine}, run {r.run_id}, {r.started_at.isoformat()})")
     if r.probe is not None:
         p = r.probe
@@ -31,16 +31,17 @@ def cmd_show(args) -> int:
                   f"(VALID up to {p.lower_qps if p.lower_qps is not None else '-'}, "
                   f"INVALID from {p.upper_qps if p.upper_qps is not None else '-'})")
     for reason in r.validity.reasons:
-        con.print(f"  [red]reason:[/] {reason}")
+        con.print(f"  [red]reason:[/] {term_text(reason)}")
     for w in r.validity.warnings:
-        con.print(f"  [yellow]warning:[/] {w}")
+        con.print(f"  [yellow]warning:[/] {term_text(w)}")
     if r.workload:
         w = r.workload
-        con.print(f"workload  {w.name} ({w.source}{', ' + w.catalog + '/' + w.variant if w.catalog else ''}) "
+        con.print(f"workload  {term_text(w.name)} ({w.source}{', ' + w.catalog + '/' + w.variant if w.catalog else ''}) "
                   f"sha256 {w.model_sha256[:16]}… batch {w.effective_batch_size} {w.graph_precision}")
     if r.backend:
         b = r.backend
-        con.print(f"backend   {b.id}: {b.name} {b.version} on {b.device}, precision {b.precision} "
+        con.print(f"backend   {term_text(b.id)}: {term_text(b.name)} {term_text(b.version)} on {term_text(b.device)}, "
+                  f"precision {b.precision} "
                   f"(claimed {b.claimed_precision})")
     if r.division:
         d = r.division
@@ -97,11 +98,11 @@ def cmd_show(args) -> int:
             late = m.issue_lateness_ns
             t.add_row("issue lateness p50/p99/max", f"{fmt_ns(late.p50)} / {fmt_ns(late.p99)} / {fmt_ns(late.max)}")
         for k, v in m.extra.items():
-            t.add_row(k, str(v))
+            t.add_row(term_text(k), term_text(v))
         con.print(t)
     show_hardening(con, r)
     if r.error:
-        con.print(f"[red]error[/] in {r.error.phase}: {r.error.type}: {r.error.message}")
+        con.print(f"[red]error[/] in {r.error.phase}: {term_text(r.error.type)}: {term_text(r.error.message, lines=True)}")
     return 0
 
 
@@ -152,9 +153,9 @@ def cmd_results(args) -> int:
             for col in ("started (UTC)", "run", "spec", "records", "valid", "invalid", "backends", "workloads"):
                 t.add_column(col, justify="right" if col in ("records", "valid", "invalid") else "left")
             for r in runs:
-                t.add_row(r["started_at"][:19].replace("T", " "), r["run_id"], r["spec_name"], str(r["records"]),
-                          str(r["valid"]), f"[red]{r['invalid']}[/]" if r["invalid"] else "0",
-                          ", ".join(r["backends"]), ", ".join(r["workloads"]))
+                t.add_row(r["started_at"][:19].replace("T", " "), term_text(r["run_id"]), term_text(r["spec_name"]),
+                          str(r["records"]), str(r["valid"]), f"[red]{r['invalid']}[/]" if r["invalid"] else "0",
+                          term_text(", ".join(r["backends"])), term_text(", ".join(r["workloads"])))
             con = console()
             con.print(t)
             print_problems(con, store)
@@ -186,9 +187,10 @@ def cmd_results(args) -> int:
             scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else "")
             valid = "[green]VALID[/]" if r.valid else (f"[red]FAILED[/] ({r.error_phase})" if r.error_phase
                                                         else "[red]INVALID[/]")
-            t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.workload or "-", r.backend or "-", scen,
+            t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), term_text(r.workload or "-"),
+                      term_text(r.backend or "-"), term_text(scen),
                       r.precision or "-", str(r.batch or "-"), head, fmt_ns(r.p50_ns), fmt_ns(r.p99_ns), valid,
-                      os.path.relpath(r.path))
+                      term_text(os.path.relpath(r.path)))
         con = console()
         con.print(t)
         print_problems(con, store)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from benchkit._format import fmt_bytes, fmt_ns, fmt_rate
+from benchkit._format import fmt_bytes, fmt_ns, fmt_rate, term_text
 
 
 def console(stderr: bool = False):
@@ -28,7 +28,7 @@ def peak_table(peaks) -> None:
         invalid_above = [q for q, ok in p.probes if not ok and (p.peak_qps is None or q > p.peak_qps)]
         bracket = f"{p.peak_qps:g} .. {min(invalid_above):g}" if p.peak_qps is not None and invalid_above else "-"
         t.add_row(
-            p.cell_id,
+            term_text(p.cell_id),
             "[red]none VALID[/]" if p.peak_qps is None else f"{p.peak_qps:,.4g}",
             fmt_rate(rec.metrics.throughput_per_s) if rec and rec.metrics else "-",
             fmt_ns(rec.metrics.latency_ns.p99) if rec and rec.metrics else "-",
@@ -47,8 +47,8 @@ def summary_table(recs) -> None:
                 "division", "validity"):
         t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99", "samples/s", "CV") else "left")
     for r in recs:
-        wl = r.spec["workload"]["name"]
-        be = r.spec["backend"].get("label") or r.spec["backend"]["name"]
+        wl = term_text(r.spec["workload"]["name"])
+        be = term_text(r.spec["backend"].get("label") or r.spec["backend"]["name"])
         m = r.metrics
         if m is None:
             t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-", "-",
@@ -68,11 +68,11 @@ def summary_table(recs) -> None:
     con.print(t)
     for r in recs:
         for reason in r.validity.reasons:
-            con.print(f"[red]INVALID[/] {r.cell_id}: {reason}")
+            con.print(f"[red]INVALID[/] {term_text(r.cell_id)}: {term_text(reason)}")
         for w in r.validity.warnings:
-            con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
+            con.print(f"[yellow](!)[/] {term_text(r.cell_id)}: {term_text(w)}")
         if r.division and r.division.name == "open" and r.division.requested != "closed":
-            con.print(f"open {r.cell_id}: " + "; ".join(r.division.reasons))
+            con.print(f"open {term_text(r.cell_id)}: " + term_text("; ".join(r.division.reasons)))
 
 
 def repeats_table(recs) -> None:
@@ -130,7 +130,7 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     from benchkit._format import fmt_value
 
     conf = f"{result.settings.confidence:.0%}"
-    t = Table(title=f"compare: {cand} / {base}", title_justify="left")
+    t = Table(title=f"compare: {term_text(cand)} / {term_text(base)}", title_justify="left")
     for col in ("workload", "scenario", "precision", "batch", "backend", "metric", "base", "cand",
                 f"ratio ({conf} CI)", "change", "verdict"):
         t.add_column(col, justify="right" if col in ("batch", "base", "cand", "change") or col.startswith("ratio")
@@ -142,7 +142,8 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
         for m in p.metrics:
             ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
             style = _VERDICT_STYLE[m.verdict]
-            t.add_row(k.workload, scen, k.precision, str(k.batch), be, m.metric + (" *" if m.headline else ""),
+            t.add_row(term_text(k.workload), term_text(scen), term_text(k.precision), str(k.batch), term_text(be),
+                      term_text(m.metric) + (" *" if m.headline else ""),
                       fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
                       f"[{style}]{m.verdict}[/]")
     con = console() if to_terminal else None
@@ -153,7 +154,7 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
 
         con = Console(record=True, width=160, file=io.StringIO(), highlight=False)
     for w in result.warnings:
-        con.print(f"[yellow]warning:[/] {w}")
+        con.print(f"[yellow]warning:[/] {term_text(w)}")
     con.print(t)
     if not result.pairs:
         con.print("no matching records (matched by workload, scenario, precision and batch)")
@@ -197,6 +198,6 @@ def show_hardening(con, r) -> None:
 def print_problems(con, store) -> None:
     probs = store.problems()
     for path, why in probs[:5]:
-        con.print(f"[yellow]skipped[/] {why}")
+        con.print(f"[yellow]skipped[/] {term_text(why)}")
     if len(probs) > 5:
         con.print(f"[yellow]skipped[/] {len(probs) - 5} more file(s) that are not readable records")

@@ -109,7 +109,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from benchkit.results import recordio as _recordio, records
 from benchkit import stats
-from benchkit._format import fmt_value
+from benchkit._format import fmt_value, md_text
 from benchkit.errors import BenchkitError
 from benchkit.results.records import ResultRecord
 
@@ -963,8 +963,9 @@ def render_markdown(c: Comparison) -> str:
             note = _invalid_note(p)
             for m in p.metrics:
                 metric = m.metric + (" (headline)" if m.headline else "")
-                lines.append(
-                    f"| {k.workload} | {scen} | {k.precision} | {k.batch} | {backends} | {runs} | {metric} | "
+                lines.append(  # names come from record files: escaped, so that none can end a cell or ping anyone
+                    f"| {md_text(k.workload)} | {md_text(scen)} | {md_text(k.precision)} | {k.batch} | "
+                    f"{md_text(backends)} | {runs} | {md_text(metric)} | "
                     f"{fmt_value(m.base, m.unit)} | {fmt_value(m.cand, m.unit)} | {_fmt_ratio(m)} | "
                     f"{m.change * 100:+.1f}% | {_MD_VERDICT[m.verdict]}{note} |"
                 )
@@ -984,7 +985,7 @@ def render_markdown(c: Comparison) -> str:
                   + (f" ({len(fails)} regression(s) beyond threshold)" if fails else "")]
     if c.warnings:
         lines += ["", "**Warnings**", ""]
-        lines += [f"- {w}" for w in c.warnings]
+        lines += [f"- {md_text(w)}" for w in c.warnings]
     return "\n".join(lines) + "\n"
 
 

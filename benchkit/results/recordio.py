@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchkit._fsutil import read_bounded
+from benchkit.errors import RecordError
 from benchkit.results import records
 from benchkit.results.records import ResultRecord
 
@@ -61,9 +63,9 @@ def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
     (if any) are returned as text.
     """
     try:
-        data = path.read_bytes()
-    except OSError:
-        data = b""
+        data = read_bounded(path, records.MAX_RECORD_BYTES, error=RecordError, what="record")
+    except (OSError, RecordError):
+        data = b""  # records.load below says why, in its words
     cut = split_samples(data)
     if cut is not None:
         head, body = cut

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from benchkit.backends.base import BackendInfo
+from benchkit._fsutil import inside, read_json
 from benchkit._fsutil import write_atomic  # noqa: F401  (re-exported: records.write_atomic)
 from benchkit.errors import RecordError
 from benchkit.stats import LatencyStats
@@ -634,6 +635,7 @@ def save(record: ResultRecord, path: Path) -> Path:
 
 _READING_KEY = "benchkit_reading_record"
 _READING = {_READING_KEY: True}
+MAX_RECORD_BYTES = 512 << 20  # 10^7 raw samples take about 100 MB; half a gigabyte is no record
 
 
 def _is_count(v: Any) -> bool:
@@ -748,24 +750,34 @@ def parse_json_fast(text: str | bytes) -> ResultRecord | None:
     return rec if rec.schema_version == SCHEMA_VERSION else None
 
 
-def load(path: str | Path) -> ResultRecord:
-    """The record in the file at `path`, read by :func:`parse` (RecordError, RecordWarning as there)."""
+def load(path: str | Path, within: str | Path | None = None) -> ResultRecord:
+    """The record in the file at `path`, read by :func:`parse` (RecordError, RecordWarning as there).
+
+    Only a regular file of at most :data:`MAX_RECORD_BYTES` is read, JSON nested at most
+    :data:`benchkit._fsutil.MAX_JSON_DEPTH` deep; ``within``: a folder the file, symbolic links resolved, must
+    lie in."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = read_json(p, MAX_RECORD_BYTES, within=within, error=RecordError, what="record")
     except FileNotFoundError:
         raise RecordError(f"{p}: no such record file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecordError(f"{p}: not readable JSON ({e})") from None
     return parse(data, str(p))
 
 
 def find(paths: list[str | Path]) -> list[Path]:
-    """Record files among `paths` (files, or directories searched recursively)."""
+    """Record files among `paths` (files, or directories searched recursively).
+
+    In a directory, a symbolic link that leads out of it is refused (RecordError naming it): a results folder
+    speaks for the files in it, not for any file on the machine."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+            found = sorted(q for q in p.rglob("*.json") if not q.name.startswith("."))
+            for q in found:
+                if q.is_symlink() and not inside(q, p):
+                    raise RecordError(f"{q}: a symbolic link that leads out of {p} (to {q.resolve()}); not "
+                                      "following it")
+            out.extend(found)
         elif p.exists():
             out.append(p)
         else:

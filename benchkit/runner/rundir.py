@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchkit._fsutil import read_json
 from benchkit.results import records
 from benchkit._version import __version__
 from benchkit.errors import BenchkitError, RunError
@@ -150,9 +151,11 @@ def _reopen_locked(path: Path, fd: int | None, spec_name: str, spec_sha256: str,
     mpath = path / MANIFEST
     if mpath.exists():
         try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+            manifest = read_json(mpath, 64 << 20, within=path, error=RunError, what="run manifest")
+        except (OSError, RunError) as e:
             raise RunError(f"--resume: {mpath} is unreadable ({e})") from None
+        if not isinstance(manifest, dict):
+            raise RunError(f"--resume: {mpath} is unreadable (not a JSON object)")
     existing = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
     if manifest is None and not existing:
         raise RunError(f"--resume: {path} holds neither a run manifest nor records: not a benchkit run")
@@ -185,7 +188,7 @@ def _reopen_locked(path: Path, fd: int | None, spec_name: str, spec_sha256: str,
     expected = {run.path_for(c.cell_id, r).name: (c, r) for c, r in run.planned}
     for p in existing:
         try:
-            rec = records.load(p)
+            rec = records.load(p, within=path)
         except BenchkitError:
             if p.name in expected:
                 run.replaced.append(p.name)

@@ -28,19 +28,34 @@ def cmd_sign(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    """Every record is checked and reported (VERIFIED, ALTERED, UNSIGNED or UNREADABLE), then a summary; exit 1
+    if any is not VERIFIED. A bad --pubkey is an error before any record is read."""
+    from benchkit._format import one_line
     from benchkit.results import records
-    from benchkit.results.trust import verify_record
+    from benchkit.results.trust import TrustError, _crypto, load_public_key, verify_record
 
+    _crypto()  # without cryptography nothing can be checked: one error, not one per record
+    if args.pubkey:
+        load_public_key(args.pubkey)
     files = [p for p in records.find(args.records) if not p.name.endswith(".sig")]
-    failed = 0
+    counts = {"VERIFIED": 0, "ALTERED": 0, "UNSIGNED": 0, "UNREADABLE": 0}
     for p in files:
-        v = verify_record(p, args.pubkey)
+        try:
+            v = verify_record(p, args.pubkey)
+        except TrustError as e:
+            state = "UNSIGNED" if "no signature file" in str(e) else "UNREADABLE"
+            counts[state] += 1
+            print(f"{state} {one_line(p)}: {one_line(e)}")
+            continue
         for c in v.checks:
-            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}")
+            print(f"  {'PASS' if c.passed else 'FAIL'} {c.name}: {one_line(c.detail)}")
         who = f"key {v.key_id}" + ("" if v.trusted_key else " (embedded in the signature; pass --pubkey to check "
                                                             "it is a key you trust)")
-        print(f"{'VERIFIED' if v.ok else 'ALTERED'} {p} ({who})")
-        failed += not v.ok
+        print(f"{'VERIFIED' if v.ok else 'ALTERED'} {one_line(p)} ({who})")
+        counts["VERIFIED" if v.ok else "ALTERED"] += 1
+    failed = len(files) - counts["VERIFIED"]
+    summary = ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) or "no records"
+    print(f"{len(files)} record(s): {summary}")
     if failed:
         print(f"benchkit: {failed} of {len(files)} record(s) failed verification", file=sys.stderr)
     return 1 if failed else 0

@@ -39,17 +39,25 @@ import json
 import math
 import re
 import tarfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from benchkit._fsutil import MiB, loads_json, open_regular, read_bounded, write_atomic
 from benchkit.errors import BenchkitError
 
 BUNDLE_FORMAT_VERSION = 2  # 2: one run per bundle (bundle.json run_id), adapters.json carries the adapters'
 #                             distributions and file hashes, the manifest signature is required; 1: first version
 TOP = "benchkit-bundle"
 MANIFEST = "MANIFEST.sha256"
+# Bounds on what check-bundle reads into memory: a hostile archive (a few MB of gzip that claims gigabytes) is
+# refused by its headers, before any member is decompressed. A record of 10^7 samples is about 100 MB.
+MAX_MEMBER_BYTES = 512 * MiB
+MAX_TOTAL_BYTES = 2048 * MiB
+MAX_MEMBERS = 100_000
+MAX_SPEC_BYTES = 1 * MiB
 REQUIRED = ("bundle.json", MANIFEST, "system.json", "models.json", "adapters.json", "accuracy.json")
 
 
@@ -71,9 +79,14 @@ def _dump(obj: Any) -> bytes:
 def _find_spec(spec_name: str, spec_sha256: str, given: Path | None) -> tuple[str, bytes]:
     from benchkit.spec import find_bundled_spec
 
+    if given is not None and not given.exists() and find_bundled_spec(str(given)) is not None:
+        given = find_bundled_spec(str(given))  # a standard spec by name, as `run` takes it
     candidates = [given] if given else [p for p in (find_bundled_spec(spec_name),) if p]
     for p in candidates:
-        data = Path(p).read_bytes()
+        try:
+            data = read_bounded(p, MAX_SPEC_BYTES, error=BundleError, what="spec")
+        except FileNotFoundError:
+            raise BundleError(f"--spec {p}: no such spec file") from None
         if _sha256(data) == spec_sha256:
             return Path(p).name, data
         if given:
@@ -92,7 +105,8 @@ def make_bundle(paths: Sequence[str | Path], out: str | Path, spec: str | Path |
     files = records.find(list(paths))
     if not files:
         raise BundleError(f"no record files in {', '.join(map(str, paths))}")
-    recs = [(p, p.read_bytes(), records.load(p)) for p in files]
+    recs = [(p, read_bounded(p, records.MAX_RECORD_BYTES, error=BundleError, what="record"), records.load(p))
+            for p in files]
     names = {(r.spec_name, r.spec_sha256) for _, _, r in recs}
     if len(names) != 1:
         raise BundleError("a bundle holds the records of one spec; these come from "
@@ -116,8 +130,9 @@ def make_bundle(paths: Sequence[str | Path], out: str | Path, spec: str | Path |
         members[rel] = data
         sig = p.with_name(p.name + ".sig")
         if sig.is_file():
-            members[rel + ".sig"] = sig.read_bytes()
-        doc = json.loads(data)
+            members[rel + ".sig"] = read_bounded(sig, 1 << 20, within=p.parent, error=BundleError,
+                                                 what="signature file")
+        doc = loads_json(data)
         systems[_system_key(r.system.model_dump())] = r.system.model_dump()
         if r.workload is not None:
             w = r.workload
@@ -230,9 +245,7 @@ def write_tar(members: dict[str, bytes], out: Path, mtime: int) -> Path:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(members[name]))
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(out)  # readers never see half a bundle
+    write_atomic(out, buf.getvalue())  # readers never see half a bundle; a full disk leaves nothing behind
     return out
 
 
@@ -254,25 +267,40 @@ class _Bundle:
     bad_records: dict[str, str] = field(default_factory=dict)
 
     def json(self, name: str) -> Any:
-        return json.loads(self.members[name])
+        return loads_json(self.members[name])
 
 
 def read_bundle(path: str | Path) -> _Bundle:
-    """Members of a bundle, read into memory (never extracted); unsafe entries are recorded as problems."""
+    """Members of a bundle, read into memory (never extracted); unsafe entries are recorded as problems.
+
+    Only a regular file is opened. A member larger than :data:`MAX_MEMBER_BYTES`, members adding up to more than
+    :data:`MAX_TOTAL_BYTES`, or more than :data:`MAX_MEMBERS` entries end the reading with a problem (the archive
+    rule fails); nothing past that point is decompressed."""
     p = Path(path)
     b = _Bundle()
     try:
-        tar = tarfile.open(p, mode="r:gz")
+        fd = open_regular(p, error=BundleError)
     except FileNotFoundError:
         raise BundleError(f"{p}: no such bundle") from None
+    raw = open(fd, "rb")  # noqa: SIM115 - closed with the archive below
+    try:
+        tar = tarfile.open(fileobj=raw, mode="r:gz")
     except (tarfile.TarError, OSError, EOFError) as e:
+        raw.close()
         raise BundleError(f"{p}: not a .tar.gz bundle ({e})") from None
-    with tar:
-        try:
-            entries = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise BundleError(f"{p}: damaged archive ({e})") from None
-        for m in entries:
+    with raw, tar:
+        total, count = 0, 0
+        while True:
+            try:
+                m = tar.next()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise BundleError(f"{p}: damaged archive ({e})") from None
+            if m is None:
+                break
+            count += 1
+            if count > MAX_MEMBERS:
+                b.problems.append(f"more than {MAX_MEMBERS:,} entries; not reading further")
+                break
             pp = PurePosixPath(m.name)
             if pp.is_absolute() or ".." in pp.parts or not pp.parts or pp.parts[0] != TOP:
                 b.problems.append(f"{m.name}: outside the {TOP}/ folder")
@@ -282,10 +310,21 @@ def read_bundle(path: str | Path) -> _Bundle:
             if not m.isfile():
                 b.problems.append(f"{m.name}: not a regular file (links and devices are not allowed)")
                 continue
+            if m.size > MAX_MEMBER_BYTES or total + m.size > MAX_TOTAL_BYTES:
+                b.problems.append(f"{m.name}: {m.size:,} bytes, more than a bundle member may hold "
+                                  f"({MAX_MEMBER_BYTES:,} bytes, {MAX_TOTAL_BYTES:,} in all); not reading further")
+                break
+            total += m.size
             name = "/".join(pp.parts[1:])
             if name in b.members:
                 b.problems.append(f"{m.name}: appears twice")
-            b.members[name] = tar.extractfile(m).read()
+            try:
+                data = tar.extractfile(m).read()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise BundleError(f"{p}: damaged archive ({e})") from None
+            if len(data) != m.size:
+                raise BundleError(f"{p}: damaged archive ({m.name} is cut short)")
+            b.members[name] = data
     return b
 
 
@@ -310,7 +349,7 @@ def _rule_layout(b: _Bundle, opts) -> RuleResult:
         meta = b.json("bundle.json")
         for n in ("system.json", "models.json", "adapters.json", "accuracy.json"):
             b.json(n)
-    except json.JSONDecodeError as e:
+    except ValueError as e:
         return RuleResult("layout", False, f"a metadata file is not JSON ({e})")
     if meta.get("format") != "benchkit-bundle" or meta.get("version") != BUNDLE_FORMAT_VERSION:
         return RuleResult("layout", False, f"bundle.json: format {meta.get('format')!r} version "
@@ -349,8 +388,8 @@ def _load_records(b: _Bundle) -> None:
     for name, data in b.members.items():
         if name.startswith("records/") and name.endswith(".json") and name not in b.records:
             try:
-                b.records[name] = records.parse(json.loads(data), name)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                b.records[name] = records.parse(loads_json(data), name)
+            except (ValueError) as e:
                 b.bad_records[name] = f"{name}: not JSON ({e})"
             except BenchkitError as e:
                 b.bad_records[name] = str(e)
@@ -387,7 +426,7 @@ def _rule_spec(b: _Bundle, opts) -> RuleResult:
     digest = _sha256(data)
     try:
         meta = b.json("bundle.json")
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, ValueError):
         meta = {}
     bad = sorted({f"{r.cell_id} ({r.spec_name}, {r.spec_sha256[:12]}…)" for r in b.records.values()
                   if r.spec_sha256 != digest or r.spec_name != meta.get("spec_name")})
@@ -457,7 +496,7 @@ def _rule_system(b: _Bundle, opts) -> RuleResult:
 
     try:
         declared = b.json("system.json")
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, ValueError):
         return RuleResult("system", False, "system.json missing or not JSON")
     recs = list(b.records.values())
     prints = {json.dumps(fingerprint(r), sort_keys=True) for r in recs if r.backend is not None}
@@ -475,7 +514,7 @@ def _rule_system(b: _Bundle, opts) -> RuleResult:
 def _rule_models(b: _Bundle, opts) -> RuleResult:
     try:
         declared = {(m["workload"], m["model_sha256"]) for m in b.json("models.json")}
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, ValueError):
         return RuleResult("models", False, "models.json missing or malformed")
     used = {(r.workload.name, r.workload.model_sha256) for r in b.records.values() if r.workload is not None}
     by_name: dict[str, set[str]] = {}
@@ -492,7 +531,7 @@ def _rule_models(b: _Bundle, opts) -> RuleResult:
 def _rule_adapters(b: _Bundle, opts) -> RuleResult:
     try:
         declared = {a["backend"]: a for a in b.json("adapters.json")}
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, ValueError):
         return RuleResult("adapters", False, "adapters.json missing or malformed")
     problems = []
     seen = set()
@@ -546,11 +585,11 @@ def _distribution_problem(a: dict[str, Any]) -> tuple[str | None, int]:
 def _rule_accuracy(b: _Bundle, opts) -> RuleResult:
     try:
         declared = {(a["cell_id"], a["run_id"]): a for a in b.json("accuracy.json")}
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, ValueError):
         return RuleResult("accuracy", False, "accuracy.json missing or malformed")
     problems, passed, unchecked, without = [], 0, [], []
     for name, r in b.records.items():
-        doc = json.loads(b.members[name])
+        doc = loads_json(b.members[name])
         acc, audits = doc.get("accuracy"), doc.get("audits")
         entry = declared.get((r.cell_id, r.run_id))
         if acc is None:
@@ -600,7 +639,7 @@ def _manifest_signature(b: _Bundle, pub) -> tuple[Any, str | None]:
     if MANIFEST not in b.members:
         return None, f"no {MANIFEST} for {MANIFEST}.sig to sign"
     try:
-        sig = json.loads(data)
+        sig = loads_json(data)
         if not isinstance(sig, dict) or sig.get("format") != "benchkit-signature":
             raise ValueError("not a benchkit signature")
         return verify_bytes(b.members[MANIFEST], sig, MANIFEST, pub), None
@@ -645,7 +684,7 @@ def _rule_signatures(b: _Bundle, opts) -> RuleResult:
             problems.append(f"{name}: signs a file that is not in the bundle")
             continue
         try:
-            sig = json.loads(data)
+            sig = loads_json(data)
             if not isinstance(sig, dict) or sig.get("format") != "benchkit-signature":
                 raise ValueError("not a benchkit signature")
             v = verify_bytes(b.members[target], sig, target, pub)
@@ -669,7 +708,7 @@ def _rule_run(b: _Bundle, opts) -> RuleResult:
     runs = sorted({r.run_id for r in b.records.values()})
     try:
         declared = b.json("bundle.json").get("run_id")
-    except (KeyError, json.JSONDecodeError, AttributeError):
+    except (KeyError, ValueError, AttributeError):
         declared = None
     problems = []
     if len(runs) > 1:

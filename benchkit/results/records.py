@@ -11,7 +11,6 @@ reported percentile can be recomputed from ``samples_ns`` with
 
 from __future__ import annotations
 
-import json
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path

@@ -26,10 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchkit._fsutil import loads_json, read_bounded, write_atomic, write_error
 from benchkit.errors import BenchkitError
 
 SIGNATURE_FORMAT_VERSION = 1  # 1: first version (ed25519 over canonical JSON; content and file SHA-256)
 SIG_SUFFIX = ".sig"
+MAX_KEY_BYTES = 64 << 10  # a PEM Ed25519 key is about 120 bytes
+MAX_SIGNATURE_BYTES = 1 << 20  # a signature file is about 600 bytes
 
 
 class TrustError(BenchkitError):
@@ -76,12 +79,19 @@ def keygen(path: str | Path, force: bool = False) -> tuple[Path, Path]:
     priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
     pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    priv_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(priv)
-    os.chmod(priv_path, 0o600)
-    pub_path.write_bytes(pub)
+    # Both files whole or neither (a full disk leaves no empty key that a later keygen would refuse to replace, and
+    # --force never pairs a new private key with the old public one): the public key is staged beside its place,
+    # the private key written, then the public key renamed into place.
+    staged = pub_path.with_name(f".{pub_path.name}.keygen")
+    try:
+        write_atomic(staged, pub)
+        write_atomic(priv_path, priv, mode=0o600)
+        try:
+            os.replace(staged, pub_path)
+        except OSError as e:
+            raise write_error(pub_path, e) from None
+    finally:
+        staged.unlink(missing_ok=True)
     return priv_path, pub_path
 
 
@@ -89,7 +99,8 @@ def load_private_key(path: str | Path):
     serialization, ed25519 = _crypto()
     p = Path(path)
     try:
-        key = serialization.load_pem_private_key(p.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(read_bounded(p, MAX_KEY_BYTES, error=TrustError, what="key"),
+                                                 password=None)
     except FileNotFoundError:
         raise TrustError(f"{p}: no such key file (create one with: benchkit keygen --out {p})") from None
     except (ValueError, TypeError) as e:
@@ -103,7 +114,7 @@ def load_public_key(path: str | Path):
     serialization, ed25519 = _crypto()
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = read_bounded(p, MAX_KEY_BYTES, error=TrustError, what="key")
     except FileNotFoundError:
         raise TrustError(f"{p}: no such public key file") from None
     try:
@@ -153,8 +164,8 @@ def sign_record(record_path: str | Path, key_path: str | Path, out: str | Path |
 
     rp = Path(record_path)
     records.load(rp)  # only real records get signed
-    data = rp.read_bytes()
-    sig = sign_bytes(data, json.loads(data), load_private_key(key_path), rp.name)
+    data = read_bounded(rp, records.MAX_RECORD_BYTES, error=TrustError, what="record")
+    sig = sign_bytes(data, loads_json(data), load_private_key(key_path), rp.name)
     sig_path = Path(out) if out else rp.with_name(rp.name + SIG_SUFFIX)
     records.write_atomic(sig_path, json.dumps(sig, indent=1) + "\n")
     return sig_path
@@ -181,10 +192,10 @@ class Verification:
 
 def read_signature(sig_path: Path) -> dict[str, Any]:
     try:
-        sig = json.loads(sig_path.read_text(encoding="utf-8"))
+        sig = loads_json(read_bounded(sig_path, MAX_SIGNATURE_BYTES, error=TrustError, what="signature file"))
     except FileNotFoundError:
         raise TrustError(f"{sig_path}: no signature file (sign with: benchkit sign RECORD --key KEY)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:
         raise TrustError(f"{sig_path}: not a readable signature file ({e})") from None
     need = ("format", "version", "algorithm", "signed", "content_sha256", "file_sha256", "public_key", "signature")
     if not isinstance(sig, dict) or sig.get("format") != "benchkit-signature" or any(k not in sig for k in need):
@@ -203,8 +214,8 @@ def verify_bytes(data: bytes, sig: dict[str, Any], subject: str, pubkey=None) ->
     checks: list[Check] = []
     if sig["signed"] == "canonical-json":
         try:
-            message = canonical_bytes(json.loads(data))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            message = canonical_bytes(loads_json(data))
+        except ValueError as e:
             message = None
             checks.append(Check("content", False, f"the file is no longer valid JSON ({e})"))
     else:
@@ -251,8 +262,10 @@ def verify_record(record_path: str | Path, pubkey_path: str | Path | None = None
     rp = Path(record_path)
     sp = Path(sig_path) if sig_path else rp.with_name(rp.name + SIG_SUFFIX)
     sig = read_signature(sp)
+    from benchkit.results.records import MAX_RECORD_BYTES
+
     try:
-        data = rp.read_bytes()
+        data = read_bounded(rp, MAX_RECORD_BYTES, error=TrustError, what="record")
     except FileNotFoundError:
         raise TrustError(f"{rp}: no such record file") from None
     pub = load_public_key(pubkey_path) if pubkey_path else None

@@ -47,7 +47,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206
 # CommonMark lets a backslash escape any ASCII punctuation; these are the marks that can start something: a table
 # cell (|), emphasis, a link or image, a heading (#), HTML or an entity (<, &), code (`). An @mention is broken by a
 # word joiner (U+2060) after the @.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|#!~])")
+_MENTION = re.compile(r"@(?=[0-9A-Za-z])")
+# An underscore inside a word (single_stream) starts nothing and stays as it is.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>&|#!~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 
 
 def one_line(text: object) -> str:
@@ -58,7 +60,7 @@ def one_line(text: object) -> str:
 def md_text(text: object) -> str:
     """``text`` as inert Markdown (a table cell or a list item): one line, Markdown's marks escaped, no
     @mention, no HTML, no heading, no link."""
-    return _MD_SPECIAL.sub(r"\\\1", one_line(text)).replace("@", "@\u2060")
+    return _MENTION.sub("@\u2060", _MD_SPECIAL.sub(r"\\\1", one_line(text)))
 
 
 def term_text(text: object, lines: bool = False) -> str:

@@ -49,7 +49,7 @@ def split_samples(data: bytes) -> tuple[bytes, bytes] | None:
     return data[:j] + b"null" + data[k + 1:], body
 
 
-def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
+def load_split(path: Path, within: Path | None = None) -> tuple[ResultRecord, bytes | None]:
     """The record without its samples, and the samples' JSON text (None when it has none).
 
     The text holds exactly ``record.metrics.latency_ns.count`` comma-separated elements.
@@ -63,7 +63,7 @@ def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
     (if any) are returned as text.
     """
     try:
-        data = read_bounded(path, records.MAX_RECORD_BYTES, error=RecordError, what="record")
+        data = read_bounded(path, records.MAX_RECORD_BYTES, within=within, error=RecordError, what="record")
     except (OSError, RecordError):
         data = b""  # records.load below says why, in its words
     cut = split_samples(data)
@@ -73,7 +73,7 @@ def load_split(path: Path) -> tuple[ResultRecord, bytes | None]:
         if (r is not None and r.samples_ns is None
                 and r.metrics is not None and r.metrics.latency_ns.count == body.count(b",") + 1):
             return r, body
-    r = records.load(path)
+    r = records.load(path, within=within)
     if not r.samples_ns:
         return r, None
     body = ",".join(map(str, r.samples_ns)).encode()

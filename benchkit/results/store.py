@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
+from benchkit._fsutil import inside
 from benchkit.errors import BenchkitError
 
 INDEX_NAME = ".index.sqlite"
@@ -145,6 +147,26 @@ class ResultsStore:
         self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        # The index is ours to replace, but never through a link or onto something else: a symbolic link (dangling
+        # or not) or any non-regular file in its place is removed (only the link itself, never its target) and a
+        # new index made there; what cannot be removed leaves the index in memory.
+        for p in (self.index_path, *(self.index_path.with_name(self.index_path.name + s)
+                                     for s in ("-journal", "-wal", "-shm"))):
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                self.in_memory = True
+                return self._connect(None)
+            if not stat.S_ISREG(st.st_mode):
+                try:
+                    if stat.S_ISDIR(st.st_mode):
+                        raise IsADirectoryError(p)
+                    os.unlink(p)
+                except OSError:
+                    self.in_memory = True
+                    return self._connect(None)
         try:
             db = self._connect(self.index_path)
         except (sqlite3.DatabaseError, OSError):
@@ -197,7 +219,9 @@ class ResultsStore:
                     if e.is_dir(follow_symlinks=False):
                         stack.append((f"{rel_dir}{e.name}/", e.path))
                     elif e.name.endswith(".json") and e.is_file():
-                        st = e.stat()
+                        # A link out of the results folder is listed by its own stat, not its target's; reading
+                        # it is refused (load_split within the root), which records it as a problem.
+                        st = e.stat(follow_symlinks=not e.is_symlink() or inside(e.path, self.root))
                         yield f"{rel_dir}{e.name}", st.st_mtime_ns, st.st_size
 
     def refresh(self) -> RefreshStats:
@@ -215,7 +239,7 @@ class ResultsStore:
             from benchkit.results.recordio import load_split  # pydantic and the record model: only when there is reading to do
         for rel, mtime, size in todo:
             try:
-                rec, _ = load_split(self.root / rel)
+                rec, _ = load_split(self.root / rel, within=self.root)
                 rows.append((rel, mtime, size, None, *_row_of(rec)))
             except BenchkitError as e:
                 rows.append((rel, mtime, size, str(e), *([None] * len(_COLUMNS))))

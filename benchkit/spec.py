@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from benchkit._fsutil import read_bounded
 from benchkit.errors import SpecError
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "mixed"]
@@ -70,16 +71,30 @@ class DeviceDescriptor(_Frozen):
 
 def load_device_file(path: Path, origin: str) -> DeviceDescriptor:
     """Read a device descriptor; errors name the file and field."""
+    # The file's content is never quoted back: device_file may name any file (/etc/passwd), and the message may end
+    # up in a log or a record. Errors say where and what was expected, not what was found.
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_bounded(path, 1 << 20, error=SpecError, what="device file").decode("utf-8")
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise SpecError(f"{origin}: device file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise SpecError(f"{origin}: cannot read device file {path}: {e}") from None
+    except SpecError as e:
+        raise SpecError(f"{origin}: device file: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{origin}: cannot read device file {path}: {getattr(e, 'strerror', None) or 'not UTF-8 text'}") from None
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError):
+        raise SpecError(f"{origin}: device file {path} is not valid YAML (expected a mapping with name and "
+                        "peak_flops_per_s)") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: device file {path} is not a device descriptor (expected a mapping with name and "
+                        f"peak_flops_per_s; got {type(data).__name__})")
     try:
         return DeviceDescriptor.model_validate(data)
     except ValidationError as e:
-        raise SpecError(format_validation_error(str(path), e, data).replace("invalid spec", "invalid device file")) from None
+        known = DeviceDescriptor.model_fields
+        where = "; ".join(f"{err['loc'][0] if err['loc'] and err['loc'][0] in known else 'a field it does not know'}"
+                          f": {err['msg']}" for err in e.errors()[:3])
+        raise SpecError(f"{origin}: invalid device file {path}: {where}") from None
 
 
 class WorkloadSpec(_Frozen):
@@ -643,11 +658,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
         if bundled is None:
             raise SpecError(f"{path}: spec file not found")
         p = bundled
-    try:
-        with open(p, "rb") as f:  # bounded read: the path may be a device or a FIFO that never ends
-            raw = f.read(MAX_SPEC_BYTES + 1)
-        if len(raw) > MAX_SPEC_BYTES:
-            raise SpecError(f"{path}: spec file is larger than {MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes")
+    try:  # a regular file only, read bounded: the path may be a device or a FIFO that never ends
+        raw = read_bounded(p, MAX_SPEC_BYTES, error=SpecError, what="spec (a spec is a few kilobytes)")
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{p}: cannot read spec: {e}") from None

@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except BenchkitError as e:
         print(f"benchkit: error: {e}", file=sys.stderr)
         return 2
+    except RecursionError:
+        # Readers bound the nesting of what they parse (benchkit._fsutil.loads_json); this is the last guard, so
+        # that no input, however deep, ends in a traceback.
+        print("benchkit: error: an input is nested too deeply to read (JSON or YAML nesting of thousands of "
+              "levels); no result was changed", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("benchkit: interrupted; records already written are kept", file=sys.stderr)
         return 130

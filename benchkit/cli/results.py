@@ -125,8 +125,9 @@ def cmd_compare(args) -> int:
     else:
         text = result.to_json() + "\n"
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
+        from benchkit._fsutil import write_atomic
+
+        write_atomic(args.output, text)
     elif text:
         sys.stdout.write(text)
     failures = result.failures()

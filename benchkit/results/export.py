@@ -189,7 +189,15 @@ def save_to_storage(doc: dict[str, Any], storage: str | Path, name: str) -> Path
         raise ExportError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     fs = FileStorage(storage, logger=Logger(Logger.QUIET), default_machine_id=machine_id(doc["machine_info"]))
     before = set(fs.query("[0-9][0-9][0-9][0-9]_*"))
-    fs.save(doc, name)
+    try:
+        fs.save(doc, name)
+    except OSError as e:
+        # pytest-benchmark writes in place: a full disk leaves a cut-off file, which its readers would choke on.
+        from benchkit._fsutil import write_error
+
+        for partial in set(fs.query("[0-9][0-9][0-9][0-9]_*")) - before:
+            Path(partial).unlink(missing_ok=True)
+        raise write_error(storage, e) from None
     (path,) = set(fs.query("[0-9][0-9][0-9][0-9]_*")) - before
     return Path(path)
 

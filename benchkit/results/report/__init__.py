@@ -192,12 +192,15 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
 def write_report(paths: Sequence[str | Path], out: str | Path, title: str | None = None,
                  baseline: str | None = None) -> Path:
     """Read records (files or directories) and write the report to ``out``."""
+    from benchkit.errors import WriteError
     from benchkit.results.records import write_atomic
 
     html = build_html(load_views(paths), title, baseline=baseline)
     out = Path(out)
     try:
         write_atomic(out, html)
+    except WriteError:
+        raise  # says the path and why
     except OSError as e:
         raise ReportError(f"{out}: cannot write the report ({e})") from None
     return out

@@ -71,7 +71,7 @@ class DeviceDescriptor(_Frozen):
 
 def load_device_file(path: Path, origin: str) -> DeviceDescriptor:
     """Read a device descriptor; errors name the file and field."""
-    # The file's content is never quoted back: device_file may name any file (/etc/passwd), and the message may end
+    # The file's values are never quoted back: device_file may name any file (/etc/passwd), and the message may end
     # up in a log or a record. Errors say where and what was expected, not what was found.
     try:
         text = read_bounded(path, 1 << 20, error=SpecError, what="device file").decode("utf-8")
@@ -91,9 +91,9 @@ def load_device_file(path: Path, origin: str) -> DeviceDescriptor:
     try:
         return DeviceDescriptor.model_validate(data)
     except ValidationError as e:
-        known = DeviceDescriptor.model_fields
-        where = "; ".join(f"{err['loc'][0] if err['loc'] and err['loc'][0] in known else 'a field it does not know'}"
-                          f": {err['msg']}" for err in e.errors()[:3])
+        # Field paths are named (short identifiers only), values never: pydantic's msg does not hold the input.
+        where = "; ".join(".".join(str(k) if re.fullmatch(r"[A-Za-z0-9_]{1,40}", str(k)) else "…"
+                                   for k in err["loc"] if k != "[key]") + f": {err['msg']}" for err in e.errors()[:3])
         raise SpecError(f"{origin}: invalid device file {path}: {where}") from None
 
 

@@ -61,5 +61,5 @@ def test_a_cpu_without_a_device_file_gets_the_derived_peak(tmp_path):
 
 
 def test_bad_device_file_is_a_spec_error(tmp_path):
-    with pytest.raises(SpecError, match=r"(?s)dev\.yaml: invalid device file.*peak_flops_per_s\.fp33"):
+    with pytest.raises(SpecError, match=r"(?s)invalid device file .*dev\.yaml: peak_flops_per_s\.fp33"):
         _run(tmp_path, "name: x\npeak_flops_per_s: {fp33: 1}\n")

@@ -86,14 +86,16 @@ def test_rapl_missing_or_unreadable_says_why(tmp_path, monkeypatch):
     with pytest.raises(PowerMeterError, match="no powercap interface at .*nope"):
         RaplMeter({"root": str(tmp_path / "nope")}).open()
     root = make_powercap(tmp_path / "pc")
-    real = Path.read_text
+    import benchkit._fsutil as fsutil
 
-    def denied(self, *a, **k):  # root can read anything, so the permission error is injected
-        if self.name == "energy_uj":
+    real = os.open
+
+    def denied(path, *a, **k):  # root can read anything, so the permission error is injected
+        if str(path).endswith("energy_uj"):
             raise PermissionError(13, "Permission denied")
-        return real(self, *a, **k)
+        return real(path, *a, **k)
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(fsutil.os, "open", denied)
     with pytest.raises(PowerMeterError, match="permission denied .*root only since Linux 5.10"):
         RaplMeter({"root": str(root)}).open()
 
@@ -192,9 +194,39 @@ def test_external_meter_over_http(meter_server):
     m = ExternalMeter({"url": meter_server.url, "domain": "wall"})
     m.open()
     assert m.domains == ["wall"] and m.read_as == "power_w" and m.read() == {"wall": 35.5}
-    meter_server.body = b"not a number"
-    with pytest.raises(PowerMeterError, match="expected a number or a JSON object"):
+    meter_server.body = b"not a number: secret-token-123"
+    with pytest.raises(PowerMeterError, match="not a valid reading") as e:
         m.read()
+    assert "secret-token-123" not in str(e.value)  # the reply is never quoted (it may be any web page)
+
+
+def test_external_meter_follows_no_redirect_and_no_proxy(meter_server, monkeypatch):
+    """The meter talks to the address given and nowhere else: a 3xx is an error, the proxy variables are ignored."""
+    hits = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", meter_server.url)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # a proxy that would refuse: must not be used
+        m = ExternalMeter({"url": f"http://127.0.0.1:{srv.server_address[1]}/power"})
+        with pytest.raises(PowerMeterError, match=r"HTTP status 302, a redirect, which is not followed"):
+            m.open()
+        assert hits == ["/power"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
 
 
 def test_external_meter_from_a_file(tmp_path):
@@ -206,10 +238,18 @@ def test_external_meter_from_a_file(tmp_path):
     f.write_text(json.dumps({"energy_j": 10.0}))
     assert ExternalMeter({"file": str(f), "read_as": "energy_j"}).read() == {"external": 10.0}
     f.write_text("-3")
-    with pytest.raises(PowerMeterError, match="non-negative number"):
+    with pytest.raises(PowerMeterError, match="not a valid reading"):
         m.read()
     with pytest.raises(PowerMeterError, match="cannot read"):
         ExternalMeter({"file": str(tmp_path / "missing")}).open()
+    f.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(PowerMeterError, match=r"not a valid reading \(32 bytes\)") as e:
+        m.read()
+    assert "root" not in str(e.value).replace(str(tmp_path), "")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(PowerMeterError, match="a FIFO"):  # refused at once: a FIFO without a writer would hang
+        ExternalMeter({"file": str(fifo)}).open()
 
 
 @pytest.mark.parametrize("options, match", [

@@ -15,22 +15,40 @@ under ``power_w`` or ``energy_j``::
 ``energy_j`` reads a cumulative counter in joules. Readings are taken every
 ``sample_interval_ms``, so a meter that updates once a second needs a
 measured run of many seconds to be worth quoting.
+
+What the meter may be: ``url`` an ``http://`` or ``https://`` address, read
+with GET exactly there: redirects are not followed (a 3xx is an error) and
+proxy settings in the environment are not used; ``file`` a regular file (a
+FIFO or a device is refused). At most 4 KiB of a reply is read, and only the
+number is kept: a reply that is not a valid reading is reported as such,
+without its content, so a spec cannot copy a file or a web page into a
+record.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from benchkit._fsutil import open_regular
 from benchkit.errors import PowerMeterError
 from benchkit.power import PowerMeter, _check_options
 
 _MAX_BYTES = 4096
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 class ExternalMeter(PowerMeter):
@@ -60,25 +78,40 @@ class ExternalMeter(PowerMeter):
 
     def _fetch(self) -> bytes:
         if self.file is not None:
-            with open(Path(self.file), "rb") as f:
+            fd = open_regular(self.file, error=PowerMeterError)  # a FIFO or a device never blocks nor streams
+            with os.fdopen(fd, "rb") as f:
                 return f.read(_MAX_BYTES)
-        with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp:  # noqa: S310 - scheme checked
+        # Only the address the spec gave: no redirect is followed and no proxy from the environment is used.
+        with _OPENER.open(self.url, timeout=self.timeout_s) as resp:
             return resp.read(_MAX_BYTES)
 
     def _value(self) -> float:
+        # What the source returned is never quoted, in a message or a record: the spec may point the meter at a file
+        # or a service that is not a meter (/etc/passwd, an internal web page), and the reason ends up in a record.
         try:
             raw = self._fetch()
-        except (OSError, urllib.error.URLError) as e:
-            raise PowerMeterError(f"{self.source}: cannot read ({e})") from None
-        text = raw.decode("utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            raise PowerMeterError(f"{self.source}: cannot read (no such file)") from None
+        except urllib.error.HTTPError as e:
+            raise PowerMeterError(f"{self.source}: cannot read (HTTP status {e.code}"
+                                  + (", a redirect, which is not followed" if 300 <= e.code < 400 else "")
+                                  + ")") from None
+        except urllib.error.URLError as e:
+            reason = e.reason.strerror if isinstance(e.reason, OSError) and e.reason.strerror else type(e.reason).__name__
+            raise PowerMeterError(f"{self.source}: cannot read ({reason})") from None
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            raise PowerMeterError(f"{self.source}: cannot read ({getattr(e, 'strerror', None) or type(e).__name__})") \
+                from None
+        bad = PowerMeterError(f"{self.source}: not a valid reading ({len(raw):,} bytes): expected a bare number or a "
+                              f"JSON object with a number under {self.read_as!r}, at least 0")
         try:
-            data = json.loads(text)
-        except ValueError:
-            raise PowerMeterError(f"{self.source}: expected a number or a JSON object, got {text[:60]!r}") from None
+            data = json.loads(raw.decode("utf-8").strip())
+        except (ValueError, RecursionError):
+            raise bad from None
         if isinstance(data, dict):
             data = data.get(self.read_as)
         if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data) or data < 0:
-            raise PowerMeterError(f"{self.source}: expected a non-negative number ({self.read_as}), got {text[:60]!r}")
+            raise bad
         return float(data)
 
     def open(self) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchkit._fsutil import read_bounded
 from benchkit.errors import PowerMeterError
 from benchkit.power import PowerMeter, _check_options
 
@@ -54,7 +55,7 @@ class RaplMeter(PowerMeter):
             label = _read_text(p / "name")
             if label is None:
                 continue
-            if _TOP.match(p.name) and label.startswith("package") and "package" in self.wanted:
+            if _TOP.match(p.name) and re.fullmatch(r"package-\d{1,4}", label) and "package" in self.wanted:
                 zones.append((label, p))  # package-0, package-1
             elif (m := _SUB.match(p.name)) and label == "dram" and "dram" in self.wanted:
                 zones.append((f"dram-{m.group(1)}", p))
@@ -67,14 +68,17 @@ class RaplMeter(PowerMeter):
         for domain, path in zones:
             energy = path / "energy_uj"
             try:
-                raw = int(energy.read_text().strip())
-                wrap = int((path / "max_energy_range_uj").read_text().strip())
+                raw = _read_int(energy)
+                wrap = _read_int(path / "max_energy_range_uj")
             except PermissionError:
                 raise PowerMeterError(
                     f"{energy}: permission denied (RAPL counters are readable by root only since Linux 5.10; "
                     "run as root, or let this user read them)") from None
-            except (OSError, ValueError) as e:
-                raise PowerMeterError(f"{energy}: unreadable ({e})") from None
+            except OSError as e:
+                raise PowerMeterError(f"{energy}: unreadable ({e.strerror or type(e).__name__})") from None
+            except (ValueError, PowerMeterError):  # the content is not quoted: `root` may point anywhere
+                raise PowerMeterError(f"{energy}: not a RAPL counter (expected a whole number of microjoules)") \
+                    from None
             if wrap <= 0:
                 raise PowerMeterError(f"{path / 'max_energy_range_uj'}: expected a positive range, got {wrap}")
             self._zones[domain] = (energy, wrap)
@@ -85,7 +89,10 @@ class RaplMeter(PowerMeter):
     def read(self) -> dict[str, float]:
         out = {}
         for domain, (energy, wrap) in self._zones.items():
-            raw = int(energy.read_text().strip())
+            try:
+                raw = _read_int(energy)
+            except (OSError, ValueError):
+                raise PowerMeterError(f"{energy}: not a RAPL counter reading") from None
             last = self._last[domain]
             # The counter runs from 0 to max_energy_range_uj and starts again at 0.
             delta = raw - last if raw >= last else raw + wrap - last
@@ -97,6 +104,17 @@ class RaplMeter(PowerMeter):
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text().strip()
-    except OSError:
+        return read_bounded(path, 256, error=PowerMeterError, what="powercap attribute").decode().strip()
+    except (OSError, ValueError, PowerMeterError):
         return None
+
+
+def _read_int(path: Path) -> int:
+    """A counter file: sysfs attributes are regular files of a few bytes; anything else is refused unread."""
+    try:
+        text = read_bounded(path, 64, error=PowerMeterError, what="powercap attribute").decode("ascii")
+    except PowerMeterError as e:
+        if "Permission denied" in str(e):
+            raise PermissionError(str(e)) from None
+        raise
+    return int(text.strip())

@@ -104,7 +104,11 @@ def cmd_run(args) -> int:
             done.append((rec, path))
             bar.advance(task)
             mark = "VALID" if rec.validity.valid else "INVALID"
-            bar.console.print(f"  {rec.cell_id}: {mark} -> {path}")
+            if path.exists():
+                bar.console.print(f"  {rec.cell_id}: {mark} -> {path}")
+            else:  # the session holds it and writes it again after each cell (benchkit.runner.session.save)
+                bar.console.print(f"  {rec.cell_id}: {mark}, [red]NOT WRITTEN[/] to {path} (cannot write there); "
+                                  "kept in memory and tried again after each cell")
 
         try:
             result = run_suite(loaded, cells, options, executor=executor, progress=progress, on_record=on_record,

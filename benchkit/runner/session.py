@@ -13,6 +13,7 @@ before it is written.
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from benchkit.checks import measurement, provenance
 from benchkit.checks.verdict import Finding, amend, findings_of, reason, warning
 from benchkit.results import records
 from benchkit.machine import stability, description as sysdesc
-from benchkit.errors import SpecError
+from benchkit.errors import RunError, SpecError
 from benchkit.power.sampler import PowerSampler, WindowFigures
 from benchkit.results.records import ResultRecord
 
@@ -48,6 +49,8 @@ class SuiteSession:
         self.power_reason = power_reason
         self.idle: WindowFigures | None = None
         self.results: dict[tuple[str, int], tuple[Path, ResultRecord]] = dict(run.done)
+        self.held: dict[tuple[str, int], tuple[Path, ResultRecord]] = {}  # measured, not yet written
+        self.write_failure = ""
 
     # ------------------------------------------------------------------ set-up
 
@@ -105,6 +108,13 @@ class SuiteSession:
         self.close()
 
     def close(self) -> None:
+        if self.held:  # interrupted or failed with records still unwritten: a last try, then say what is missing
+            self._write_held()
+            if self.held:
+                print(f"benchkit: error: {len(self.held)} measured record(s) could not be written "
+                      f"({self.write_failure}): {', '.join(c for c, _ in self.held)}; `--resume {self.run.path}` "
+                      "measures them again", file=sys.stderr)
+                self.held.clear()
         if self.sampler is not None:
             self.sampler.close()
             self.sampler = None
@@ -133,9 +143,38 @@ class SuiteSession:
         return CellWatch(self, cell, repeat, progress, local)
 
     def save(self, record: ResultRecord, cell, repeat: int) -> tuple[ResultRecord, Path]:
-        path = records.save(record, self.run.path_for(cell.cell_id, repeat))
+        """Write the record; one that cannot be written (disk full, ...) is held in memory, never dropped.
+
+        Held records are written again before each later record and at the end (:meth:`flush_held`), so a disk
+        that gets space back loses nothing; the cells after a failed write still run."""
+        path = self.run.path_for(cell.cell_id, repeat)
         self.results[(cell.cell_id, repeat)] = (path, record)
+        self.held[(cell.cell_id, repeat)] = (path, record)
+        self._write_held()
         return record, path
+
+    def _write_held(self) -> None:
+        for key, (path, rec) in list(self.held.items()):
+            try:
+                records.save(rec, path)
+            except OSError as e:  # WriteError: the message says why; nothing partial was left
+                self.write_failure = str(e)
+                return  # the same disk: the rest would fail alike
+            del self.held[key]
+
+    def flush_held(self) -> None:
+        """Write every held record, or stop with a RunError that names them and says how to complete the run."""
+        self._write_held()
+        if not self.held:
+            return
+        cells = ", ".join(f"{c}" + (f" (repeat {r})" if self.run.repeats > 1 else "") for c, r in self.held)
+        lost = dict(self.held)
+        self.held.clear()  # said here, once: close() has nothing more to report
+        for key in lost:
+            self.results.pop(key, None)
+        raise RunError(f"{len(lost)} measured record(s) could not be written: {self.write_failure}. Not saved: "
+                       f"{cells}. Every other record of the run is in {self.run.path}; once there is space, "
+                       f"`benchkit run SPEC --resume {self.run.path}` measures the missing cells again")
 
     def finish(self) -> None:
         """Once every session of a cell has a record, write the between-session spread into each of them."""

@@ -181,11 +181,13 @@ class Suite:
         if not self.options.find_peak:
             self.executor.run([Job(cell, repeat) for cell, repeat in self.pending], self.work,
                               progress_for=self._progress_for(progress), emit=self._emit(progress, on_record))
+            self.session.flush_held()  # records a full disk held back: written now, or a RunError naming them
             self.session.finish()
         else:
             def probe(cell: Cell) -> ResultRecord:
                 return self.run_cell(cell, progress=progress, on_record=on_record)[0]
             peaks = [run_peak_search(cell, self.options.peak, probe) for cell in self.cells]
+            self.session.flush_held()
         return self.result(peaks)
 
     def run_cell(self, cell: Cell, repeat: int = 1, progress: Progress | None = None,

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from benchkit._fsutil import write_atomic
+from benchkit._fsutil import loads_json, open_regular, write_atomic
 from benchkit.errors import BenchkitError, WorkloadError
 from benchkit.results.records import Accuracy, OutputAccuracy, OutputArray, StoredOutputs, TaskMetric
 
@@ -249,14 +249,15 @@ def _read_reference_cache(path: Path, key: Mapping[str, Any]) -> tuple[list[list
     if secret is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
+        # A regular file only (a FIFO planted in the cache would block np.load); a deep meta is a ValueError.
+        with os.fdopen(open_regular(path), "rb") as f, np.load(f, allow_pickle=False) as z:
+            meta = loads_json(str(z["meta"]))
             if not isinstance(meta, dict) or meta.get("key") != key:
                 return None
             outs = [[z[f"c{c}_o{o}"] for o in range(int(n))] for c, n in enumerate(meta["outputs"])]
             desc = str(meta["reference"])
             tag = str(meta["tag"])
-    except (OSError, KeyError, ValueError, TypeError, EOFError):
+    except (OSError, KeyError, ValueError, TypeError, EOFError, BenchkitError):
         return None
     if len(outs) != key["calls"] or not hmac.compare_digest(tag, _cache_tag(secret, key, desc, outs)):
         return None

@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,7 @@ from typing import Any, Literal
 
 
 from benchkit.checks.verdict import Finding, finding
+from benchkit.errors import BenchkitError
 from benchkit.results.records import AdapterProvenance
 from benchkit.machine.accelerators import (  # noqa: F401 - probe_accelerators re-exported for callers here
     PCI_VENDORS,
@@ -113,11 +115,10 @@ def _provenance(cls: type) -> AdapterProvenance:
             continue
         located = Path(str(f.locate()))
         try:
-            data = located.read_bytes()
-        except OSError:
+            h = _file_hash(located)
+        except (OSError, BenchkitError):  # gone, or not a regular file (a FIFO would block): not hashed
             missing += 1
             continue
-        h = hashlib.sha256(data)
         lines.append((rel, h.hexdigest()))
         if f.hash is not None and f.hash.mode == "sha256":
             recorded = base64.urlsafe_b64decode(f.hash.value + "=" * (-len(f.hash.value) % 4))
@@ -424,12 +425,19 @@ def _hash_sources(cls: type) -> tuple[str, int, tuple[str, ...]]:
     return _digest(lines), len(lines), tuple(roots)
 
 
-def _file_sha256(path: Path) -> str:
+def _file_hash(path: Path):
+    """SHA-256 of a regular file, read in chunks (installed libraries can be large); BenchkitError otherwise."""
+    from benchkit._fsutil import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return h
+
+
+def _file_sha256(path: Path) -> str:
+    return _file_hash(path).hexdigest()
 
 
 def _digest(lines: Iterable[tuple[str, str]]) -> str:

@@ -51,12 +51,15 @@ def load_system_file(path: Path, origin: str) -> SystemFile:
 
     from benchkit.spec import MAX_SPEC_BYTES, _load_yaml
 
+    from benchkit._fsutil import read_bounded
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_SPEC_BYTES + 1)
+        raw = read_bounded(path, MAX_SPEC_BYTES, error=SpecError, what="system file")
         data = _load_yaml(raw.decode("utf-8"), str(path))
     except FileNotFoundError:
         raise SpecError(f"{origin}: system file not found: {path}") from None
+    except SpecError as e:
+        raise SpecError(f"{origin}: system file: {e}") from None
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
         raise SpecError(f"{origin}: cannot read system file {path}: {e}") from None
     if not isinstance(data, dict):

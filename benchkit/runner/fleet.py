@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from benchkit._fsutil import read_bounded
 from benchkit.errors import FleetError
 
 # Ray's own names for the built-in resources; custom resources may not reuse them.
@@ -106,9 +107,11 @@ def load_fleet(path: str | Path) -> FleetSpec:
 
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_bounded(p, 1 << 20, error=FleetError, what="fleet file").decode("utf-8"))
     except FileNotFoundError:
         raise FleetError(f"{p}: fleet file not found") from None
+    except RecursionError:
+        raise FleetError(f"{p}: cannot read fleet file: YAML nesting too deep") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise FleetError(f"{p}: cannot read fleet file: {e}") from None
     if data is None:

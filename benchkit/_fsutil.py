@@ -163,6 +163,7 @@ def write_error(path: str | Path, e: OSError) -> WriteError:
                      "place and try again)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
                      f"{path}: cannot write: {why}")
     err.errno, err.strerror, err.filename = e.errno, e.strerror, os.fspath(path)
+    err.reason = why
     return err
 
 

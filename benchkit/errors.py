@@ -47,3 +47,6 @@ class WriteError(BenchkitError, OSError):
     """A file cannot be written (disk full, read-only folder, no permission); nothing partial is left behind.
 
     Also an OSError, with its errno, so code that handles OSError keeps working."""
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno 28] ...: path" built from errno and filename
+        return str(self.args[0]) if self.args else ""

@@ -218,10 +218,15 @@ class ResultsStore:
                         continue
                     if e.is_dir(follow_symlinks=False):
                         stack.append((f"{rel_dir}{e.name}/", e.path))
-                    elif e.name.endswith(".json") and e.is_file():
-                        # A link out of the results folder is listed by its own stat, not its target's; reading
-                        # it is refused (load_split within the root), which records it as a problem.
-                        st = e.stat(follow_symlinks=not e.is_symlink() or inside(e.path, self.root))
+                    elif e.name.endswith(".json"):
+                        if e.is_symlink() and not inside(e.path, self.root):
+                            # A link out of the results folder is listed by its own stat, never its target's;
+                            # reading it is refused (load_split within the root), which records the problem.
+                            st = e.stat(follow_symlinks=False)
+                        elif e.is_file():  # FIFOs, devices and folders named *.json are no records
+                            st = e.stat()
+                        else:
+                            continue
                         yield f"{rel_dir}{e.name}", st.st_mtime_ns, st.st_size
 
     def refresh(self) -> RefreshStats:

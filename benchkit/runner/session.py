@@ -158,7 +158,7 @@ class SuiteSession:
             try:
                 records.save(rec, path)
             except OSError as e:  # WriteError: the message says why; nothing partial was left
-                self.write_failure = str(e)
+                self.write_failure = getattr(e, "reason", None) or str(e)
                 return  # the same disk: the rest would fail alike
             del self.held[key]
 
@@ -172,9 +172,9 @@ class SuiteSession:
         self.held.clear()  # said here, once: close() has nothing more to report
         for key in lost:
             self.results.pop(key, None)
-        raise RunError(f"{len(lost)} measured record(s) could not be written: {self.write_failure}. Not saved: "
-                       f"{cells}. Every other record of the run is in {self.run.path}; once there is space, "
-                       f"`benchkit run SPEC --resume {self.run.path}` measures the missing cells again")
+        raise RunError(f"{len(lost)} measured record(s) could not be written to {self.run.path} "
+                       f"({self.write_failure}): {cells}. The run's other records are there; once the cause is "
+                       f"fixed, `benchkit run SPEC --resume {self.run.path}` measures the missing cells again")
 
     def finish(self) -> None:
         """Once every session of a cell has a record, write the between-session spread into each of them."""

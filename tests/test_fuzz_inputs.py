@@ -283,3 +283,105 @@ def test_mutated_records(tmp_path_factory, data):
     p.write_text(json.dumps(doc, allow_nan=True))
     rc, _, err = run_cli("show", str(p))
     assert_clean(rc, err)
+
+
+# --------------------------------------------------------------------------- record files and bundles, byte by byte
+
+_NASTY = [b"[" * 300, b"{" * 300, b"\x00", b"\xff\xfe", b'"\\ud800"', b"1e999", b"-0", b"NaN", b"]", b"}", b",", b'"',
+          b'{"a": ' * 50, b"9" * 5000]
+
+
+@st.composite
+def damaged(draw, data: bytes) -> bytes:
+    """`data` with 1-4 edits: a byte changed, a slice cut out, nasty text inserted, or the end cut off."""
+    raw = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        if not raw:
+            break
+        i = draw(st.integers(0, len(raw) - 1))
+        how = draw(st.sampled_from(["byte", "cut", "insert", "truncate"]))
+        if how == "byte":
+            raw[i] = draw(st.integers(0, 255))
+        elif how == "cut":
+            del raw[i:i + draw(st.integers(1, 64))]
+        elif how == "insert":
+            raw[i:i] = draw(st.sampled_from(_NASTY))
+        else:
+            del raw[i:]
+    return bytes(raw)
+
+
+@pytest.fixture(scope="module")
+def signed_record(tmp_path_factory):
+    from record_factory import make_record
+
+    from benchkit.results import records
+    from benchkit.results.trust import keygen, sign_record
+
+    d = tmp_path_factory.mktemp("fuzz-records")
+    rec = records.save(make_record([1000 + 7 * i for i in range(120)]), d / "clean" / "r.json")
+    priv, _ = keygen(d / "key")
+    sign_record(rec, priv)
+    return rec
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_record_files(signed_record, data):
+    """A record file damaged anywhere: show, compare, results list and verify end cleanly (verify: 1 when altered)."""
+    d = signed_record.parent.parent / "damaged"
+    d.mkdir(exist_ok=True)
+    p = d / "r.json"
+    p.write_bytes(data.draw(damaged(signed_record.read_bytes())))
+    (d / "r.json.sig").write_bytes(signed_record.with_name("r.json.sig").read_bytes())
+    rc, _, err = run_cli("show", str(p))
+    assert_clean(rc, err)
+    rc, _, err = run_cli("compare", str(p), str(signed_record), "--resamples", "100")
+    assert rc in (0, 1, 2) and "Traceback" not in err, err
+    rc, out, err = run_cli("results", "list", str(d))
+    assert rc == 0, err
+    rc, out, err = run_cli("verify", str(p))
+    assert rc in (0, 1) and ("VERIFIED" in out if rc == 0 else "ALTERED" in out or "UNREADABLE" in out), out
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A small signed bundle (not a publishable one: the fuzz is about reading, not about the rules)."""
+    from record_factory import make_record
+
+    from benchkit.results.bundle import MANIFEST, manifest_text, write_tar
+    from benchkit.results.trust import keygen, load_private_key, sign_bytes
+
+    d = tmp_path_factory.mktemp("fuzz-bundle")
+    recs = [make_record([1000 + i for i in range(100)], workload=w) for w in ("mlp", "gemm")]
+    members = {"bundle.json": json.dumps({"format": "benchkit-bundle", "version": 2, "run_id": recs[0].run_id}).encode(),
+               "spec/s.yaml": b"name: synthetic\n", "system.json": b"{}", "models.json": b"{}",
+               "adapters.json": b"{}", "accuracy.json": b"[]"}
+    members.update({f"records/{r.spec_name}/{r.run_id}/{r.cell_id}.json": (r.to_json() + "\n").encode() for r in recs})
+    members[MANIFEST] = manifest_text(members).encode()
+    priv, _ = keygen(d / "key")
+    members[MANIFEST + ".sig"] = json.dumps(sign_bytes(members[MANIFEST], None, load_private_key(priv), MANIFEST)
+                                            ).encode()
+    return write_tar(members, d / "b.tar.gz", 0), members
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_bundles(small_bundle, data):
+    """A bundle with a member replaced by a random document or damaged bytes, or the archive's own bytes damaged:
+    check-bundle says FAILED (exit 1) or refuses the file (exit 2), never a traceback."""
+    from benchkit.results.bundle import write_tar
+
+    path, members = small_bundle
+    out = path.with_name("damaged.tar.gz")
+    if data.draw(st.booleans()):
+        out.write_bytes(data.draw(damaged(path.read_bytes())))
+    else:
+        changed = dict(members)
+        name = data.draw(st.sampled_from(sorted(changed)))
+        changed[name] = (json.dumps(data.draw(documents), allow_nan=True).encode() if data.draw(st.booleans())
+                         else data.draw(damaged(changed[name])))
+        write_tar(changed, out, 0)
+    rc, stdout, err = run_cli("check-bundle", str(out))
+    assert rc in (1, 2) and "Traceback" not in err, err
+    assert rc == 2 or "FAILED" in stdout or "UNTRUSTED" in stdout

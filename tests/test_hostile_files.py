@@ -446,6 +446,9 @@ def test_run_on_a_full_disk_says_what_was_not_saved_and_resume_completes_it(smal
     assert r.returncode in (0, 1), r.stderr
     assert sorted(p.name for p in made[0].glob("*.json")) == ["a__onnxruntime__single_stream.json",
                                                               "b__onnxruntime__single_stream.json"]
+    small_disk.fill()
+    refused(run_cli("bundle", made[0], "-o", small_disk.path / "b.tar.gz", "--spec", run_spec), "the disk is full")
+    assert small_disk.leftovers() == [] and not (small_disk.path / "b.tar.gz").exists()
 
 
 def test_a_record_held_back_by_a_full_disk_is_written_when_space_returns(small_disk, run_spec, monkeypatch):

@@ -1,7 +1,9 @@
 """Command line: thin commands over the library.
 
 Exit codes: 0 success (for ``run``: every cell VALID); 1 a run finished but
-some cell is INVALID or failed; 2 bad input (spec, record, option, model),
+some cell is INVALID or failed (``verify``: a record not VERIFIED;
+``check-bundle``: a rule failed); 2 bad input (spec, record, option, model)
+or a file that cannot be written (disk full: nothing partial is left),
 reported as one message naming the file and field, never a traceback;
 130 interrupted (records already written are kept).
 

@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     sg.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
     sg.add_argument("--key", type=Path, required=True, help="private key from benchkit keygen")
 
-    vf = sub.add_parser("verify", help="check records against their signatures (exit 1 if any was altered)")
+    vf = sub.add_parser("verify", help="check every record against its signature and report each (exit 1 if any is "
+                        "altered, unsigned or unreadable)")
     vf.add_argument("records", nargs="+", metavar="RECORD", help="record files or directories")
     vf.add_argument("--pubkey", type=Path, help="the public key you trust (default: only check integrity "
                     "against the key embedded in the signature)")

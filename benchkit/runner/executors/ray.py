@@ -397,10 +397,17 @@ class RayExecutor(Executor):
     def _pack(self, path: Path, what: str) -> dict:
         import hashlib
 
-        try:
-            data = Path(path).resolve().read_bytes()
+        import os
+
+        from benchkit._fsutil import open_regular
+
+        try:  # a regular file only: a FIFO or a device would block or never end
+            with os.fdopen(open_regular(Path(path).resolve(), error=WorkloadError), "rb") as f:
+                data = f.read()
         except OSError as e:
             raise WorkloadError(f"{what}: cannot read {path} to send it to the cluster: {e}") from None
+        except WorkloadError as e:
+            raise WorkloadError(f"{what}: {e}") from None
         item = {"name": Path(path).name, "sha256": hashlib.sha256(data).hexdigest(), "data": data}
         if len(data) > _INLINE_BYTES:
             item["data"] = self._ray.put(data)  # once, shared by every task of this workload

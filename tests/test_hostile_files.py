@@ -481,3 +481,10 @@ def test_nothing_outside_the_disk_was_touched_by_a_failed_run(small_disk, run_sp
     now = {k: hashlib.sha256(v if isinstance(v, bytes) else v.encode()).hexdigest()
            for k, v in tree(tmp_path).items() if not k.startswith("disk")}
     assert now == outside
+
+
+def test_a_run_that_cannot_start_on_a_full_disk_leaves_no_empty_run(small_disk, run_spec):
+    small_disk.fill()
+    r = run_cli("run", run_spec, "--out", small_disk.path / "out")
+    refused(r, "the disk is full")
+    assert list((small_disk.path / "out" / "hostile").iterdir()) == []  # no run for a --resume to pick by mistake

@@ -159,7 +159,7 @@ class ResultsStore:
             except OSError:
                 self.in_memory = True
                 return self._connect(None)
-            if not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a hard link shares its inode with another file
                 try:
                     if stat.S_ISDIR(st.st_mode):
                         raise IsADirectoryError(p)

@@ -117,7 +117,16 @@ def create(out_dir: Path, spec_name: str, spec_sha256: str, cells: list, repeats
         "created_at": records.utcnow().isoformat(),
         "cells": [_cell_json(c) for c in cells],
     }
-    records.write_atomic(path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    try:
+        records.write_atomic(path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    except OSError:
+        # Nothing was measured yet: leave no empty run behind for a later --resume to trip over.
+        if fd is not None:
+            os.close(fd)
+        for leftover in path.iterdir():
+            leftover.unlink(missing_ok=True)
+        path.rmdir()
+        raise
     planned = [(c, r) for r in range(1, repeats + 1) for c in cells]
     return RunDir(run_id, path, repeats, planned, _lock_fd=fd)
 

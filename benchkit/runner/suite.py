@@ -181,8 +181,7 @@ class Suite:
         if not self.options.find_peak:
             self.executor.run([Job(cell, repeat) for cell, repeat in self.pending], self.work,
                               progress_for=self._progress_for(progress), emit=self._emit(progress, on_record))
-            self.session.flush_held()  # records a full disk held back: written now, or a RunError naming them
-            self.session.finish()
+            self.finish()
         else:
             def probe(cell: Cell) -> ResultRecord:
                 return self.run_cell(cell, progress=progress, on_record=on_record)[0]
@@ -199,7 +198,9 @@ class Suite:
         return got[0]
 
     def finish(self) -> None:
-        """Once every job ran: the between-session spread of repeated cells, written into their records."""
+        """Once every job ran: records a full disk held back written now (or a RunError naming them), then the
+        between-session spread of repeated cells, written into their records."""
+        self.session.flush_held()
         self.session.finish()
 
     def result(self, peaks: list[PeakResult] | None = None) -> SuiteResult:

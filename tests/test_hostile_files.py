@@ -488,3 +488,9 @@ def test_a_run_that_cannot_start_on_a_full_disk_leaves_no_empty_run(small_disk, 
     r = run_cli("run", run_spec, "--out", small_disk.path / "out")
     refused(r, "the disk is full")
     assert list((small_disk.path / "out" / "hostile").iterdir()) == []  # no run for a --resume to pick by mistake
+
+
+def test_bundle_takes_a_standard_spec_by_name(rec_dir, tmp_path):
+    r = run_cli("bundle", rec_dir, "-o", tmp_path / "b.tar.gz", "--spec", "ci-smoke")
+    refused(r, "ci-smoke.yaml: SHA-256", "is not that of the spec the records were run from")
+    assert not (tmp_path / "b.tar.gz").exists()

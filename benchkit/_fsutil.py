@@ -181,7 +181,8 @@ def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~umask() if mode is None else mode)
+            if hasattr(os, "fchmod"):  # POSIX; mkstemp's 0600 would otherwise make every output private
+                os.fchmod(f.fileno(), 0o666 & ~umask() if mode is None else mode)
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())

@@ -119,6 +119,17 @@ def test_a_fifo_in_a_results_folder_hangs_nothing(rec_dir, tmp_path):
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "e.json").exists()
 
 
+def test_the_real_command_does_not_wait_on_a_fifo(rec_dir, tmp_path):
+    """Once through a fresh process, bounded by a timeout: the in-process cases above cannot miss a hang."""
+    import sys
+
+    os.mkfifo(rec_dir / "x.json")
+    p = subprocess.run([sys.executable, "-m", "benchkit", "compare", str(rec_dir), str(rec_dir)], capture_output=True,
+                       text=True, timeout=60, cwd=conftest.ROOT)
+    assert p.returncode == 2 and "x.json: a FIFO (named pipe), not a regular file" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
 def test_a_record_linked_to_dev_zero_is_not_read(rec_dir):
     link = rec_dir / "zero.json"
     link.symlink_to("/dev/zero")

@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from benchkit._fsutil import loads_json, read_bounded
+from benchkit.errors import RecordError
 from benchkit.results import records
 from benchkit.results.records import ResultRecord
 from benchkit.runner import forkserver
@@ -117,7 +119,14 @@ def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Pro
                 raise
             reader.join(5)
         if rc == 0 and result.exists():
-            return records.parse(json.loads(result.read_text()), f"worker result of {cell.cell_id}")
+            # The adapter ran in that process and could have written anything there: read bounded, parsed with a
+            # depth bound, and a hand-over that is no record costs this cell only.
+            try:
+                doc = loads_json(read_bounded(result, records.MAX_RECORD_BYTES, error=RecordError, what="record"))
+                return records.parse(doc, f"worker result of {cell.cell_id}")
+            except (ValueError, RecordError) as e:
+                return error_record(cell, ctx, started, f"the worker handed over no readable record ({e})",
+                                    "WorkerCrash", "worker", _tail(errlog))
         if rc < 0:
             why = f"worker process killed by {_signal_name(rc)}"
             if rc == -signal.SIGKILL:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from benchkit.errors import BenchkitError, SpecError
 from benchkit.results.records import Probe, utcnow
@@ -22,6 +22,7 @@ from benchkit.spec import BackendSpec, LoadedSpec, Scenario, WorkloadSpec, load_
 
 Division = Literal["auto", "closed", "open"]
 Progress = Callable[[str, str], None]  # (cell_id, phase): what a cell reports as it goes
+AdapterFaults = Literal["raise", "record"]  # what preflight does with an adapter that hangs or crashes
 
 
 class Cell(BaseModel):
@@ -37,6 +38,9 @@ class Cell(BaseModel):
     profile: str
     origin: str  # "spec.yaml: workloads[0] (name)" for error messages
     probe: Probe | None = None  # the step of a --find-peak search this cell is
+    # Why preflight found this cell's adapter broken (it hung or crashed starting): the cell is not run, its record
+    # is an error naming this. Not part of the cell's JSON: a run resumed once the adapter is fixed is the same run.
+    preflight_error: str | None = Field(None, exclude=True)
 
     @property
     def kind(self) -> str:
@@ -141,40 +145,49 @@ def expand(
     return cells
 
 
-def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = None) -> None:
-    """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options."""
-    from benchkit.backends import load_backend_class
+def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = None,
+              adapter_faults: AdapterFaults = "raise") -> list[Cell]:
+    """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options.
+
+    Each adapter is imported, constructed with its options and closed in an isolated process
+    (:mod:`benchkit.runner.adapters`), never here, within ``run.cell_timeout_s`` (at most
+    :data:`~benchkit.runner.adapters.CHECK_TIMEOUT_S`). An adapter that refuses (unknown name, runtime not
+    installed, bad options) is a :class:`SpecError`. One that hangs, crashes or raises a plain exception is a
+    fault of the adapter: a SpecError too with ``adapter_faults="raise"`` (``validate``), and with ``"record"``
+    (``run``) its cells are returned marked (:attr:`Cell.preflight_error`): each becomes an error record and
+    the suite goes on. Returns the cells, so marked.
+    """
+    from benchkit.runner.adapters import CHECK_TIMEOUT_S, check_starts
     from benchkit.workloads import resolve
 
     src = str(loaded.path) if loaded.path else loaded.spec.name
+    timeout_s = min(loaded.spec.run.cell_timeout_s, CHECK_TIMEOUT_S)
     seen_w: set[str] = set()
-    seen_b: set[str] = set()
+    broken: dict[str, str] = {}
+    checked: set[str] = set()
     for c in cells:
         if c.workload_name not in seen_w:
             seen_w.add(c.workload_name)
             resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
-        if c.backend_id not in seen_b:
-            seen_b.add(c.backend_id)
+        if c.backend_id not in checked:
+            checked.add(c.backend_id)
             b = c.backend
             index = [x.id for x in loaded.spec.backends].index(b.id)
             where = f"{src}: backends[{index}] ({b.id})"
-            try:
-                cls = load_backend_class(b.name)
-            except BenchkitError as e:
-                raise SpecError(f"{where}.name: {e}") from None
-            try:
-                probe = cls(b.options)
-            except BenchkitError as e:
-                raise SpecError(f"{where}.options: {e}") from None
-            except Exception as e:  # an adapter bug, reported without a benchkit traceback
-                raise SpecError(f"{where}: adapter {b.name!r} failed to start: {type(e).__name__}: {e}") from None
-            try:
-                probe.close()
-            except Exception:  # noqa: BLE001 - only the options are checked here; a cell's own close() is reported
-                pass
+            got = check_starts(b.name, b.options, timeout_s)
+            if got.user_error:
+                field = "options" if got.stage == "options" else "name"
+                raise SpecError(f"{where}.{field}: {got.message}")
+            if not got.ok:
+                message = f"{where}: adapter {b.name!r} {got.message}"
+                if adapter_faults == "raise":
+                    raise SpecError(message)
+                broken[b.id] = message
             if b.device_file is not None:
                 load_device_file(Path(b.device_file), f"{where}.device_file")
     _check_power_meters(loaded, src)
+    return [c.model_copy(update={"preflight_error": broken[c.backend_id]}) if c.backend_id in broken else c
+            for c in cells]
 
 
 def _check_power_meters(loaded: LoadedSpec, src: str) -> None:

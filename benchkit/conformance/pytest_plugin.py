@@ -120,7 +120,7 @@ class SpecFile(pytest.File):
     def setup(self) -> None:
         """Once per spec, before its first selected cell: resolve workloads and backends, open the suite run."""
         from benchkit.errors import BenchkitError
-        from benchkit.runner.plan import preflight
+        from benchkit.runner.preflight import preflight
         from benchkit.runner.suite import RunOptions, Suite
 
         cfg = self.config

@@ -26,7 +26,8 @@ from benchkit.measure import ENGINES
 from benchkit.results.records import ResultRecord
 from benchkit.runner.executors import Executor, Job, LocalExecutor
 from benchkit.runner.peak import PeakOptions, PeakResult, run_peak_search
-from benchkit.runner.plan import AdapterFaults, Cell, Progress, SuiteContext, expand, new_run_id, preflight
+from benchkit.runner.plan import AdapterFaults, Cell, Progress, SuiteContext, expand, new_run_id
+from benchkit.runner.preflight import preflight
 from benchkit.runner.session import SuiteSession
 from benchkit.runner.worker import CellRunner
 from benchkit.spec import LoadedSpec

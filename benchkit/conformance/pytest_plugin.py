@@ -61,13 +61,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not specs:
         return
     from benchkit.errors import BenchkitError
-    from benchkit.spec import find_bundled_spec, load_spec
+    from benchkit.spec import load_spec, spec_path
 
     for name in specs:
-        path = Path(name)
-        if not path.exists():
-            path = find_bundled_spec(name) or path
         try:
+            path = spec_path(name)
             loaded = load_spec(path)
         except BenchkitError as e:
             raise pytest.UsageError(f"--benchkit {name}: {e}") from None

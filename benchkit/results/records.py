@@ -561,8 +561,11 @@ class Division(_Model):
 class ResultRecord(_Model):
     """One cell's result: workload x backend x scenario, with provenance, raw samples and validity."""
 
+    # strict: a version given as the string "1" is refused by every reader alike (the fast path would coerce it,
+    # the version policy would not)
     schema_version: int = Field(
-        description="Major version of this format (records.SCHEMA_VERSION): a reader refuses a newer one."
+        strict=True,
+        description="Major version of this format (records.SCHEMA_VERSION): a reader refuses a newer one.",
     )
     # Default 0 is what a file without the field means (written before 1.8). A record built in this process is
     # written by this benchkit and gets SCHEMA_MINOR from _writer_minor instead; the readers (parse, parse_json_fast)

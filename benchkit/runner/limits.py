@@ -61,7 +61,9 @@ def parse_size(value: Any) -> int:
     if isinstance(value, str):
         m = _SIZE.match(value)
         if m and m.group(2).lower() in _UNITS:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+            if n == n and n != float("inf"):  # 400 digits read as a float are infinite: not a size
+                return int(n)
     raise ValueError(f"expected bytes (an integer) or a size such as '512MiB' or '8GiB', got {value!r}")
 
 

@@ -698,7 +698,8 @@ def record_version(data: Any, source: str) -> tuple[int, int]:
         raise RecordError(f"{source}: not a benchkit result record (no schema_version)")
     major = data["schema_version"]
     if not _is_count(major) or major < 1:
-        raise RecordError(f"{source}: schema_version must be a positive integer, got {major!r}")
+        hint = f" (a JSON number, {major}, not a string)" if isinstance(major, str) and major.isdigit() else ""
+        raise RecordError(f"{source}: schema_version must be a positive integer, got {major!r}{hint}")
     if major > SCHEMA_VERSION:
         raise RecordError(
             f"{source}: written by a newer benchkit (schema {major}); upgrade benchkit "

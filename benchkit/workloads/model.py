@@ -263,6 +263,8 @@ def read_model(path: Path, origin: str):
 
     shown = display_path(path)
     what = not_a_file(path)
+    if what == "file not found":
+        raise WorkloadError(f"{origin}.model: file not found: {shown}")
     if what is not None:
         raise WorkloadError(f"{origin}.model: {shown}: {what}")
     try:

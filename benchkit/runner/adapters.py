@@ -21,6 +21,9 @@ CHECK_TIMEOUT_S = 120.0
 """Longest an adapter may take to import, start and close in a check (a preflight uses the spec's
 ``run.cell_timeout_s`` when that is shorter): a cold import of a GPU runtime takes tens of seconds."""
 
+PARALLEL_CHECKS = 4
+"""Adapter checks run at once (each is a process importing a runtime)."""
+
 _WHERE = {"import": "while importing its module", "describe": "in describe_installation()", "construct": "in __init__()",
           "options": "in __init__()", "close": "in close()"}
 
@@ -40,6 +43,20 @@ class AdapterCheck:
 def check_starts(name: str, options: dict[str, Any], timeout_s: float = CHECK_TIMEOUT_S) -> AdapterCheck:
     """Import adapter ``name``, construct it with ``options`` and close it, in an isolated process."""
     return _check({"name": name, "options": options, "construct": True}, timeout_s)
+
+
+def check_all(adapters: list[tuple[str, dict[str, Any]]], timeout_s: float = CHECK_TIMEOUT_S) -> list[AdapterCheck]:
+    """:func:`check_starts` for each (name, options), a few at once; results in the order given."""
+    return _side_by_side(lambda a: check_starts(a[0], a[1], timeout_s), adapters)
+
+
+def _side_by_side(fn, items: list) -> list:
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_CHECKS, len(items)), thread_name_prefix="benchkit-check") as pool:
+        return list(pool.map(fn, items))
 
 
 def describe(name: str, timeout_s: float = CHECK_TIMEOUT_S) -> AdapterCheck:
@@ -77,12 +94,10 @@ def survey(timeout_s: float = CHECK_TIMEOUT_S) -> list:
     """Every registered adapter, each imported and described in its own process: failures are listed, never raised."""
     from benchkit.backends.registry import Installed, _entry_points
 
-    out = []
-    for name, ep in sorted(_entry_points().items()):
-        pkg = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"
-        got = describe(name, timeout_s)
-        out.append(Installed(name, ep.value, pkg, got.ok, got.details, None if got.ok else got.message))
-    return out
+    eps = sorted(_entry_points().items())
+    found = _side_by_side(lambda item: describe(item[0], timeout_s), eps)
+    return [Installed(name, ep.value, f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?", got.ok, got.details,
+                      None if got.ok else got.message) for (name, ep), got in zip(eps, found)]
 
 
-__all__ = ["AdapterCheck", "CHECK_TIMEOUT_S", "check_starts", "describe", "survey"]
+__all__ = ["AdapterCheck", "CHECK_TIMEOUT_S", "PARALLEL_CHECKS", "check_all", "check_starts", "describe", "survey"]

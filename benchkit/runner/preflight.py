@@ -26,34 +26,34 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
     (``run``) its cells are returned marked (:attr:`Cell.preflight_error`): each becomes an error record and
     the suite goes on. Returns the cells, so marked.
     """
-    from benchkit.runner.adapters import CHECK_TIMEOUT_S, check_starts
+    from benchkit.runner.adapters import CHECK_TIMEOUT_S, check_all
     from benchkit.workloads import resolve
 
     src = str(loaded.path) if loaded.path else loaded.spec.name
-    timeout_s = min(loaded.spec.run.cell_timeout_s, CHECK_TIMEOUT_S)
     seen_w: set[str] = set()
-    broken: dict[str, str] = {}
-    checked: set[str] = set()
+    backends = {}  # id -> BackendSpec, in spec order
     for c in cells:
         if c.workload_name not in seen_w:
             seen_w.add(c.workload_name)
             resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
-        if c.backend_id not in checked:
-            checked.add(c.backend_id)
-            b = c.backend
-            index = [x.id for x in loaded.spec.backends].index(b.id)
-            where = f"{src}: backends[{index}] ({b.id})"
-            got = check_starts(b.name, b.options, timeout_s)
-            if got.user_error:
-                field = "options" if got.stage == "options" else "name"
-                raise SpecError(f"{where}.{field}: {got.message}")
-            if not got.ok:
-                message = f"{where}: adapter {b.name!r} {got.message}"
-                if adapter_faults == "raise":
-                    raise SpecError(message)
-                broken[b.id] = message
-            if b.device_file is not None:
-                load_device_file(Path(b.device_file), f"{where}.device_file")
+        backends.setdefault(c.backend_id, c.backend)
+    # Checked side by side (each in its own process): a hung adapter costs the deadline once, not once each.
+    timeout_s = min(loaded.spec.run.cell_timeout_s, CHECK_TIMEOUT_S)
+    checks = check_all([(b.name, b.options) for b in backends.values()], timeout_s)
+    ids = [x.id for x in loaded.spec.backends]
+    broken: dict[str, str] = {}
+    for b, got in zip(backends.values(), checks):
+        where = f"{src}: backends[{ids.index(b.id)}] ({b.id})"
+        if got.user_error:
+            field = "options" if got.stage == "options" else "name"
+            raise SpecError(f"{where}.{field}: {got.message}")
+        if not got.ok:
+            message = f"{where}: adapter {b.name!r} {got.message}"
+            if adapter_faults == "raise":
+                raise SpecError(message)
+            broken[b.id] = message
+        if b.device_file is not None:
+            load_device_file(Path(b.device_file), f"{where}.device_file")
     _check_power_meters(loaded, src)
     return [c.model_copy(update={"preflight_error": broken[c.backend_id]}) if c.backend_id in broken else c
             for c in cells]

@@ -20,8 +20,9 @@ Option ``fault`` picks the failure:
   hang_init   __init__ never returns (before any cell: preflight must not hang with it)
   abort_init  __init__ calls os.abort(): the process that constructs the adapter dies of SIGABRT
   hang_close  close() never returns
-  shared_mem  load() maps `alloc_bytes` (default 1.5 GiB) of anonymous MAP_SHARED memory and touches every page,
-              which RLIMIT_DATA does not count; it refuses to start unless a memory limit below 1 GiB is in force
+  shared_mem  load() maps `alloc_bytes` (default 1.5 GiB) of anonymous MAP_SHARED memory, touches every page (which
+              RLIMIT_DATA does not count) and holds it, never returning: only a limit that counts it ends the cell
+              before its timeout; it refuses to start unless a memory limit below 1 GiB is in force
   wrong_shape outputs lose their last column: [batch, n] becomes [batch, n - 1]
 
 Options beside any fault: ``stderr`` (text the worker writes to its stderr in load()) and ``grandchild`` (load()
@@ -130,6 +131,8 @@ class FaultInjectionBackend(Backend):
         page = mmap.PAGESIZE
         for off in range(0, total, page):  # touch every page: now it is memory, not address space
             self._map[off] = 1
+        while True:  # held, as a runtime holds its arena
+            time.sleep(3600)
 
     def close(self):
         self._hoard = None

@@ -447,14 +447,18 @@ class RunRules(_Frozen):
         "process", description="Run each cell in a fresh worker process (default) or in the benchkit process."
     )
     cell_timeout_s: float = Field(
-        900.0, gt=0, le=MAX_CELL_TIMEOUT_S, strict=True, description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed."
+        900.0, gt=0, le=MAX_CELL_TIMEOUT_S, strict=True,
+        description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed, with every "
+        "process it started. Also the deadline (at most 120 s) of each adapter's start-up check before the suite.",
     )
     max_memory_bytes: int | Literal["auto"] | None = Field(
         "auto",
-        description="Memory limit of each worker process (RLIMIT_DATA: heap and private writable mappings), "
-        "in bytes or as a size such as '8GiB'; 'auto': 3/4 of physical memory; null: none. A runtime going past "
-        "it fails inside its own worker (error record naming the limit) instead of waking the machine's "
-        "out-of-memory killer. Not applied with isolation: inline.",
+        description="Memory limit of each cell's worker and every process it starts, in bytes or as a size such "
+        "as '8GiB' (at most 1 PiB); 'auto': 3/4 of physical memory; null: none. Counted as the kernel counts it: "
+        "a cgroup v2 memory.max where benchkit can make one, else RLIMIT_DATA in the worker plus a monitor of the "
+        "anonymous and shared memory (MAP_SHARED included) of its whole process tree (docs/rules.md, 'Worker "
+        "processes'). A cell going past it ends with an error record naming the limit instead of waking the "
+        "machine's out-of-memory killer. Not applied with isolation: inline.",
     )
     repeats: int = Field(
         1, ge=1, le=100, strict=True,

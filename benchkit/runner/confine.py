@@ -32,7 +32,8 @@ counted once across the tree, pages the kernel could drop, a mapped model file,
 not counted), and kills the tree past the limit. The monitor reads the cheap
 ``/proc/PID/statm`` first and the page-walking ``smaps_rollup`` only when the
 resident total is over the limit, so it costs next to nothing in a healthy
-run. It samples, so a cell may overshoot for up to one interval.
+run. It samples, so a cell may overshoot for up to one interval (the worker's descendants, found by reading
+all of ``/proc`` when there is no cgroup to list them, are looked for once a second).
 
 ``BENCHKIT_CGROUP=0`` skips cgroups (the fallback is then used everywhere).
 """
@@ -49,6 +50,7 @@ from pathlib import Path
 
 ENV_SWITCH = "BENCHKIT_CGROUP"
 MONITOR_INTERVAL_S = 0.2
+TREE_REREAD_TICKS = 5  # without a cgroup, the worker's descendants are looked for once a second
 _V2_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 _counter = itertools.count(1)
 _setup_lock = threading.Lock()
@@ -265,8 +267,14 @@ class Confinement:
 
     def _watch(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
-        while not self._stop.wait(MONITOR_INTERVAL_S):
-            pids = self.members()
+        pids: list[int] = []
+        for tick in itertools.count():
+            if self._stop.wait(MONITOR_INTERVAL_S):
+                return
+            # A cgroup lists its members cheaply; a tree is read from all of /proc (milliseconds on a busy
+            # machine), so only every TREE_REREAD_TICKS-th period, the worker itself being watched at every one.
+            if self.cgroup is not None or tick % TREE_REREAD_TICKS == 0 or not pids:
+                pids = self.members()
             if not pids:
                 continue
             if sum(_statm_resident(p, page) for p in pids) <= self.limit:

@@ -230,9 +230,27 @@ class Confinement:
         if self.cgroup is not None:
             with contextlib.suppress(OSError):
                 (self.cgroup / "cgroup.procs").write_text(str(pid))
+            if not self._holds(pid):
+                # Not allowed to move it (a delegated cgroup whose parent's cgroup.procs is not ours): the tree and
+                # the monitor hold the worker instead, never a cgroup that holds nothing.
+                self.kernel_limit = False
+                self._drop_cgroup()
         if self.limit and not self.kernel_limit:
             self._monitor = threading.Thread(target=self._watch, name=f"benchkit-memory-{pid}", daemon=True)
             self._monitor.start()
+
+    def _holds(self, pid: int) -> bool:
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return True  # gone already: nothing to hold
+        rel = next((line[3:] for line in lines if line.startswith("0::")), "")
+        return self.cgroup is not None and self.cgroup.name == Path(rel).name
+
+    def _drop_cgroup(self) -> None:
+        with contextlib.suppress(OSError):
+            self.cgroup.rmdir()
+        self.cgroup = None
 
     def members(self) -> list[int]:
         if self._pid is None:

@@ -75,7 +75,8 @@ def run_in_worker(cell: Cell, ctx: SuiteContext, timeout_s: float, progress: Pro
 
     out = run_isolated({"cell": cell.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx)}, timeout_s, on_phase,
                        memory_limit_bytes=ctx.max_memory_bytes)
-    if out.memory is not None and ctx.max_memory_bytes:
+    # (a worker that wrote its record has its say, even when the kernel ended one of its helpers at the limit)
+    if out.memory is not None and out.answer is None and ctx.max_memory_bytes:
         return error_record(cell, ctx, started, limits.memory_limit_message(ctx.max_memory_bytes, out.memory),
                             "MemoryLimit", "worker", out.stderr)
     if out.timed_out:

@@ -59,6 +59,8 @@ CASES = [
     ("low-above-high", HEAD.replace("model: models/tiny.onnx}",
                                     "model: models/tiny.onnx, inputs: {x: {low: 3, high: 1}}}") + SCENARIO,
      "low must be below high"),
+    ("huge-catalog-param", "name: p\nworkloads: [{name: gemm, params: {m: " + "9" * 20 + "}}]\n"
+     "backends: [{name: 'null'}]\n" + SCENARIO, "param 'm' must be finite and, for an integer, between 0 and"),
     ("null-spec-name", HEAD.replace("name: strict", "name: null") + SCENARIO,
      'name: no value: YAML reads an unquoted null, ~ or an empty value as nothing; a name spelled so must be quoted'),
     ("null-backend-name", HEAD.replace('{name: "null"}', "{name: null}") + SCENARIO,

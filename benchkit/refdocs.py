@@ -58,7 +58,7 @@ def markdown(which: str) -> str:
             "Numbers are strict: an integer field takes an integer only (not `true`, `5.0` or `'5'`), no number "
             "may be NaN or infinite, and every duration, count and rate has the upper bound shown in its row "
             "(durations 7 days, query counts 10^9, batch sizes 2^20, rates 10^9/s, latency bounds one hour, "
-            "`cell_timeout_s` 7 days, dimensions 2^31 - 1): a value past one is a typo, never a setting. A name "
+            "`cell_timeout_s` 7 days, dimensions and catalog `params` 2^31 - 1): a value past one is a typo, never a setting. A name "
             "written as an unquoted `null` is YAML's null, not the text: quote it (`name: \"null\"`). A spec "
             "argument that does not exist is an error, unless it is a bare name (`ci-smoke`: no folder, no "
             "suffix), which names a standard spec shipped with benchkit.",

@@ -141,7 +141,7 @@ def _model_spec(folder: Path, model: str) -> Path:
 @pytest.mark.parametrize("model,says", [("/dev/zero", "is a character device, not an ONNX file"),
                                         ("models", "is a directory, not an ONNX file")])
 def test_a_model_that_is_not_a_file_is_named_for_what_it_is(model, says, folder):
-    r = run_cli("validate", _model_spec(folder, model), cwd=folder)
+    r = run_cli("validate", _model_spec(folder, model))  # one zygote key: no cwd of its own
     _refused(r, "workloads[0] (tiny).model: ", says)
 
 
@@ -164,7 +164,7 @@ def test_a_model_that_is_a_fifo_is_never_opened(folder):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        r = run_cli("validate", _model_spec(folder, "pipe.onnx"), cwd=folder)
+        r = run_cli("validate", _model_spec(folder, "pipe.onnx"))
     finally:
         done.set()
         t.join()

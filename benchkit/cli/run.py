@@ -135,6 +135,8 @@ def cmd_backends(args) -> int:
 
     from benchkit.runner.adapters import survey
 
+    if not 0 < args.timeout_s <= 3600:
+        raise BenchkitError(f"--timeout-s: expected seconds between 0 and 3600, got {args.timeout_s:g}")
     t = Table(title="benchkit backends (entry-point group benchkit.backends)", title_justify="left")
     for col in ("name", "status", "runtime", "devices / providers", "provided by"):
         t.add_column(col)

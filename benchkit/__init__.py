@@ -53,4 +53,5 @@ def run(spec_path: str, out_dir: str = "results", **options: Any):
     loaded = load_spec(spec_path)
     opts = RunOptions(out_dir=Path(out_dir), **{k: tuple(v) if k in ("backends", "workloads") else v
                                                  for k, v in options.items()})
-    return run_suite(loaded, plan_cells(loaded, opts), opts)
+    # An adapter that hangs or crashes while starting costs its own cells (error records), as in `benchkit run`.
+    return run_suite(loaded, plan_cells(loaded, opts, adapter_faults="record"), opts)

@@ -53,8 +53,15 @@ def markdown(which: str) -> str:
             spec_json_schema(),
             "Spec reference",
             "Every field of an evaluation spec (YAML or JSON), as `benchkit validate` checks it. Every model "
-            "rejects unknown keys. Scenario fields whose default is `null` take the run profile's value "
-            "([rules](../rules.md#run-profiles)).",
+            "rejects unknown keys, and a key given twice in one mapping is refused. Scenario fields whose default "
+            "is `null` take the run profile's value ([rules](../rules.md#run-profiles)).\n\n"
+            "Numbers are strict: an integer field takes an integer only (not `true`, `5.0` or `'5'`), no number "
+            "may be NaN or infinite, and every duration, count and rate has the upper bound shown in its row "
+            "(durations 7 days, query counts 10^9, batch sizes 2^20, rates 10^9/s, latency bounds one hour, "
+            "`cell_timeout_s` 7 days, dimensions and catalog `params` 2^31 - 1): a value past one is a typo, never a setting. A name "
+            "written as an unquoted `null` is YAML's null, not the text: quote it (`name: \"null\"`). A spec "
+            "argument that does not exist is an error, unless it is a bare name (`ci-smoke`: no folder, no "
+            "suffix), which names a standard spec shipped with benchkit.",
             "benchkit schema spec --markdown",
         )
     if which == "result":
@@ -260,7 +267,10 @@ def _constraints(s: dict[str, Any]) -> str:
     parts = []
     for key, sym in (("exclusiveMinimum", ">"), ("minimum", "≥"), ("exclusiveMaximum", "<"), ("maximum", "≤")):
         if key in s:
-            parts.append(f"{sym} {s[key]:g}")
+            v = s[key]
+            # integers in full (a bound of 604,800,000 ms, not 6.048e+08), other numbers as they read best
+            parts.append(f"{sym} {v:,}" if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1e4 else
+                         f"{sym} {v:g}")
     if "minLength" in s:
         parts.append(f"length ≥ {s['minLength']}")
     if "pattern" in s:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -41,21 +42,53 @@ Profile = Literal["quick", "standard", "mlperf", "certify"]
 AccuracyReference = Literal["onnxruntime", "onnx-reference"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
+# Upper bounds of every duration, count and rate a spec may give (docs/spec-reference.md, "Bounds"). Each is far
+# above any real run and far below what would overflow a counter, a timer or memory: a value past one is a typo
+# (a stray exponent), never a setting.
+MAX_DURATION_MS = 7 * 24 * 3_600_000
+"""Longest duration a spec may give (min/max_duration_ms, warmup_ms): 7 days."""
+MAX_QUERY_COUNT = 1_000_000_000
+"""Most queries (or Offline samples) a spec may ask for: 10^9."""
+MAX_BATCH = 1 << 20
+"""Largest batch_size or samples_per_query: 1,048,576 samples in one call."""
+MAX_QPS = 1e9
+"""Highest Server arrival rate, queries per second."""
+MAX_LATENCY_NS = 3_600 * 10**9
+"""Longest latency bound (target_latency_ns): one hour."""
+MAX_WORKERS = 1024
+"""Most Server worker threads."""
+MAX_CELL_TIMEOUT_S = 7 * 24 * 3_600.0
+"""Longest cell_timeout_s: 7 days."""
+MAX_DIM = 2**31 - 1
+"""Largest tensor dimension (dims, inputs.shape)."""
+MAX_SEED = 2**63 - 1
+"""Largest seed."""
+MAX_MEMORY_BYTES = 1 << 50
+"""Largest run.max_memory_bytes: 1 PiB."""
+
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Numbers are finite (NaN and infinity are refused wherever a float is read); integer fields are declared
+    # strict one by one (a bool, a float or a string is not a count).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class InputOverride(_Frozen):
     """How to generate one graph input, where the graph alone does not say."""
 
-    shape: tuple[int, ...] | None = Field(
-        None, description="Full shape of the input for one inference call; must agree with the graph's fixed dims."
+    shape: tuple[Annotated[int, Field(ge=0, le=MAX_DIM, strict=True)], ...] | None = Field(
+        None, max_length=32, description="Full shape of the input for one inference call; must agree with the graph's fixed dims."
     )
-    low: float | None = Field(None, description="Lower bound (inclusive) of generated values. Default: 0 for integers.")
+    low: float | None = Field(None, strict=True, description="Lower bound (inclusive) of generated values. Default: 0 for integers.")
     high: float | None = Field(
-        None, description="Upper bound (exclusive) of generated values. Default: 100 for integers; floats are N(0, 1)."
+        None, strict=True, description="Upper bound (exclusive) of generated values. Default: 100 for integers; floats are N(0, 1)."
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InputOverride:
+        if self.low is not None and self.high is not None and not self.low < self.high:
+            raise ValueError(f"low must be below high, got low={self.low:g}, high={self.high:g}")
+        return self
 
 
 class DeviceDescriptor(_Frozen):
@@ -113,7 +146,7 @@ class WorkloadSpec(_Frozen):
         description="Pin of the model's SHA-256 as records give it (workload.model_sha256: covers the graph and every "
         "external-data file it references); a mismatch is an error.",
     )
-    dims: dict[str, int] = Field(
+    dims: dict[str, Annotated[int, Field(le=MAX_DIM, strict=True)]] = Field(
         default_factory=dict,
         description="Values of named dynamic dimensions (dim_param), e.g. {seq: 128}. The batch dim comes from the scenario.",
     )
@@ -216,12 +249,18 @@ class ScenarioBase(_Frozen):
     ``max_query_count`` is reached. Unset fields take the profile's value.
     """
 
-    min_duration_ms: int | None = Field(None, gt=0, description="Minimum timed duration. Profile default.")
-    min_query_count: int | None = Field(None, gt=0, description="Minimum number of queries. Profile default.")
-    max_duration_ms: int | None = Field(None, gt=0, description="Stop when this duration is reached. Default: none.")
-    max_query_count: int | None = Field(None, gt=0, description="Stop when this many queries ran. Default: none.")
-    warmup_ms: int | None = Field(None, ge=0, description="Untimed run-in: at least this long... Profile default.")
-    warmup_queries: int | None = Field(None, ge=0, description="...and at least this many queries. Profile default.")
+    min_duration_ms: int | None = Field(None, gt=0, le=MAX_DURATION_MS, strict=True,
+                                        description="Minimum timed duration. Profile default.")
+    min_query_count: int | None = Field(None, gt=0, le=MAX_QUERY_COUNT, strict=True,
+                                        description="Minimum number of queries. Profile default.")
+    max_duration_ms: int | None = Field(None, gt=0, le=MAX_DURATION_MS, strict=True,
+                                        description="Stop when this duration is reached. Default: none.")
+    max_query_count: int | None = Field(None, gt=0, le=MAX_QUERY_COUNT, strict=True,
+                                        description="Stop when this many queries ran. Default: none.")
+    warmup_ms: int | None = Field(None, ge=0, le=MAX_DURATION_MS, strict=True,
+                                  description="Untimed run-in: at least this long... Profile default.")
+    warmup_queries: int | None = Field(None, ge=0, le=MAX_QUERY_COUNT, strict=True,
+                                       description="...and at least this many queries. Profile default.")
 
     @model_validator(mode="after")
     def _bounds(self) -> ScenarioBase:
@@ -279,15 +318,15 @@ class SingleStream(ScenarioBase):
     """One sample per query; the next query is issued when the previous completes. Metric: p90 latency."""
 
     kind: Literal["single_stream"]
-    target_latency_percentile: float = Field(90.0, gt=0, lt=100, description="Percentile reported as the metric.")
+    target_latency_percentile: float = Field(90.0, gt=0, lt=100, strict=True, description="Percentile reported as the metric.")
 
 
 class MultiStream(ScenarioBase):
     """`samples_per_query` samples per query, closed loop. Metric: p99 per-query latency."""
 
     kind: Literal["multi_stream"]
-    samples_per_query: int = Field(8, gt=0, description="Samples in each query (one inference call).")
-    target_latency_percentile: float = Field(99.0, gt=0, lt=100, description="Percentile reported as the metric.")
+    samples_per_query: int = Field(8, gt=0, le=MAX_BATCH, strict=True, description="Samples in each query (one inference call).")
+    target_latency_percentile: float = Field(99.0, gt=0, lt=100, strict=True, description="Percentile reported as the metric.")
 
     @property
     def samples_per_call(self) -> int:
@@ -298,19 +337,19 @@ class Server(ScenarioBase):
     """Poisson arrivals at `target_qps`; latency runs from each query's scheduled time. Metric: samples/s."""
 
     kind: Literal["server"]
-    target_qps: PositiveFloat | tuple[PositiveFloat, ...] = Field(
+    target_qps: PositiveFloat | tuple[PositiveFloat, ...] = Field(  # bounds: _check_sweep
         description="Mean arrival rate, queries per second. A list is a load sweep: one cell per rate."
     )
-    target_latency_ns: int = Field(gt=0, description="Latency bound at `target_latency_percentile`.")
-    target_latency_percentile: float = Field(99.0, gt=0, lt=100, description="Percentile held to the bound.")
+    target_latency_ns: int = Field(gt=0, le=MAX_LATENCY_NS, strict=True, description="Latency bound at `target_latency_percentile`.")
+    target_latency_percentile: float = Field(99.0, gt=0, lt=100, strict=True, description="Percentile held to the bound.")
     workers: int = Field(
-        2, gt=0, description="Threads running queries concurrently when the adapter offers no asynchronous submit()."
+        2, gt=0, le=MAX_WORKERS, strict=True, description="Threads running queries concurrently when the adapter offers no asynchronous submit()."
     )
 
     @field_validator("target_qps", mode="before")
     @classmethod
     def _sweep_values(cls, v: Any) -> Any:
-        return _check_sweep(v, "target_qps", "a positive number", float)
+        return _check_sweep(v, "target_qps", "a positive number", float, MAX_QPS)
 
     def sweep(self) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(self.target_qps, tuple):
@@ -327,14 +366,15 @@ class Offline(ScenarioBase):
         "A list is a batch sweep: one cell per size."
     )
     min_query_count: int | None = Field(
-        None, gt=0, description="Minimum number of samples (LoadGen counts Offline's minimum in samples). Profile default."
+        None, gt=0, le=MAX_QUERY_COUNT, strict=True, description="Minimum number of samples (LoadGen counts Offline's minimum in samples). Profile default."
     )
-    max_query_count: int | None = Field(None, gt=0, description="Stop when this many samples ran. Default: none.")
+    max_query_count: int | None = Field(None, gt=0, le=MAX_QUERY_COUNT, strict=True,
+                                        description="Stop when this many samples ran. Default: none.")
 
     @field_validator("batch_size", mode="before")
     @classmethod
     def _sweep_values(cls, v: Any) -> Any:
-        return _check_sweep(v, "batch_size", "a positive integer", int)
+        return _check_sweep(v, "batch_size", "a positive integer", int, MAX_BATCH)
 
     def sweep(self) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(self.batch_size, tuple):
@@ -348,15 +388,17 @@ class Offline(ScenarioBase):
         return self.batch_size
 
 
-def _check_sweep(v: Any, name: str, what: str, kind: type) -> Any:
-    """One value or a list of distinct values, each `what`; checked here so an error names the bad item plainly."""
+def _check_sweep(v: Any, name: str, what: str, kind: type, most: float) -> Any:
+    """One value or a list of distinct values, each `what` up to `most`; checked here so an error names the bad
+    item plainly."""
+    what = f"{what} (at most {format_number(most)})"
 
     def ok(x: Any) -> bool:
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             return False
-        if kind is int and not float(x).is_integer():
+        if kind is int and not isinstance(x, int):  # strict, as every count: 8.0 is not a batch size
             return False
-        return math.isfinite(x) and x > 0
+        return math.isfinite(x) and 0 < x <= most
 
     if isinstance(v, (list, tuple)):
         if not v:
@@ -402,10 +444,10 @@ class PowerRules(_Frozen):
         "a list: exactly these (each unreadable one is reported with its reason); []: no power measurement.",
     )
     idle_ms: int = Field(
-        2000, ge=0, le=600_000,
+        2000, ge=0, le=600_000, strict=True,
         description="Idle baseline measured before the first cell, reported beside the loaded figures.",
     )
-    sample_interval_ms: int = Field(100, ge=10, le=10_000, description="Period of the background sampling.")
+    sample_interval_ms: int = Field(100, ge=10, le=10_000, strict=True, description="Period of the background sampling.")
 
 
 class RunRules(_Frozen):
@@ -420,17 +462,21 @@ class RunRules(_Frozen):
         "process", description="Run each cell in a fresh worker process (default) or in the benchkit process."
     )
     cell_timeout_s: float = Field(
-        900.0, gt=0, description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed."
+        900.0, gt=0, le=MAX_CELL_TIMEOUT_S, strict=True,
+        description="Wall-clock limit for one cell (load + warmup + measurement); then it is killed, with every "
+        "process it started. Also the deadline (at most 120 s) of each adapter's start-up check before the suite.",
     )
     max_memory_bytes: int | Literal["auto"] | None = Field(
         "auto",
-        description="Memory limit of each worker process (RLIMIT_DATA: heap and private writable mappings), "
-        "in bytes or as a size such as '8GiB'; 'auto': 3/4 of physical memory; null: none. A runtime going past "
-        "it fails inside its own worker (error record naming the limit) instead of waking the machine's "
-        "out-of-memory killer. Not applied with isolation: inline.",
+        description="Memory limit of each cell's worker and every process it starts, in bytes or as a size such "
+        "as '8GiB' (at most 1 PiB); 'auto': 3/4 of physical memory; null: none. Counted as the kernel counts it: "
+        "a cgroup v2 memory.max where benchkit can make one, else RLIMIT_DATA in the worker plus a monitor of the "
+        "anonymous and shared memory (MAP_SHARED included) of its whole process tree (docs/rules.md, 'Worker "
+        "processes'). A cell going past it ends with an error record naming the limit instead of waking the "
+        "machine's out-of-memory killer. Not applied with isolation: inline.",
     )
     repeats: int = Field(
-        1, ge=1, le=100,
+        1, ge=1, le=100, strict=True,
         description="Run every cell this many times, each in a fresh process (rounds over the whole suite); "
         "records carry a `repeat` block and the spread between sessions beside the spread within each run.",
     )
@@ -451,6 +497,8 @@ class RunRules(_Frozen):
         n = parse_size(v)
         if n < MIN_MEMORY_BYTES:
             raise ValueError(f"must be at least {MIN_MEMORY_BYTES} bytes (64 MiB), 'auto' or null; got {v!r}")
+        if n > MAX_MEMORY_BYTES:
+            raise ValueError(f"must be at most {MAX_MEMORY_BYTES} bytes (1 PiB), 'auto' or null; got {v!r}")
         return n
     keep_samples: bool = Field(True, description="Store raw per-query latencies (`samples_ns`) in each record.")
     audit: bool = Field(
@@ -464,7 +512,7 @@ class RunRules(_Frozen):
         "or onnx-reference (onnx.reference, pure Python: slow, but independent of any runtime).",
     )
     accuracy_samples: int | None = Field(
-        None, ge=1, le=16, description="Inputs of the cell's pool the accuracy gate compares (seeded positions "
+        None, ge=1, le=16, strict=True, description="Inputs of the cell's pool the accuracy gate compares (seeded positions "
         "across the pool). Default: every input of the pool (up to 16 distinct inputs). Under --audit and the "
         "certify profile the gate always compares the whole pool."
     )
@@ -479,7 +527,7 @@ class Spec(_Frozen):
     """A suite: every workload x backend x scenario combination is one cell."""
 
     name: str = Field(pattern=_NAME, description="Suite name; records are filed under it.")
-    seed: int = Field(0, ge=0, description="Seed of every random input and arrival schedule.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, strict=True, description="Seed of every random input and arrival schedule.")
     description: str = Field("", description="Free text.")
     workloads: tuple[WorkloadSpec, ...] = Field(description="Workloads to run (at least one).")
     backends: tuple[BackendSpec, ...] = Field(description="Backend configurations to run (at least one).")
@@ -553,7 +601,11 @@ def format_validation_error(source: str, err: ValidationError, data: Any) -> str
             msg = f"unknown scenario kind {e.get('input', {}).get('kind')!r}; expected one of single_stream, multi_stream, server, offline"
         elif e["type"] == "union_tag_not_found":
             msg = "missing `kind`; expected one of single_stream, multi_stream, server, offline"
-        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+        elif e["type"] == "string_type" and e.get("input") is None:
+            msg = ("no value: YAML reads an unquoted null, ~ or an empty value as nothing; a name spelled so must be "
+                   'quoted (name: "null")')
+        elif ("input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list))
+              and "got " not in msg):
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
@@ -609,17 +661,47 @@ def _check_yaml_extent(root: yaml.Node, source: str) -> None:
         raise SpecError(f"{source}: YAML nesting is {height[id(root)]} levels deep; at most {MAX_YAML_DEPTH} allowed")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML says keys are unique; PyYAML keeps the last
+    silently, so a repeated setting would hide the first). Keys brought in by a merge (``<<: *base``) may be
+    overridden: that is what a merge is for."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: construct_mapping reports it
+                if first is not key_node:
+                    raise _DuplicateKey(key, first, key_node)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: yaml.Node, again: yaml.Node) -> None:
+        super().__init__(f"key {key!r} is given twice, at line {first.start_mark.line + 1} and at line "
+                         f"{again.start_mark.line + 1}; give each key once")
+
+
 def _load_yaml(text: str, source: str) -> Any:
-    """Like ``yaml.safe_load`` (SafeLoader: a spec is data, it never constructs Python objects), with bounds."""
+    """Like ``yaml.safe_load`` (SafeLoader: a spec is data, it never constructs Python objects), with bounds,
+    and a key given twice refused."""
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"{source}: spec is {len(text):,} characters; at most {MAX_SPEC_BYTES:,} allowed")
-    loader = yaml.SafeLoader(text)
+    loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _check_yaml_extent(node, source)
         return loader.construct_document(node)
+    except _DuplicateKey as e:
+        raise SpecError(f"{source}: {e}") from None
     finally:
         loader.dispose()
 
@@ -650,14 +732,27 @@ def parse_spec(text: str, source: str, base_dir: Path, path: Path | None = None)
     return LoadedSpec(spec, path, base_dir, digest)
 
 
+def spec_path(name: str | Path) -> Path:
+    """The file a spec argument names: a file that exists, else, for a bare name (``ci-smoke``: no folder, no
+    suffix), the standard spec shipped with benchkit. A path that does not exist is an error, never quietly
+    another spec: ``/nonexistent/dir/ci-smoke.yaml`` is not ``ci-smoke``."""
+    p = Path(name)
+    if os.path.lexists(p):
+        return p
+    text = str(name)
+    bare = "/" not in text and os.sep not in text and (os.altsep is None or os.altsep not in text) \
+        and not re.search(r"\.(ya?ml|json)$", text, re.IGNORECASE)
+    bundled = find_bundled_spec(text)
+    if bare and bundled is not None:
+        return bundled
+    hint = f" (the standard spec of that name is given by its bare name: {bundled.stem})" if bundled else ""
+    raise SpecError(f"{name}: spec file not found{hint}")
+
+
 def load_spec(path: str | Path) -> LoadedSpec:
-    """Read and validate a spec file. Raises :class:`SpecError` naming the file and field."""
-    p = Path(path)
-    if not p.exists():
-        bundled = find_bundled_spec(str(path))
-        if bundled is None:
-            raise SpecError(f"{path}: spec file not found")
-        p = bundled
+    """Read and validate a spec file (or a standard spec by bare name, :func:`spec_path`). Raises
+    :class:`SpecError` naming the file and field."""
+    p = spec_path(path)
     try:  # a regular file only, read bounded: the path may be a device or a FIFO that never ends
         raw = read_bounded(p, MAX_SPEC_BYTES, error=SpecError, what="spec (a spec is a few kilobytes)")
         text = raw.decode("utf-8")
@@ -667,7 +762,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
 
 
 def find_bundled_spec(name: str) -> Path | None:
-    """A standard spec shipped with benchkit, by name (`ci-smoke`) or path (`specs/ci-smoke.yaml`)."""
+    """The standard spec shipped with benchkit whose file name is that of ``name`` (`ci-smoke`,
+    `specs/ci-smoke.yaml`): use :func:`spec_path` to resolve what a user typed."""
     from benchkit._resources import data_dir
 
     stem = re.sub(r"\.(ya?ml|json)$", "", Path(name).name)

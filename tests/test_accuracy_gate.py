@@ -9,7 +9,8 @@ import pytest
 
 from benchkit.checks import accuracy
 from benchkit.results.records import ResultRecord
-from benchkit.runner.plan import expand, preflight
+from benchkit.runner.plan import expand
+from benchkit.runner.preflight import preflight
 from benchkit.runner.suite import RunOptions, run_suite
 from benchkit.spec import parse_spec
 

@@ -261,7 +261,9 @@ def test_a_hang_kills_the_worker_group_and_the_child_has_benchkits_environment_a
     with forkserver.borrowed() as zygote:  # started before the environment changes below
         assert zygote is not None
     mark = f"3600.{secrets.randbelow(10**6):06d}"
-    hang = f"{{name: fault-inject, options: {{fault: hang, after: 2, grandchild: '{mark}'}}}}"
+    detached = f"3601.{secrets.randbelow(10**6):06d}"  # `setsid sleep`: out of the worker's session, its parent gone
+    hang = (f"{{name: fault-inject, options: {{fault: hang, after: 2, grandchild: '{mark}', "
+            f"detached_grandchild: '{detached}'}}}}")
     cells, ctx = _cells(tmp_path, tiny_model, [hang])
     # Set after the zygote started, and not part of its key (a device runtime reads it in the child): the
     # worker must see benchkit's value now, as a Ray task's CUDA_VISIBLE_DEVICES.
@@ -270,6 +272,7 @@ def test_a_hang_kills_the_worker_group_and_the_child_has_benchkits_environment_a
     grandchild: dict = {}
 
     def look(_watch) -> None:
+        grandchild["detached"] = _pids_running(f"sleep {detached}")
         found = _pids_running(f"sleep {mark}")
         if found:
             pid = found[0]
@@ -293,6 +296,8 @@ def test_a_hang_kills_the_worker_group_and_the_child_has_benchkits_environment_a
     assert f"CUDA_VISIBLE_DEVICES={token}".encode() in grandchild["environ"]
     assert grandchild["cpus"] == one_core
     assert _gone(grandchild["pid"]), "the worker's own child survived the timeout"
+    assert grandchild["detached"], "the detached grandchild never started"
+    assert all(_gone(pid) for pid in grandchild["detached"]), "a grandchild in its own session survived the timeout"
     assert all(_gone(pid) for pid in watch.workers)
 
 

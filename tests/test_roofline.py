@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchkit.errors import SpecError
-from benchkit.runner.plan import SuiteContext, expand, preflight
+from benchkit.runner.plan import SuiteContext, expand
+from benchkit.runner.preflight import preflight
 from benchkit.runner.cell import execute_cell
 from benchkit.spec import parse_spec
 from benchkit.workloads import catalog

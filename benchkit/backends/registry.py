@@ -62,7 +62,10 @@ class Installed:
 
 
 def survey() -> list[Installed]:
-    """Import every adapter in turn and ask what it offers; failures are reported, not raised."""
+    """Import every adapter in turn and ask what it offers; failures are reported, not raised.
+
+    In this process: an adapter that hangs or aborts while imported takes the caller with it. ``benchkit
+    backends`` uses :func:`benchkit.runner.adapters.survey`, which asks each adapter in a process of its own."""
     out = []
     for name, ep in sorted(_entry_points().items()):
         pkg = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "?"

@@ -66,7 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", action="store_true",
                    help="print the Markdown reference (every field: type, unit, default, description) instead")
 
-    sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures")
+    bk = sub.add_parser("backends", help="list installed backend adapters, their versions and devices, and load failures",
+                        description="Each adapter is imported and asked what it offers in a process of its own: "
+                        "one that hangs, crashes or aborts is listed as failed, with where it did.")
+    bk.add_argument("--timeout-s", type=float, default=120.0, metavar="S",
+                    help="longest one adapter may take to import and describe itself (default: 120)")
 
     ca = sub.add_parser("check-adapter", help="run the conformance kit on a backend adapter (exit 1 if a check fails)")
     ca.add_argument("name", help="adapter name in the benchkit.backends entry-point group")

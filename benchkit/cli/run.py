@@ -47,6 +47,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from benchkit.runner.executors import make_executor
@@ -74,7 +75,10 @@ def cmd_run(args) -> int:
     executor = make_executor(args.executor, args.address, args.fleet)
     err = console(stderr=True)
     with err.status("resolving workloads and backends..."):
-        cells = plan_cells(loaded, options)
+        # An adapter that hangs or crashes while starting: its cells get error records, the others run.
+        cells = plan_cells(loaded, options, adapter_faults="record")
+    for message in sorted({c.preflight_error for c in cells if c.preflight_error}):
+        err.print(f"benchkit: warning: {escape(message)}; its cells are recorded as errors", markup=True)
     with err.status(f"checking that the {executor.name} executor can run every cell..."):
         executor.check(cells)  # a cell no node can run fails here, not hours into the suite
     done: list = []
@@ -133,12 +137,14 @@ def cmd_backends(args) -> int:
 
     from rich.markup import escape
 
-    from benchkit.backends import survey
+    from benchkit.runner.adapters import survey
 
+    if not 0 < args.timeout_s <= 3600:
+        raise BenchkitError(f"--timeout-s: expected seconds between 0 and 3600, got {args.timeout_s:g}")
     t = Table(title="benchkit backends (entry-point group benchkit.backends)", title_justify="left")
     for col in ("name", "status", "runtime", "devices / providers", "provided by"):
         t.add_column(col)
-    for b in survey():
+    for b in survey(args.timeout_s):  # each adapter imported and asked in a process of its own
         if b.ok:
             d = b.details
             devices = d.get("providers") or d.get("devices") or d.get("device") or ""

@@ -61,13 +61,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not specs:
         return
     from benchkit.errors import BenchkitError
-    from benchkit.spec import find_bundled_spec, load_spec
+    from benchkit.spec import load_spec, spec_path
 
     for name in specs:
-        path = Path(name)
-        if not path.exists():
-            path = find_bundled_spec(name) or path
         try:
+            path = spec_path(name)
             loaded = load_spec(path)
         except BenchkitError as e:
             raise pytest.UsageError(f"--benchkit {name}: {e}") from None
@@ -120,7 +118,7 @@ class SpecFile(pytest.File):
     def setup(self) -> None:
         """Once per spec, before its first selected cell: resolve workloads and backends, open the suite run."""
         from benchkit.errors import BenchkitError
-        from benchkit.runner.plan import preflight
+        from benchkit.runner.preflight import preflight
         from benchkit.runner.suite import RunOptions, Suite
 
         cfg = self.config

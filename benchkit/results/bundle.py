@@ -77,10 +77,10 @@ def _dump(obj: Any) -> bytes:
 
 
 def _find_spec(spec_name: str, spec_sha256: str, given: Path | None) -> tuple[str, bytes]:
-    from benchkit.spec import find_bundled_spec
+    from benchkit.spec import find_bundled_spec, spec_path
 
-    if given is not None and not given.exists() and find_bundled_spec(str(given)) is not None:
-        given = find_bundled_spec(str(given))  # a standard spec by name, as `run` takes it
+    if given:
+        given = spec_path(given)  # a file, or a standard spec by its bare name, as `benchkit run` takes it
     candidates = [given] if given else [p for p in (find_bundled_spec(spec_name),) if p]
     for p in candidates:
         try:

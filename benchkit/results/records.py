@@ -561,8 +561,11 @@ class Division(_Model):
 class ResultRecord(_Model):
     """One cell's result: workload x backend x scenario, with provenance, raw samples and validity."""
 
+    # strict: a version given as the string "1" is refused by every reader alike (the fast path would coerce it,
+    # the version policy would not)
     schema_version: int = Field(
-        description="Major version of this format (records.SCHEMA_VERSION): a reader refuses a newer one."
+        strict=True,
+        description="Major version of this format (records.SCHEMA_VERSION): a reader refuses a newer one.",
     )
     # Default 0 is what a file without the field means (written before 1.8). A record built in this process is
     # written by this benchkit and gets SCHEMA_MINOR from _writer_minor instead; the readers (parse, parse_json_fast)
@@ -696,7 +699,8 @@ def record_version(data: Any, source: str) -> tuple[int, int]:
         raise RecordError(f"{source}: not a benchkit result record (no schema_version)")
     major = data["schema_version"]
     if not _is_count(major) or major < 1:
-        raise RecordError(f"{source}: schema_version must be a positive integer, got {major!r}")
+        hint = f" (a JSON number, {major}, not a string)" if isinstance(major, str) and major.isdigit() else ""
+        raise RecordError(f"{source}: schema_version must be a positive integer, got {major!r}{hint}")
     if major > SCHEMA_VERSION:
         raise RecordError(
             f"{source}: written by a newer benchkit (schema {major}); upgrade benchkit "

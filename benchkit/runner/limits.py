@@ -61,7 +61,9 @@ def parse_size(value: Any) -> int:
     if isinstance(value, str):
         m = _SIZE.match(value)
         if m and m.group(2).lower() in _UNITS:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            n = float(m.group(1)) * _UNITS[m.group(2).lower()]
+            if n == n and n != float("inf"):  # 400 digits read as a float are infinite: not a size
+                return int(n)
     raise ValueError(f"expected bytes (an integer) or a size such as '512MiB' or '8GiB', got {value!r}")
 
 
@@ -146,3 +148,26 @@ def die_with_parent(parent_pid: int | None) -> None:
     # The parent may have died between our fork and the prctl: then nobody waits for this cell.
     if os.getppid() != parent_pid:
         os._exit(70)
+
+
+def confine_self(cgroup: str | None) -> None:
+    """The worker's first act (:mod:`benchkit.runner.confine`): join its cgroup, or become a child subreaper.
+
+    In its cgroup every process the cell starts is born inside it; a subreaper keeps every descendant that
+    detaches (``setsid``, double fork) in its own tree, where benchkit finds it on a timeout."""
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass  # benchkit wrote our pid there too; if neither worked, the subreaper below still holds the tree
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_child_subreaper = 36
+        libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from benchkit.errors import BenchkitError, SpecError
+from benchkit.errors import SpecError
 from benchkit.results.records import Probe, utcnow
-from benchkit.spec import BackendSpec, LoadedSpec, Scenario, WorkloadSpec, load_device_file
+from benchkit.spec import BackendSpec, LoadedSpec, Scenario, WorkloadSpec
 
 Division = Literal["auto", "closed", "open"]
 Progress = Callable[[str, str], None]  # (cell_id, phase): what a cell reports as it goes
+AdapterFaults = Literal["raise", "record"]  # what preflight does with an adapter that hangs or crashes
 
 
 class Cell(BaseModel):
@@ -37,6 +38,9 @@ class Cell(BaseModel):
     profile: str
     origin: str  # "spec.yaml: workloads[0] (name)" for error messages
     probe: Probe | None = None  # the step of a --find-peak search this cell is
+    # Why preflight found this cell's adapter broken (it hung or crashed starting): the cell is not run, its record
+    # is an error naming this. Not part of the cell's JSON: a run resumed once the adapter is fixed is the same run.
+    preflight_error: str | None = Field(None, exclude=True)
 
     @property
     def kind(self) -> str:
@@ -141,49 +145,4 @@ def expand(
     return cells
 
 
-def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = None) -> None:
-    """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options."""
-    from benchkit.backends import load_backend_class
-    from benchkit.workloads import resolve
-
-    src = str(loaded.path) if loaded.path else loaded.spec.name
-    seen_w: set[str] = set()
-    seen_b: set[str] = set()
-    for c in cells:
-        if c.workload_name not in seen_w:
-            seen_w.add(c.workload_name)
-            resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
-        if c.backend_id not in seen_b:
-            seen_b.add(c.backend_id)
-            b = c.backend
-            index = [x.id for x in loaded.spec.backends].index(b.id)
-            where = f"{src}: backends[{index}] ({b.id})"
-            try:
-                cls = load_backend_class(b.name)
-            except BenchkitError as e:
-                raise SpecError(f"{where}.name: {e}") from None
-            try:
-                probe = cls(b.options)
-            except BenchkitError as e:
-                raise SpecError(f"{where}.options: {e}") from None
-            except Exception as e:  # an adapter bug, reported without a benchkit traceback
-                raise SpecError(f"{where}: adapter {b.name!r} failed to start: {type(e).__name__}: {e}") from None
-            try:
-                probe.close()
-            except Exception:  # noqa: BLE001 - only the options are checked here; a cell's own close() is reported
-                pass
-            if b.device_file is not None:
-                load_device_file(Path(b.device_file), f"{where}.device_file")
-    _check_power_meters(loaded, src)
-
-
-def _check_power_meters(loaded: LoadedSpec, src: str) -> None:
-    from benchkit import power
-
-    try:
-        power.check(loaded.spec.run.power.meters)
-    except BenchkitError as e:
-        raise SpecError(f"{src}: run.power.meters: {e}") from None
-
-
-__all__ = ["Cell", "SuiteContext", "Progress", "new_run_id", "expand", "preflight"]
+__all__ = ["Cell", "SuiteContext", "Progress", "AdapterFaults", "new_run_id", "expand"]

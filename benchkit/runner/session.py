@@ -299,7 +299,8 @@ class CellWatch:
         redo: list[str] = []  # checks whose findings this session re-judges
         error = rec.error
 
-        if error is not None and s.max_memory_bytes and limits.looks_like_oom(f"{error.message}\n{error.detail}"):
+        if (error is not None and s.max_memory_bytes and error.type != "MemoryLimit"  # said so already
+                and limits.looks_like_oom(f"{error.message}\n{error.detail}")):
             # The cell's error, said as what it was: the worker ran out of the memory the spec gave it.
             message = limits.memory_limit_message(s.max_memory_bytes, error.message)
             found += [reason("error", f.message.replace(error.message, message))

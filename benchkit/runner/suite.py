@@ -26,7 +26,8 @@ from benchkit.measure import ENGINES
 from benchkit.results.records import ResultRecord
 from benchkit.runner.executors import Executor, Job, LocalExecutor
 from benchkit.runner.peak import PeakOptions, PeakResult, run_peak_search
-from benchkit.runner.plan import Cell, Progress, SuiteContext, expand, new_run_id, preflight
+from benchkit.runner.plan import AdapterFaults, Cell, Progress, SuiteContext, expand, new_run_id
+from benchkit.runner.preflight import preflight
 from benchkit.runner.session import SuiteSession
 from benchkit.runner.worker import CellRunner
 from benchkit.spec import LoadedSpec
@@ -64,9 +65,11 @@ class SuiteResult:
         return all(r.validity.valid for r in self.records)
 
 
-def plan_cells(loaded: LoadedSpec, options: RunOptions) -> list[Cell]:
+def plan_cells(loaded: LoadedSpec, options: RunOptions, adapter_faults: AdapterFaults = "raise") -> list[Cell]:
     """The cells ``options`` select from the spec, checked before anything runs (workloads resolve, backends
-    import and accept their options, power meters exist)."""
+    import and accept their options, power meters exist). An adapter that hangs or crashes while starting is a
+    SpecError, or with ``adapter_faults="record"`` marks its cells, which the suite records as errors without
+    running them (see :func:`benchkit.runner.preflight.preflight`)."""
     if options.engine not in ENGINES:
         raise SpecError(f"--engine must be one of {', '.join(ENGINES)}, got {options.engine!r}")
     if (options.isolation or loaded.spec.run.isolation) != "inline":
@@ -75,8 +78,7 @@ def plan_cells(loaded: LoadedSpec, options: RunOptions) -> list[Cell]:
         forkserver.prewarm()  # its preload overlaps the planning and preflight below
     cells = expand(loaded, options.backends, options.workloads, options.profile, options.device_file,
                    find_peak=options.find_peak)
-    preflight(loaded, cells, options.cache_dir)
-    return cells
+    return preflight(loaded, cells, options.cache_dir, adapter_faults)
 
 
 class Suite:
@@ -105,7 +107,8 @@ class Suite:
             max_memory_bytes=session.max_memory_bytes,
             division=spec.run.division,
         )
-        self.work = CellRunner(self.ctx, options.isolation or spec.run.isolation, spec.run.cell_timeout_s)
+        broken = tuple(sorted({(c.backend_id, c.preflight_error) for c in cells if c.preflight_error}))
+        self.work = CellRunner(self.ctx, options.isolation or spec.run.isolation, spec.run.cell_timeout_s, broken)
         self._watches: dict[str, Any] = {}
 
     @classmethod

@@ -312,6 +312,10 @@ def get(name: str) -> CatalogEntry:
         raise WorkloadError(f"unknown workload {name!r}{hint}") from None
 
 
+MAX_PARAM = 2**31 - 1
+"""Largest integer a catalog param may be given (counts and sizes: what one tensor dimension holds)."""
+
+
 def resolve_params(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The manifest defaults of ``name`` overridden by ``params``, checked key by key.
 
@@ -335,6 +339,13 @@ def resolve_params(name: str, params: Mapping[str, Any] | None = None) -> dict[s
                 f"workload {name!r}: param {k!r} must be {type(default).__name__} like its default "
                 f"{_thaw(default)!r}, got {v!r}"
             )
+        for x in (v if isinstance(v, (list, tuple)) else (v,)):
+            # a count or size past 2^31 - 1 (what a tensor dim holds), a NaN or an infinity is a typo
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                continue
+            if (isinstance(x, int) and not 0 <= x <= MAX_PARAM) or (isinstance(x, float) and not math.isfinite(x)):
+                raise WorkloadError(f"workload {name!r}: param {k!r} must be finite and, for an integer, between 0 "
+                                    f"and {MAX_PARAM:,}; got {x!r}")
         out[k] = _thaw(v)
     return out
 

@@ -238,13 +238,35 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, from its metadata alone (a FIFO is never opened: that would wait
+    for a writer), or None when it is a regular file."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode  # through symlinks: what a read would reach
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((k for test, k in kinds if test(mode)), "not a regular file")
+    return f"is {kind}, not an ONNX file"
+
+
 def read_model(path: Path, origin: str):
     """Parse an ONNX file (weights not needed) with an error that names the file."""
     import onnx
 
     shown = display_path(path)
-    if not path.is_file():
+    what = not_a_file(path)
+    if what == "file not found":
         raise WorkloadError(f"{origin}.model: file not found: {shown}")
+    if what is not None:
+        raise WorkloadError(f"{origin}.model: {shown}: {what}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends

@@ -17,11 +17,20 @@ Option ``fault`` picks the failure:
               runtime would; it refuses to start unless a memory limit below 1 GiB is in force, so a test can
               never push the machine itself out of memory
   raise_close close() raises after a complete measurement
+  hang_init   __init__ never returns (before any cell: preflight must not hang with it)
+  abort_init  __init__ calls os.abort(): the process that constructs the adapter dies of SIGABRT
+  hang_close  close() never returns
+  shared_mem  load() maps `alloc_bytes` (default 1.5 GiB) of anonymous MAP_SHARED memory, touches every page (which
+              RLIMIT_DATA does not count) and holds it, never returning: only a limit that counts it ends the cell
+              before its timeout; it refuses to start unless a memory limit below 1 GiB is in force
   wrong_shape outputs lose their last column: [batch, n] becomes [batch, n - 1]
 
 Options beside any fault: ``stderr`` (text the worker writes to its stderr in load()) and ``grandchild`` (load()
 starts ``sleep GRANDCHILD``, a child of the worker that a timeout must kill with it; the odd duration lets a
-test find it).
+test find it), and ``detached_grandchild`` (load() has a shell start ``setsid sleep DETACHED_GRANDCHILD`` in the
+background and exit: a process in a session of its own, whose parent is gone, that a timeout must kill too).
+
+``abort-at-import`` is an entry point whose module calls os.abort() when imported.
 
 ``slowed-ort`` is the ONNX Runtime adapter made slower on purpose, for the
 CI-gate benchmark (tests/benchmarks/bench_ci_gate.py): option ``slowdown``
@@ -35,6 +44,7 @@ Every other option is the ONNX Runtime adapter's.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import resource
 import subprocess
@@ -59,6 +69,11 @@ class FaultInjectionBackend(Backend):
         self.after = int(options.get("after", 0))
         self.calls = 0
         self._out = None
+        if self.fault == "hang_init":
+            while True:
+                time.sleep(3600)
+        if self.fault == "abort_init":
+            os.abort()
 
     @classmethod
     def describe_installation(cls):
@@ -69,6 +84,11 @@ class FaultInjectionBackend(Backend):
             print(self.options["stderr"], file=sys.stderr, flush=True)
         if "grandchild" in self.options:
             self._grandchild = subprocess.Popen(["sleep", str(self.options["grandchild"])])
+        if "detached_grandchild" in self.options:
+            subprocess.run(["sh", "-c", f"setsid sleep {self.options['detached_grandchild']} >/dev/null 2>&1 &"],
+                           check=True)
+        if self.fault == "shared_mem":
+            self._shared(int(self.options.get("alloc_bytes", 3 << 29)))
         if self.fault == "raise_load":
             raise RuntimeError("injected failure in load()")
         if self.fault == "exit":
@@ -93,16 +113,32 @@ class FaultInjectionBackend(Backend):
         return [np.full_like(first, np.nan) if self.fault == "nan" else first for _ in self._names]
 
     def _runaway(self, total: int) -> None:
-        soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
-        if soft == resource.RLIM_INFINITY or soft > 1 << 30:
-            raise RuntimeError("fault 'oom' needs a worker memory limit below 1 GiB (run.max_memory_bytes); "
-                               f"RLIMIT_DATA is {soft}: refusing to allocate without one")
+        self._limited("oom")
         self._hoard = []
         for _ in range(total // (64 << 20)):
             self._hoard.append(np.ones(64 << 20, np.uint8))  # np.ones touches every page
 
+    @staticmethod
+    def _limited(fault: str) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        if soft == resource.RLIM_INFINITY or soft > 1 << 30:
+            raise RuntimeError(f"fault {fault!r} needs a worker memory limit below 1 GiB (run.max_memory_bytes); "
+                               f"RLIMIT_DATA is {soft}: refusing to allocate without one")
+
+    def _shared(self, total: int) -> None:
+        self._limited("shared_mem")
+        self._map = mmap.mmap(-1, total, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        page = mmap.PAGESIZE
+        for off in range(0, total, page):  # touch every page: now it is memory, not address space
+            self._map[off] = 1
+        while True:  # held, as a runtime holds its arena
+            time.sleep(3600)
+
     def close(self):
         self._hoard = None
+        if self.fault == "hang_close":
+            while True:
+                time.sleep(3600)
         if self.fault == "raise_close":
             raise RuntimeError("injected failure in close()")
 

@@ -194,6 +194,21 @@ def test_a_side_with_only_invalid_records_is_marked_not_ranked():
     assert doc["pairs"][0]["cand"]["valid"] is False and doc["gate"]["invalid"][0]["sides"] == ["cand"]
 
 
+
+def test_terminal_table_marks_invalid_and_shows_runs_per_side():
+    from benchkit.cli.tables import compare_table
+
+    rng = np.random.default_rng(2)
+    base = runs(rng, 3, 0.0, 300)
+    cand = run_record(lognormal_ns(300, seed=4), valid=False, reasons=["early stopping: too few queries"])
+    text = compare_table(compare(base, [cand]), "cand", "base", to_terminal=False)
+    rows = [ln for ln in text.splitlines() if " mlp " in ln]
+    assert rows and all("3/1" in ln and "INVALID cand" in ln for ln in rows)
+    assert "1 pair(s) INVALID" in text and "runs: records pooled base/cand" in text
+    ok = compare_table(compare(base, base[:2]), "cand", "base", to_terminal=False)
+    assert "INVALID" not in ok and any("3/2" in ln for ln in ok.splitlines() if " mlp " in ln)
+
+
 def test_one_backend_per_side():
     rng = np.random.default_rng(4)
     ort = runs(rng, 2, 0.0, 200)

@@ -32,6 +32,8 @@ from benchkit.errors import BenchkitError
 
 __all__ = [
     "DRIFT_TOLERANCE",
+    "DRIFT_SEGMENTS",
+    "DRIFT_ALPHA",
     "EQUIVALENCE_FLOOR",
     "HEADLINE_MAX_REL_HALF_WIDTH",
     "PERCENTILES",
@@ -878,6 +880,16 @@ def _log_median_se(x: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(max(iv.estimate_ns, 1)), (math.log(hi) - math.log(lo)) / (2.0 * z)
 
 
+DRIFT_SEGMENTS = 12
+"""Contiguous segments (in issue order) whose medians :func:`drift` compares."""
+
+DRIFT_ALPHA = 0.01
+"""Significance level of :func:`drift`'s permutation test: how often a machine whose level wanders without a trend
+is flagged at most (plus the runs that also move beyond the tolerance by chance, which is fewer)."""
+
+_DRIFT_PERMUTATIONS = 4999
+
+
 class DriftCheck(BaseModel):
     """Did the run's typical latency move between its start and its end? (throttling, a changed machine)"""
 
@@ -886,49 +898,95 @@ class DriftCheck(BaseModel):
     first_median_ns: float = Field(description="Median of the first third of the samples in issue order.")
     last_median_ns: float = Field(description="Median of the last third.")
     ratio: float = Field(description="last / first.")
-    ci_low: float = Field(description="Lower end of the ratio's interval.")
+    ci_low: float = Field(description="Lower end of the ratio's interval (widened for serial correlation).")
     ci_high: float = Field(description="Upper end.")
+    trend: float = Field(description="Geometric mean of the last third's segment medians over the first third's.")
+    p_value: float = Field(description="Permutation p-value of that trend against the segments in random order.")
     tolerance: float = Field(description="Tolerated change, fraction.")
-    drifted: bool = Field(description="The whole interval lies beyond the tolerance (either direction).")
+    drifted: bool = Field(description="The whole interval lies beyond the tolerance (either direction) and the "
+                                      "segments in random order rarely give such a trend (p < alpha).")
     summary: str = Field(description="One line with the figures.")
 
 
-def drift(samples_ns: Sequence[int] | np.ndarray, tolerance: float = DRIFT_TOLERANCE,
-          confidence: float = 0.99) -> DriftCheck:
-    """Time-ordered drift: the median of the last third of the samples against the first third's.
+def _segment_trend(x: np.ndarray, segments: int) -> tuple[float, float]:
+    """(trend, permutation p-value): the last third's segment medians against the first third's (log means), and
+    how often the same medians in random order (seeded: a record's verdict is reproducible) give a trend as large."""
+    k = min(segments, x.size // 4)
+    k -= k % 3
+    starts = _block_starts(x.size, k)
+    logm = np.log(np.maximum([np.median(c) for c in np.split(x, starts[1:])], 1.0))
+    t = k // 3
 
-    ``samples_ns`` must be in issue order. The medians ignore the stalls that
-    dominate the spread of honest heavy-tailed runs (a few ms spikes move a
-    median by one rank), while throttling or a neighbour that arrives and
-    stays moves every sample after it. Each median gets a distribution-free
-    interval widened for serial correlation (16 blocks per third); the log
-    ratio's interval combines the two. ``drifted`` only when the *whole*
-    interval lies beyond ``tolerance`` (10 %) either way, so sampling noise
-    alone almost never flags a run (99 % intervals by default), and a real
-    step of 20 % between the thirds does. A machine whose load changes while
-    it measures is flagged too: its figure describes no single state. A run under 90 samples cannot be judged: it is
-    reported as not drifted, and its summary says why.
+    def trend(v: np.ndarray) -> np.ndarray:
+        return v[..., k - t:].mean(axis=-1) - v[..., :t].mean(axis=-1)
+
+    observed = float(trend(logm))
+    null = trend(np.random.default_rng(0x0D21F7).permuted(np.tile(logm, (_DRIFT_PERMUTATIONS, 1)), axis=1))
+    p = (1 + np.count_nonzero(np.abs(null) >= abs(observed) - 1e-12)) / (1 + _DRIFT_PERMUTATIONS)
+    return math.exp(observed), float(p)
+
+
+def drift(samples_ns: Sequence[int] | np.ndarray, tolerance: float = DRIFT_TOLERANCE, confidence: float = 0.99,
+          alpha: float = DRIFT_ALPHA, segments: int = DRIFT_SEGMENTS) -> DriftCheck:
+    """Time-ordered drift: the typical latency at the end of the run against its start, beyond the run's noise.
+
+    ``samples_ns`` must be in issue order. Medians throughout: a few ms
+    stalls move a median by one rank, while throttling or a neighbour that
+    arrives and stays moves every sample after it. Two tests, both of which
+    must find drift:
+
+    * **Beyond the tolerance.** The median of the last third against the
+      first third's, each with a distribution-free interval widened for
+      serial correlation (16 blocks per third); the whole ``confidence``
+      (99 %) interval of the ratio must lie beyond ``tolerance`` (10 %)
+      either way. Sampling noise and stalls inside each third cannot do this.
+    * **Not the run's own wandering.** The run cut into ``segments`` (12)
+      contiguous segments; the trend (the last third's segment medians over
+      the first third's, geometric means) must be one that the same segment
+      medians in random order give with probability below ``alpha`` (1 %):
+      a permutation test whose null is a machine whose level moves *without a
+      direction*, a neighbour that comes and goes, however large. The first
+      test alone reads a load that happened to be higher in the last third
+      than in the first as drift; on a shared runner that was most honest
+      refusals (the segments in the middle and inside each third show the
+      same swings).
+
+    What both find: a throttled clock (a step of every later call anywhere
+    between a third and two thirds of the run, or a ramp), a run still
+    warming up (faster at its end), a neighbour that arrived and stayed (the
+    figure describes no single state of the machine). A clean step leaves
+    the permuted segments beyond the observed trend with probability about
+    1/35 000. A run under 90 samples cannot be judged: it is reported as not
+    drifted, and its summary says why.
     """
     x = _as_issue_order_ns(samples_ns)
     if not 0 <= tolerance < 1:
         raise StatsError(f"tolerance must be in [0, 1), got {tolerance!r}")
+    if not 0 < alpha < 1:
+        raise StatsError(f"alpha must be in (0, 1), got {alpha!r}")
+    if segments < 6:
+        raise StatsError(f"segments must be >= 6, got {segments}")
     n = x.size
     third = n // 3
     if third < 30:
         return DriftCheck(first_median_ns=float(np.median(x)), last_median_ns=float(np.median(x)), ratio=1.0,
-                          ci_low=0.0, ci_high=math.inf, tolerance=tolerance, drifted=False,
+                          ci_low=0.0, ci_high=math.inf, trend=1.0, p_value=1.0, tolerance=tolerance, drifted=False,
                           summary=f"only {n} samples: drift needs at least 90 (30 per third)")
     m_a, se_a = _log_median_se(x[:third], confidence)
     m_c, se_c = _log_median_se(x[n - third:], confidence)
     log_r = math.log(m_c) - math.log(m_a)
     half = normal_quantile(0.5 + confidence / 2.0) * math.hypot(se_a, se_c)
     lo, hi = math.exp(log_r - half), math.exp(log_r + half)
-    drifted = lo > 1.0 + tolerance or hi < 1.0 / (1.0 + tolerance)
+    beyond = lo > 1.0 + tolerance or hi < 1.0 / (1.0 + tolerance)
+    trend, p = _segment_trend(x, segments)
+    drifted = beyond and p < alpha
     summary = (f"median latency of the last third {m_c:,.0f} ns vs the first {m_a:,.0f} ns: x{math.exp(log_r):.3f} "
-               f"({confidence:.0%} interval {lo:.3f}-{hi:.3f}; {'beyond' if drifted else 'not beyond'} "
-               f"±{tolerance:.0%})")
+               f"({confidence:.0%} interval {lo:.3f}-{hi:.3f}, {'beyond' if beyond else 'not beyond'} ±{tolerance:.0%}); "
+               f"trend over {segments} segments x{trend:.3f}, p = {p:.4f} against the segments in random order "
+               f"({'drift' if drifted else 'no drift'}: {'both' if drifted else 'needs both'} beyond the tolerance "
+               f"and p < {alpha:g})")
     return DriftCheck(first_median_ns=m_a, last_median_ns=m_c, ratio=math.exp(log_r), ci_low=lo, ci_high=hi,
-                      tolerance=tolerance, drifted=drifted, summary=summary)
+                      trend=trend, p_value=p, tolerance=tolerance, drifted=drifted, summary=summary)
 
 
 class EquivalenceCheck(BaseModel):

@@ -25,9 +25,12 @@ section of the record's ``audits`` block; a failure makes the record INVALID.
 
 ``alternate_seed``
     The whole scenario measured again with inputs (and, for Server, arrivals)
-    from another seed: it must not differ from the measured run by more than
-    the run's own block-to-block noise (``stats.equivalence``'s margin).
-    Catches results tuned to, or cached for, the standard seed's inputs.
+    from another seed: its median latency must not differ from the measured
+    run's by more than the run's own block-to-block noise
+    (``stats.equivalence``'s margin). Catches results tuned to, or cached
+    for, the standard seed's inputs: such a shortcut makes every call on
+    those inputs faster, so the median shows it; the headline's tail
+    percentile on a shared machine measures its neighbours' time slices.
 
 The bounds are relative to each run's measured noise, not fixed percentages:
 a fixed 5 % fails every honest run of a shared machine and hides any cheat
@@ -51,6 +54,11 @@ FRESH_SEED_OFFSET = 0x7E5704
 """Seed offset of the never-seen inputs of ``repeated_input`` (distinct from every pool seed)."""
 ALTERNATE_SEED_OFFSET = 1_000_003
 """Seed offset of ``alternate_seed``'s second measurement."""
+ALTERNATE_SEED_PERCENTILE = 50.0
+"""The statistic ``alternate_seed`` compares: the median latency, the work of a typical call. The headline's p90 or
+p99 was compared before: on the shared 2-core runner under load, 28 % of a 1.2 ms call's samples were stalls of
+5-30 ms, the p90 fell among them, and honest reruns on another seed moved it by 0.7x-1.5x while the median moved
+by 0.94x-1.03x (16 runs of 10 s, ONNX Runtime and a 1 ms busy-wait adapter)."""
 
 LOOP_CAPTURES = 24
 """Queries of the measured loop whose outputs are fetched and checked against the reference."""
@@ -146,10 +154,12 @@ def repeated_input(
 def alternate_seed(samples_ns: np.ndarray, alternate_ns: np.ndarray, percentile: float | None, name: str,
                    headline: float, alternate: float, seed: int) -> Audit:
     """Audit (c): the scenario measured again on another seed's inputs (and arrivals) must not differ from the
-    measured run by more than that run's own noise (:func:`benchkit.stats.equivalence`: the statistic of the
-    headline, p90/p99 or, for throughput, the mean latency; the margin is the largest block-to-block deviation
-    the run showed, 5 % to 25 %). It fails when the whole 95 % interval of the ratio lies beyond the margin: a
-    difference the machine's noise cannot explain, as results tuned to or cached for the standard seed give."""
+    measured run by more than that run's own noise (:func:`benchkit.stats.equivalence` on the ``percentile``
+    (None: the mean latency); the run path compares :data:`ALTERNATE_SEED_PERCENTILE`, the median; the margin is
+    the largest block-to-block deviation of that statistic the run showed, 5 % to 25 %). It fails when the whole
+    95 % interval of the ratio lies beyond the margin: a difference the machine's noise cannot explain, as
+    results tuned to or cached for the standard seed give. ``headline``/``alternate`` are the two runs' headline
+    values, reported beside it."""
     from benchkit import stats
 
     eq = stats.equivalence(samples_ns, alternate_ns, percentile=percentile)
@@ -186,4 +196,4 @@ def fresh_inputs(wl: Any, batch: int, count: int, seed: int) -> list[Mapping[str
 
 
 __all__ = ["capture_positions", "loop_outputs", "LOOP_CAPTURES", "repeated_input", "alternate_seed", "findings", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
-           "ALTERNATE_SEED_OFFSET", "FRESH_SEED_OFFSET"]
+           "ALTERNATE_SEED_OFFSET", "ALTERNATE_SEED_PERCENTILE", "FRESH_SEED_OFFSET"]

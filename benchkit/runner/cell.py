@@ -298,8 +298,8 @@ def _audit(cell: Cell, backend, wl, staged: list, m, asked: int, n_inputs: int, 
     m_alt = measure(cell.scenario, backend, alt_staged, effective_batch, alt_seed)
     h = assemble.headline(cell.scenario, m)
     h_alt = assemble.headline(cell.scenario, m_alt)
-    pct = cell.scenario.latency_percentile if h.unit == "ns" else None
-    alternate = audits.alternate_seed(m.samples_ns, m_alt.samples_ns, pct, h.name, h.value, h_alt.value, alt_seed)
+    alternate = audits.alternate_seed(m.samples_ns, m_alt.samples_ns, audits.ALTERNATE_SEED_PERCENTILE, h.name,
+                                      h.value, h_alt.value, alt_seed)
     return block.model_copy(update={"repeated_input": repeated, "alternate_seed": alternate})
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "DRIFT_TOLERANCE",
     "DRIFT_SEGMENTS",
     "DRIFT_ALPHA",
+    "HEADLINE_MAX_TAIL_REL_HALF_WIDTH",
     "EQUIVALENCE_FLOOR",
     "HEADLINE_MAX_REL_HALF_WIDTH",
     "PERCENTILES",
@@ -797,7 +798,17 @@ def mean_interval(samples_ns: Sequence[int] | np.ndarray, confidence: float = 0.
 # ---------------------------------------------------------------------------
 
 HEADLINE_MAX_REL_HALF_WIDTH = 0.05
-"""Largest relative half-width of the headline's 95 % interval for :func:`headline_stability` to pass."""
+"""Largest relative half-width of the headline's 95 % interval (in value) for :func:`headline_stability` to pass."""
+
+HEADLINE_MAX_TAIL_REL_HALF_WIDTH = 0.40
+"""Largest half-width of the 95 % interval of the fraction of calls slower than a percentile headline, relative to
+that fraction (1 - q), for :func:`headline_stability` to pass on its probability statement: for a p90, the reported
+value is known to lie between the population's p86 and p94 (4 percentage points either way; a p99: 0.4 points).
+
+Measured on the shared 2-core runner (load average 7-8, one more busy neighbour), 48 honest SingleStream runs of
+10 s (ONNX Runtime, OpenVINO, a 1 ms busy-wait adapter; the measured and the alternate-seed pass): 1.2-3.6 points
+for the p90, while the value's half-width ran from 2 % to 230 % (OpenVINO's p90 sat between its 100 us calls and
+its 3 ms stalls). A run of 60 calls is at 7.6 points, a run of 1 000 calls with a design effect of 4 at 3.7."""
 
 DRIFT_TOLERANCE = 0.10
 """Median change between the first and last third of a run that :func:`drift` tolerates.
@@ -825,38 +836,54 @@ class HeadlineStability(BaseModel):
     high: float = Field(description="Upper end, ns.")
     rel_half_width: float = Field(description="(high - low) / 2 / estimate.")
     threshold: float = Field(description="Largest passing rel_half_width.")
-    passed: bool = Field(description="rel_half_width <= threshold.")
+    tail_half_width: float | None = Field(None, description="Percentile headlines: half-width of the interval of the "
+                                          "fraction of calls slower than the estimate (a fraction of all calls).")
+    tail_threshold: float | None = Field(None, description="Largest passing tail_half_width: "
+                                         "HEADLINE_MAX_TAIL_REL_HALF_WIDTH x (1 - q).")
+    passed: bool = Field(description="rel_half_width <= threshold, or tail_half_width <= tail_threshold.")
     summary: str = Field(description="One line with the figures.")
 
 
 def headline_stability(samples_ns: Sequence[int] | np.ndarray, percentile: float | None,
-                       threshold: float = HEADLINE_MAX_REL_HALF_WIDTH, confidence: float = 0.95) -> HeadlineStability:
-    """Whether the run pins its headline down to ``threshold`` (relative half-width of a 95 % interval).
+                       threshold: float = HEADLINE_MAX_REL_HALF_WIDTH, confidence: float = 0.95,
+                       tail_threshold: float = HEADLINE_MAX_TAIL_REL_HALF_WIDTH) -> HeadlineStability:
+    """Whether the run pins its headline down: in value, or, for a percentile, in probability.
 
     ``percentile`` is the headline's percentile (90 for SingleStream, 99 for
     MultiStream and Server latency); None for a throughput headline, judged
     by the interval of the mean latency (closed-loop throughput is its
-    reciprocal up to a constant). The interval is :func:`percentile_interval`
-    (distribution-free, widened for serial correlation) or
-    :func:`mean_interval` (contiguous blocks).
+    reciprocal up to a constant, :func:`mean_interval`): its relative
+    half-width at most ``threshold`` (5 %).
+
+    A percentile headline q is a statement of probability: "a fraction q of
+    the calls complete within this value". It passes when either side of
+    that statement is known:
+
+    * the value, to ``threshold`` (the relative half-width of
+      :func:`percentile_interval`: distribution-free, widened for serial
+      correlation); or
+    * the fraction, to ``tail_threshold`` of the tail 1 - q: the interval's
+      half-width in ranks, z sqrt(q (1 - q) D / n) with D the
+      :func:`quantile_design_effect`, the same binomial count that the
+      early-stopping rule of MLPerf judges a tail latency by. On a shared
+      machine the latency of a call is bimodal, its own time or a
+      neighbour's time slice, and a percentile near the boundary moves by a
+      factor of ten when a percent of the calls changes side: its value is
+      not reproducible however long the run, while the probability
+      statement is (:data:`HEADLINE_MAX_TAIL_REL_HALF_WIDTH`). A short run
+      knows neither.
 
     Why this replaces the coefficient of variation: the CV of heavy-tailed
     latency measures its few stalls, not how well the run knows its
     headline. A run of 10^4 calls of 40 us with a dozen 4 ms stalls has a CV
-    above 100 % and a p90 known to 1 %; a run of 200 calls on a noisy
-    machine can have a CV of 20 % and a p90 known to 15 %. The interval's
-    width is the question a certifier asks: would a rerun of this length land
-    near this figure? It shrinks with more samples, as a criterion should,
-    and serial correlation (slow drifts of load) widens it. Measured on the
-    shared 2-core runner under heavy load (load average 4-8), 1 s runs of a
-    40 us model: p90 half-widths 1.5-11 % (median 4.4 %), Offline mean
-    latency 2-18 % (median 11 %: the stalls are half the wall time). The
-    width falls as 1/sqrt(duration) while the load holds still, so the
-    certify profile's 10 s minimum brings typical runs within the 5 %
-    default; a run of a few dozen queries never is.
+    above 100 % and a p90 known to 1 %; a run of 60 calls knows neither its
+    p90's value nor which percentile it reported. Both widths shrink with
+    more samples, as a criterion should, and serial correlation (slow drifts
+    of load) widens both.
     """
-    if not threshold > 0:
-        raise StatsError(f"threshold must be > 0, got {threshold!r}")
+    if not threshold > 0 or not tail_threshold > 0:
+        raise StatsError(f"thresholds must be > 0, got {threshold!r} and {tail_threshold!r}")
+    tail = tail_limit = None
     if percentile is None:
         est, lo, hi = mean_interval(samples_ns, confidence)
         metric = "mean"
@@ -864,12 +891,20 @@ def headline_stability(samples_ns: Sequence[int] | np.ndarray, percentile: float
         iv = percentile_interval(samples_ns, percentile, confidence)
         est, lo, hi = float(iv.estimate_ns), float(iv.low_ns), float(iv.high_ns)
         metric = f"p{percentile:g}".replace(".", "")
+        q = _percent_to_fraction(percentile)
+        tail = normal_quantile(0.5 + confidence / 2.0) * math.sqrt(q * (1.0 - q) * iv.design_effect / iv.count)
+        tail_limit = tail_threshold * (1.0 - q)
     rel = (hi - lo) / 2.0 / est if est > 0 else math.inf
-    passed = rel <= threshold
+    in_value = rel <= threshold
+    in_tail = tail is not None and tail_limit is not None and tail <= tail_limit
+    passed = in_value or in_tail
     summary = (f"{metric} {est:,.0f} ns, {confidence:.0%} interval {lo:,.0f}-{hi:,.0f} ns: ±{rel:.1%} "
-               f"({'within' if passed else 'beyond'} ±{threshold:.0%})")
+               f"({'within' if in_value else 'beyond'} ±{threshold:.0%})")
+    if tail is not None and tail_limit is not None:
+        summary += (f"; the fraction of calls slower than it ±{tail * 100:.2f} points "
+                    f"({'within' if in_tail else 'beyond'} ±{tail_limit * 100:.2g})")
     return HeadlineStability(metric=metric, estimate=est, low=lo, high=hi, rel_half_width=rel, threshold=threshold,
-                             passed=passed, summary=summary)
+                             tail_half_width=tail, tail_threshold=tail_limit, passed=passed, summary=summary)
 
 
 def _log_median_se(x: np.ndarray, confidence: float) -> tuple[float, float]:

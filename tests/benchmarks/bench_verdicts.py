@@ -28,6 +28,8 @@ HONEST = ("onnxruntime", "spin-honest", "openvino")
 CHEATS = ("cheat-stage", "cheat-stage-spin", "cheat-fetch", "cheat-async", "cheat-cache", "cheat-repeat-bypass",
           "cheat-first-inputs", "cheat-stale", "cheat-zeros", "cheat-partial-batch", "cheat-precision",
           "cheat-false-info")
+# Honest adapters on a machine that misbehaves: must be refused too (the throttled clock by the drift rule).
+FAULTS = ("throttled",)
 # Cheats whose subject needs a particular cell: the partial batch needs batch > 1 (Offline), the pruned
 # graph needs a graph with a residual block (mobilenet-v2).
 SPECIAL = {"cheat-pruned-int8": "{name: cheat-pruned-int8, precision: int8}"}
@@ -55,7 +57,7 @@ def main() -> int:
     ap.add_argument("--workload", default="{name: mobilenet-v2, params: {image_size: 96}}")
     ap.add_argument("--scenario", default="single_stream", choices=["single_stream", "offline", "multi_stream"])
     ap.add_argument("--min-duration-ms", type=int, default=1000)
-    ap.add_argument("--adapters", default=",".join(HONEST + CHEATS))
+    ap.add_argument("--adapters", default=",".join(HONEST + CHEATS + FAULTS))
     ap.add_argument("--load", type=int, default=0, help="busy-loop processes beside the measurement")
     args = ap.parse_args()
 

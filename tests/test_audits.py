@@ -150,3 +150,15 @@ def test_alternate_seed_on_the_median_ignores_a_tail_of_time_slices_but_not_a_fa
     assert audits.alternate_seed(base, other, audits.ALTERNATE_SEED_PERCENTILE, "latency_p90_ns", 1, 1, 9).passed
     tuned = loaded(1500, 3, call_ns=800_000)  # the measured seed's inputs ran 1.5x faster than any other's
     assert not audits.alternate_seed(tuned, other, audits.ALTERNATE_SEED_PERCENTILE, "latency_p90_ns", 1, 1, 9).passed
+
+
+def test_alternate_seed_holds_a_load_change_between_the_passes_against_neither_seed():
+    """A neighbour arrived between the measured run and the alternate pass: the standard seed measured again after
+    it is as slow, so the inputs are not to blame. A shortcut for the standard seed is fast before and after."""
+    run = _noisy(4000, 100_000, 1)
+    loaded_alt, loaded_recheck = _noisy(4000, 150_000, 2), _noisy(1000, 148_000, 3)
+    assert not audits.alternate_seed(run, loaded_alt, 50.0, "x", 1, 1, 9).passed  # without the recheck: refuted
+    a = audits.alternate_seed(run, loaded_alt, 50.0, "x", 1, 1, 9, recheck_ns=loaded_recheck)
+    assert a.passed and a.figures["recheck_queries"] == 1000 and "measured again after it" in a.summary, a.summary
+    tuned = audits.alternate_seed(run, loaded_alt, 50.0, "x", 1, 1, 9, recheck_ns=_noisy(1000, 101_000, 4))
+    assert not tuned.passed and tuned.figures["recheck_ratio"] > 1.4, tuned.summary

@@ -90,7 +90,8 @@ def _noisy(n: int, median_ns: float, seed: int, sigma: float = 0.05):
     return np.round(median_ns * np.exp(sigma * np.random.default_rng(seed).standard_normal(n))).astype(np.int64)
 
 
-@pytest.mark.parametrize("factor, ok", [(1.0, True), (1.02, True), (0.98, True), (1.5, False), (0.6, False)])
+# One-sided: an alternate seed that runs in 0.6x the time flatters no published figure (the standard seed's is the slower one).
+@pytest.mark.parametrize("factor, ok", [(1.0, True), (1.02, True), (0.98, True), (1.5, False), (0.6, True)])
 def test_alternate_seed_fails_only_a_difference_beyond_the_runs_own_noise(factor, ok):
     base = _noisy(2000, 100_000, 1)
     other = _noisy(2000, 100_000 * factor, 2)

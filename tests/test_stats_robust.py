@@ -193,10 +193,10 @@ def test_a_bimodal_percentile_passes_on_its_probability_statement():
     x[hit] = rng.uniform(2e6, 5e6, hit.sum())
     h = headline_stability(np.round(x).astype(np.int64), 90)
     assert h.passed and h.rel_half_width > 0.3 and h.tail_half_width < 0.01, h.summary
-    assert h.tail_threshold == pytest.approx(0.04) and "within ±4" in h.summary
+    assert h.tail_threshold == pytest.approx(0.05) and "within ±5" in h.summary
     # A run of 60 such calls knows neither its value nor its fraction.
     short = headline_stability(np.round(x[:60]).astype(np.int64), 90)
-    assert not short.passed and short.tail_half_width > 0.04, short.summary
+    assert not short.passed and short.tail_half_width > 0.05, short.summary
 
 # --------------------------------------------------------------------------- equivalence (audits)
 

@@ -26,8 +26,8 @@ section of the record's ``audits`` block; a failure makes the record INVALID.
 ``alternate_seed``
     The whole scenario measured again with inputs (and, for Server, arrivals)
     from another seed, then the standard seed once more, a quarter as long:
-    the alternate pass's median latency must not differ by more than the
-    runs' own block-to-block noise (``stats.equivalence``'s margin) from
+    the alternate pass's median latency must not be slower by more than the
+    runs' own block-to-block noise (``stats.equivalence``'s margin) than
     both standard-seed measurements, the one before it and the one after.
     Catches results tuned to, or cached for, the standard seed's inputs:
     such a shortcut makes every call on those inputs faster, before and
@@ -162,8 +162,9 @@ def alternate_seed(samples_ns: np.ndarray, alternate_ns: np.ndarray, percentile:
     measured run by more than that run's own noise (:func:`benchkit.stats.equivalence` on the ``percentile``
     (None: the mean latency); the run path compares :data:`ALTERNATE_SEED_PERCENTILE`, the median; the margin is
     the largest block-to-block deviation of that statistic the run showed, 5 % to 25 %). It fails when the whole
-    95 % interval of the ratio lies beyond the margin: a difference the machine's noise cannot explain, as
-    results tuned to or cached for the standard seed give. ``headline``/``alternate`` are the two runs' headline
+    95 % interval of the ratio alternate / standard lies above 1 + margin: the alternate seed slower than the
+    machine's noise explains, as results tuned to or cached for the standard seed give (one-sided: an alternate
+    seed that runs faster inflates no published figure). ``headline``/``alternate`` are the two runs' headline
     values, reported beside it.
 
     ``recheck_ns``: the standard seed measured again after the alternate pass. Then the audit fails only when the
@@ -173,7 +174,10 @@ def alternate_seed(samples_ns: np.ndarray, alternate_ns: np.ndarray, percentile:
     from benchkit import stats
 
     def beyond(eq) -> bool:
-        return eq.ci_low > 1.0 + eq.margin or eq.ci_high < 1.0 / (1.0 + eq.margin)
+        # One-sided: only an alternate seed *slower* than the standard one can mean a published figure tuned to
+        # the standard inputs; a faster alternate pass flatters nobody (measured: an honest alternate pass ran
+        # 0.65x the measured run when a neighbour left between the two and came back for the recheck).
+        return eq.ci_low > 1.0 + eq.margin
 
     eq = stats.equivalence(samples_ns, alternate_ns, percentile=percentile)
     refuted = beyond(eq)

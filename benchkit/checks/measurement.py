@@ -72,7 +72,7 @@ def spread(lat: stats.LatencyStats, profile: str) -> list[Finding]:
 
 def headline_stability(samples_ns: np.ndarray, head: Any, scenario: Any, profile: str) -> list[Finding]:
     """Does the run pin its headline down? (``stats.headline_stability``: p90/p99 for latency headlines, pinned
-    down in value to ±5 % or in the fraction of calls beyond it to ±40 % of the tail; the mean latency to ±5 % for
+    down in value to ±5 % or in the fraction of calls beyond it to ±50 % of the tail; the mean latency to ±5 % for
     throughput). Not pinned down is a reason under the certify profile and a warning elsewhere: a rerun of this
     length may land elsewhere."""
     if len(samples_ns) < 2:

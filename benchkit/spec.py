@@ -215,7 +215,8 @@ _PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
     "quick": {"min_duration_ms": 500, "min_query_count": 50, "warmup_ms": 50, "warmup_queries": 5},
     "standard": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
     # `certify`: the standard minimums, the compliance audits always run (see benchkit.checks.audits), and stability
-    # flags or a latency CV above the threshold make a record INVALID (see benchkit.machine.stability).
+    # flags, a headline not pinned down or a drift make a record INVALID (benchkit.checks.measurement; the rules:
+    # docs/rules.md, "The certify rules for a noisy machine").
     "certify": {"min_duration_ms": 10_000, "min_query_count": 1024, "warmup_ms": 200, "warmup_queries": 10},
     "mlperf": {"min_duration_ms": 600_000, "min_query_count": 100, "warmup_ms": 2_000, "warmup_queries": 10},
 }

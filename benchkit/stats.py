@@ -32,6 +32,9 @@ from benchkit.errors import BenchkitError
 
 __all__ = [
     "DRIFT_TOLERANCE",
+    "DRIFT_SEGMENTS",
+    "DRIFT_ALPHA",
+    "HEADLINE_MAX_TAIL_REL_HALF_WIDTH",
     "EQUIVALENCE_FLOOR",
     "HEADLINE_MAX_REL_HALF_WIDTH",
     "PERCENTILES",
@@ -795,7 +798,19 @@ def mean_interval(samples_ns: Sequence[int] | np.ndarray, confidence: float = 0.
 # ---------------------------------------------------------------------------
 
 HEADLINE_MAX_REL_HALF_WIDTH = 0.05
-"""Largest relative half-width of the headline's 95 % interval for :func:`headline_stability` to pass."""
+"""Largest relative half-width of the headline's 95 % interval (in value) for :func:`headline_stability` to pass."""
+
+HEADLINE_MAX_TAIL_REL_HALF_WIDTH = 0.50
+"""Largest half-width of the 95 % interval of the fraction of calls slower than a percentile headline, relative to
+that fraction (1 - q), for :func:`headline_stability` to pass on its probability statement: for a p90, the reported
+value is known to lie between the population's p85 and p95 (5 percentage points either way; a p99: 0.5 points),
+nearer to its own percentile than to any other headline percentile.
+
+Measured on the shared 2-core runner (load average 7-8, one more busy neighbour), the measured and alternate-seed
+passes of 24 honest SingleStream cells of 10 s (ONNX Runtime, OpenVINO, a 1 ms busy-wait adapter): 1.2-3.6 points
+for the p90, while the value's half-width ran from 2 % to 230 % (OpenVINO's p90 sat between its 100 us calls and
+its 3 ms stalls). At load average 10-14 honest ONNX Runtime runs reached 4.4 points, refused at ±4. A run of 60
+calls is at 7.6 points."""
 
 DRIFT_TOLERANCE = 0.10
 """Median change between the first and last third of a run that :func:`drift` tolerates.
@@ -823,38 +838,54 @@ class HeadlineStability(BaseModel):
     high: float = Field(description="Upper end, ns.")
     rel_half_width: float = Field(description="(high - low) / 2 / estimate.")
     threshold: float = Field(description="Largest passing rel_half_width.")
-    passed: bool = Field(description="rel_half_width <= threshold.")
+    tail_half_width: float | None = Field(None, description="Percentile headlines: half-width of the interval of the "
+                                          "fraction of calls slower than the estimate (a fraction of all calls).")
+    tail_threshold: float | None = Field(None, description="Largest passing tail_half_width: "
+                                         "HEADLINE_MAX_TAIL_REL_HALF_WIDTH x (1 - q).")
+    passed: bool = Field(description="rel_half_width <= threshold, or tail_half_width <= tail_threshold.")
     summary: str = Field(description="One line with the figures.")
 
 
 def headline_stability(samples_ns: Sequence[int] | np.ndarray, percentile: float | None,
-                       threshold: float = HEADLINE_MAX_REL_HALF_WIDTH, confidence: float = 0.95) -> HeadlineStability:
-    """Whether the run pins its headline down to ``threshold`` (relative half-width of a 95 % interval).
+                       threshold: float = HEADLINE_MAX_REL_HALF_WIDTH, confidence: float = 0.95,
+                       tail_threshold: float = HEADLINE_MAX_TAIL_REL_HALF_WIDTH) -> HeadlineStability:
+    """Whether the run pins its headline down: in value, or, for a percentile, in probability.
 
     ``percentile`` is the headline's percentile (90 for SingleStream, 99 for
     MultiStream and Server latency); None for a throughput headline, judged
     by the interval of the mean latency (closed-loop throughput is its
-    reciprocal up to a constant). The interval is :func:`percentile_interval`
-    (distribution-free, widened for serial correlation) or
-    :func:`mean_interval` (contiguous blocks).
+    reciprocal up to a constant, :func:`mean_interval`): its relative
+    half-width at most ``threshold`` (5 %).
+
+    A percentile headline q is a statement of probability: "a fraction q of
+    the calls complete within this value". It passes when either side of
+    that statement is known:
+
+    * the value, to ``threshold`` (the relative half-width of
+      :func:`percentile_interval`: distribution-free, widened for serial
+      correlation); or
+    * the fraction, to ``tail_threshold`` of the tail 1 - q: the interval's
+      half-width in ranks, z sqrt(q (1 - q) D / n) with D the
+      :func:`quantile_design_effect`, the same binomial count that the
+      early-stopping rule of MLPerf judges a tail latency by. On a shared
+      machine the latency of a call is bimodal, its own time or a
+      neighbour's time slice, and a percentile near the boundary moves by a
+      factor of ten when a percent of the calls changes side: its value is
+      not reproducible however long the run, while the probability
+      statement is (:data:`HEADLINE_MAX_TAIL_REL_HALF_WIDTH`). A short run
+      knows neither.
 
     Why this replaces the coefficient of variation: the CV of heavy-tailed
     latency measures its few stalls, not how well the run knows its
     headline. A run of 10^4 calls of 40 us with a dozen 4 ms stalls has a CV
-    above 100 % and a p90 known to 1 %; a run of 200 calls on a noisy
-    machine can have a CV of 20 % and a p90 known to 15 %. The interval's
-    width is the question a certifier asks: would a rerun of this length land
-    near this figure? It shrinks with more samples, as a criterion should,
-    and serial correlation (slow drifts of load) widens it. Measured on the
-    shared 2-core runner under heavy load (load average 4-8), 1 s runs of a
-    40 us model: p90 half-widths 1.5-11 % (median 4.4 %), Offline mean
-    latency 2-18 % (median 11 %: the stalls are half the wall time). The
-    width falls as 1/sqrt(duration) while the load holds still, so the
-    certify profile's 10 s minimum brings typical runs within the 5 %
-    default; a run of a few dozen queries never is.
+    above 100 % and a p90 known to 1 %; a run of 60 calls knows neither its
+    p90's value nor which percentile it reported. Both widths shrink with
+    more samples, as a criterion should, and serial correlation (slow drifts
+    of load) widens both.
     """
-    if not threshold > 0:
-        raise StatsError(f"threshold must be > 0, got {threshold!r}")
+    if not threshold > 0 or not tail_threshold > 0:
+        raise StatsError(f"thresholds must be > 0, got {threshold!r} and {tail_threshold!r}")
+    tail = tail_limit = None
     if percentile is None:
         est, lo, hi = mean_interval(samples_ns, confidence)
         metric = "mean"
@@ -862,12 +893,20 @@ def headline_stability(samples_ns: Sequence[int] | np.ndarray, percentile: float
         iv = percentile_interval(samples_ns, percentile, confidence)
         est, lo, hi = float(iv.estimate_ns), float(iv.low_ns), float(iv.high_ns)
         metric = f"p{percentile:g}".replace(".", "")
+        q = _percent_to_fraction(percentile)
+        tail = normal_quantile(0.5 + confidence / 2.0) * math.sqrt(q * (1.0 - q) * iv.design_effect / iv.count)
+        tail_limit = tail_threshold * (1.0 - q)
     rel = (hi - lo) / 2.0 / est if est > 0 else math.inf
-    passed = rel <= threshold
+    in_value = rel <= threshold
+    in_tail = tail is not None and tail_limit is not None and tail <= tail_limit
+    passed = in_value or in_tail
     summary = (f"{metric} {est:,.0f} ns, {confidence:.0%} interval {lo:,.0f}-{hi:,.0f} ns: ±{rel:.1%} "
-               f"({'within' if passed else 'beyond'} ±{threshold:.0%})")
+               f"({'within' if in_value else 'beyond'} ±{threshold:.0%})")
+    if tail is not None and tail_limit is not None:
+        summary += (f"; the fraction of calls slower than it ±{tail * 100:.2f} points "
+                    f"({'within' if in_tail else 'beyond'} ±{tail_limit * 100:.2g})")
     return HeadlineStability(metric=metric, estimate=est, low=lo, high=hi, rel_half_width=rel, threshold=threshold,
-                             passed=passed, summary=summary)
+                             tail_half_width=tail, tail_threshold=tail_limit, passed=passed, summary=summary)
 
 
 def _log_median_se(x: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -878,6 +917,16 @@ def _log_median_se(x: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(max(iv.estimate_ns, 1)), (math.log(hi) - math.log(lo)) / (2.0 * z)
 
 
+DRIFT_SEGMENTS = 12
+"""Contiguous segments (in issue order) whose medians :func:`drift` compares."""
+
+DRIFT_ALPHA = 0.05
+"""Significance level of :func:`drift`'s permutation test: a machine whose level wanders without a direction passes
+it at least 95 % of the time, and must also fail the thirds' 99 % interval to be flagged."""
+
+_DRIFT_PERMUTATIONS = 4999
+
+
 class DriftCheck(BaseModel):
     """Did the run's typical latency move between its start and its end? (throttling, a changed machine)"""
 
@@ -886,49 +935,102 @@ class DriftCheck(BaseModel):
     first_median_ns: float = Field(description="Median of the first third of the samples in issue order.")
     last_median_ns: float = Field(description="Median of the last third.")
     ratio: float = Field(description="last / first.")
-    ci_low: float = Field(description="Lower end of the ratio's interval.")
+    ci_low: float = Field(description="Lower end of the ratio's interval (widened for serial correlation).")
     ci_high: float = Field(description="Upper end.")
+    trend: float = Field(description="Geometric mean of the last third's segment medians over the first third's.")
+    p_value: float = Field(description="Permutation p-value of that trend against the segments in random order.")
     tolerance: float = Field(description="Tolerated change, fraction.")
-    drifted: bool = Field(description="The whole interval lies beyond the tolerance (either direction).")
+    drifted: bool = Field(description="The whole interval lies beyond the tolerance (either direction) and the "
+                                      "segments in random order rarely give such a trend (p < alpha).")
     summary: str = Field(description="One line with the figures.")
 
 
-def drift(samples_ns: Sequence[int] | np.ndarray, tolerance: float = DRIFT_TOLERANCE,
-          confidence: float = 0.99) -> DriftCheck:
-    """Time-ordered drift: the median of the last third of the samples against the first third's.
+def _segment_trend(x: np.ndarray, segments: int) -> tuple[float, float]:
+    """(trend, permutation p-value): the last third's segment medians against the first third's (log means), and
+    how often the same medians in random order (seeded: a record's verdict is reproducible) give a trend as large."""
+    k = min(segments, x.size // 4)
+    k -= k % 3
+    starts = _block_starts(x.size, k)
+    logm = np.log(np.maximum([np.median(c) for c in np.split(x, starts[1:])], 1.0))
+    t = k // 3
 
-    ``samples_ns`` must be in issue order. The medians ignore the stalls that
-    dominate the spread of honest heavy-tailed runs (a few ms spikes move a
-    median by one rank), while throttling or a neighbour that arrives and
-    stays moves every sample after it. Each median gets a distribution-free
-    interval widened for serial correlation (16 blocks per third); the log
-    ratio's interval combines the two. ``drifted`` only when the *whole*
-    interval lies beyond ``tolerance`` (10 %) either way, so sampling noise
-    alone almost never flags a run (99 % intervals by default), and a real
-    step of 20 % between the thirds does. A machine whose load changes while
-    it measures is flagged too: its figure describes no single state. A run under 90 samples cannot be judged: it is
-    reported as not drifted, and its summary says why.
+    def trend(v: np.ndarray) -> np.ndarray:
+        return v[..., k - t:].mean(axis=-1) - v[..., :t].mean(axis=-1)
+
+    observed = float(trend(logm))
+    null = trend(np.random.default_rng(0x0D21F7).permuted(np.tile(logm, (_DRIFT_PERMUTATIONS, 1)), axis=1))
+    p = (1 + np.count_nonzero(np.abs(null) >= abs(observed) - 1e-12)) / (1 + _DRIFT_PERMUTATIONS)
+    return math.exp(observed), float(p)
+
+
+def drift(samples_ns: Sequence[int] | np.ndarray, tolerance: float = DRIFT_TOLERANCE, confidence: float = 0.99,
+          alpha: float = DRIFT_ALPHA, segments: int = DRIFT_SEGMENTS) -> DriftCheck:
+    """Time-ordered drift: the typical latency at the end of the run against its start, beyond the run's noise.
+
+    ``samples_ns`` must be in issue order. Medians throughout: a few ms
+    stalls move a median by one rank, while throttling or a neighbour that
+    arrives and stays moves every sample after it. Two tests, both of which
+    must find drift:
+
+    * **Beyond the tolerance.** The median of the last third against the
+      first third's, each with a distribution-free interval widened for
+      serial correlation (16 blocks per third); the whole ``confidence``
+      (99 %) interval of the ratio must lie beyond ``tolerance`` (10 %)
+      either way. Sampling noise and stalls inside each third cannot do this.
+    * **Not the run's own wandering.** The run cut into ``segments`` (12)
+      contiguous segments; the trend (the last third's segment medians over
+      the first third's, geometric means) must be one that the same segment
+      medians in random order give with probability below ``alpha`` (5 %):
+      a permutation test whose null is a machine whose level moves *without a
+      direction*, a neighbour that comes and goes, however large. The first
+      test alone reads a load that happened to be higher in the last third
+      than in the first as drift; on a shared runner that was most honest
+      refusals (the segments in the middle and inside each third show the
+      same swings).
+
+    What both find: a throttled clock (a step of every later call anywhere
+    between a third and two thirds of the run, or a ramp), a run still
+    warming up (faster at its end), a neighbour that arrived and stayed (the
+    figure describes no single state of the machine). With 12 segments a
+    clean step halfway puts the 4 first segments below the 4 last in a
+    random order with probability C(6,4)^2 / (C(12,4) C(8,4)) = 0.0065, a
+    step at 40 % with 0.005: well inside ``alpha`` (5 %). More segments give
+    more power and less robustness: a neighbour's visits longer than a
+    segment make neighbouring segments alike, which the permutation null
+    does not model (24 segments flagged a neighbour that came and went in
+    twelfths of the run). ``alpha`` is 5 % and not 1 % because the first
+    test already holds sampling noise to its 99 % interval: this one only
+    has to tell a direction from a wandering. A run under 90 samples cannot
+    be judged: it is reported as not drifted, and its summary says why.
     """
     x = _as_issue_order_ns(samples_ns)
     if not 0 <= tolerance < 1:
         raise StatsError(f"tolerance must be in [0, 1), got {tolerance!r}")
+    if not 0 < alpha < 1:
+        raise StatsError(f"alpha must be in (0, 1), got {alpha!r}")
+    if segments < 6:
+        raise StatsError(f"segments must be >= 6, got {segments}")
     n = x.size
     third = n // 3
     if third < 30:
         return DriftCheck(first_median_ns=float(np.median(x)), last_median_ns=float(np.median(x)), ratio=1.0,
-                          ci_low=0.0, ci_high=math.inf, tolerance=tolerance, drifted=False,
+                          ci_low=0.0, ci_high=math.inf, trend=1.0, p_value=1.0, tolerance=tolerance, drifted=False,
                           summary=f"only {n} samples: drift needs at least 90 (30 per third)")
     m_a, se_a = _log_median_se(x[:third], confidence)
     m_c, se_c = _log_median_se(x[n - third:], confidence)
     log_r = math.log(m_c) - math.log(m_a)
     half = normal_quantile(0.5 + confidence / 2.0) * math.hypot(se_a, se_c)
     lo, hi = math.exp(log_r - half), math.exp(log_r + half)
-    drifted = lo > 1.0 + tolerance or hi < 1.0 / (1.0 + tolerance)
+    beyond = lo > 1.0 + tolerance or hi < 1.0 / (1.0 + tolerance)
+    trend, p = _segment_trend(x, segments)
+    drifted = beyond and p < alpha
     summary = (f"median latency of the last third {m_c:,.0f} ns vs the first {m_a:,.0f} ns: x{math.exp(log_r):.3f} "
-               f"({confidence:.0%} interval {lo:.3f}-{hi:.3f}; {'beyond' if drifted else 'not beyond'} "
-               f"±{tolerance:.0%})")
+               f"({confidence:.0%} interval {lo:.3f}-{hi:.3f}, {'beyond' if beyond else 'not beyond'} ±{tolerance:.0%}); "
+               f"trend over {segments} segments x{trend:.3f}, p = {p:.4f} against the segments in random order "
+               f"({'drift' if drifted else 'no drift'}: {'both' if drifted else 'needs both'} beyond the tolerance "
+               f"and p < {alpha:g})")
     return DriftCheck(first_median_ns=m_a, last_median_ns=m_c, ratio=math.exp(log_r), ci_low=lo, ci_high=hi,
-                      tolerance=tolerance, drifted=drifted, summary=summary)
+                      trend=trend, p_value=p, tolerance=tolerance, drifted=drifted, summary=summary)
 
 
 class EquivalenceCheck(BaseModel):

@@ -29,7 +29,7 @@ SEED = 13
 
 NEW_FAKES = ["cheat-stage", "cheat-stage-spin", "cheat-fetch", "cheat-async", "cheat-repeat-bypass",
              "cheat-first-inputs", "cheat-stale", "cheat-partial-batch", "cheat-pruned-int8", "cheat-false-info",
-             "spin-honest"]
+             "spin-honest", "throttled"]
 
 
 @pytest.fixture(scope="module")

@@ -194,6 +194,21 @@ def test_a_side_with_only_invalid_records_is_marked_not_ranked():
     assert doc["pairs"][0]["cand"]["valid"] is False and doc["gate"]["invalid"][0]["sides"] == ["cand"]
 
 
+
+def test_terminal_table_marks_invalid_and_shows_runs_per_side():
+    from benchkit.cli.tables import compare_table
+
+    rng = np.random.default_rng(2)
+    base = runs(rng, 3, 0.0, 300)
+    cand = run_record(lognormal_ns(300, seed=4), valid=False, reasons=["early stopping: too few queries"])
+    text = compare_table(compare(base, [cand]), "cand", "base", to_terminal=False)
+    rows = [ln for ln in text.splitlines() if " mlp " in ln]
+    assert rows and all("3/1" in ln and "INVALID cand" in ln for ln in rows)
+    assert "1 pair(s) INVALID" in text and "runs: records pooled base/cand" in text
+    ok = compare_table(compare(base, base[:2]), "cand", "base", to_terminal=False)
+    assert "INVALID" not in ok and any("3/2" in ln for ln in ok.splitlines() if " mlp " in ln)
+
+
 def test_one_backend_per_side():
     rng = np.random.default_rng(4)
     ort = runs(rng, 2, 0.0, 200)
@@ -232,3 +247,30 @@ def test_gate_function_fails_on_regressions_and_invalid_candidates():
         .fail_on == {"p99": 0.05}
     with pytest.raises(CompareError, match="unknown metric"):
         gate(base, base, {"latency": 0.1})
+
+
+def test_interleaved_ab_splits_one_sessions_records_by_backend_id(tmp_path, capsys):
+    """Base and candidate measured alternately in one session (two backends of one spec, run.repeats: 3): --ab
+    pools each backend's runs as a side; the candidate 30 % slower is a regression."""
+    from benchkit.cli import main
+    from benchkit.results.compare import CompareError, compare_ab, parse_ab
+    from benchkit.results.records import save
+
+    rng = np.random.default_rng(7)
+    for i in range(3):
+        for bid, median in (("base", 200_000), ("cand", 260_000)):
+            x = lognormal_ns(400, seed=int(rng.integers(1 << 30)), median_ns=median)
+            rec = run_record(x, minute=2 * i + (bid == "cand"), backend_label=bid)
+            save(rec, tmp_path / f"mlp__{bid}__single_stream-r{i + 1}.json")
+    res = compare_ab([tmp_path], "base", "cand")
+    (p,) = res.pairs
+    assert len(p.runs("base")) == 3 and len(p.runs("cand")) == 3
+    p50 = next(m for m in p.metrics if m.metric == "p50")
+    assert p50.verdict == "regression" and p50.ci_low > 1.15, p50
+    assert main(["compare", str(tmp_path), "--ab", "base,cand", "--fail-on", "p50:10%"]) == 1
+    assert "3/3" in capsys.readouterr().out
+    with pytest.raises(CompareError, match="no record of backend 'other'"):
+        compare_ab([tmp_path], "base", "other")
+    for bad in ("base", "base,base", "a,b,c"):
+        with pytest.raises(CompareError, match="--ab"):
+            parse_ab(bad)

@@ -78,16 +78,33 @@ def test_every_cheat_is_refused_by_the_check_for_its_class(certified, cheat):
     assert checks & CHEATS[cheat], f"{cheat} refused by {sorted(checks)}, expected one of {sorted(CHEATS[cheat])}"
 
 
+def test_a_machine_that_throttles_halfway_is_refused_for_drift(tmp_path, fakes_module):
+    """An honest adapter whose calls become 40 % slower in the middle of the measured run (a clock that fell). The
+    run is counted in calls, so the step's place does not depend on the machine's load: the accuracy gate's and
+    the 10 warmup calls come first, then 1 024 measured ones (the minimum duration is shorter than they take); the
+    step after 540 calls lands near the middle."""
+    backends = "  - {name: throttled, options: {spin_us: 300, throttled_spin_us: 450, throttle_after_calls: 540}}"
+    text = (f"name: throttle\nseed: 5\nworkloads:\n  - {WORKLOAD}\nbackends:\n{backends}\nscenarios:\n"
+            "  - kind: single_stream\n    min_duration_ms: 100\n    min_query_count: 1024\n    warmup_ms: 0\n"
+            "    warmup_queries: 10\n"
+            "run: {profile: certify, isolation: inline, keep_samples: false}\n")
+    loaded = parse_spec(text, "throttle.yaml", tmp_path)
+    opts = RunOptions(out_dir=tmp_path / "out", cache_dir=tmp_path / "cache")
+    (rec,) = run_suite(loaded, plan_cells(loaded, opts), opts).records
+    checks = {f.check for f in rec.validity.findings if f.severity == "reason"}
+    assert not rec.validity.valid and "stability.drift" in checks, sorted(checks)
+
+
 def test_partial_batch_is_refused_at_batch_four(tmp_path, fakes_module):
     rec = _suite(tmp_path, ["cheat-partial-batch"], kind="offline")["cheat-partial-batch"]
     checks = {f.check for f in rec.validity.findings if f.severity == "reason"}
     assert not rec.validity.valid and checks & {"accuracy", "audit.timed_outputs"}, sorted(checks)
 
 
-# The statistical certify rules (headline interval, drift) judge run length against the machine's noise: on this
-# shared runner at these short durations honest runs do not pass them reliably yet (issue 14 keeps that target
-# open; tests/benchmarks/bench_verdicts.py measures the rates). What must hold on any machine: no integrity check
-# refuses an honest adapter.
+# The statistical certify rules (headline interval, drift) judge a run against the machine's noise at certify's
+# 10 s; these runs last half a second, so on a loaded machine they may not pin their headline down, and are not
+# asked to here (tests/benchmarks/bench_verdicts.py measures the honest pass rates at certify's length). What must
+# hold on any machine: no integrity check refuses an honest adapter.
 STATISTICAL = ("stability.headline", "stability.drift", "stability")
 
 

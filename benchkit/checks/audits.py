@@ -25,9 +25,15 @@ section of the record's ``audits`` block; a failure makes the record INVALID.
 
 ``alternate_seed``
     The whole scenario measured again with inputs (and, for Server, arrivals)
-    from another seed: it must not differ from the measured run by more than
-    the run's own block-to-block noise (``stats.equivalence``'s margin).
-    Catches results tuned to, or cached for, the standard seed's inputs.
+    from another seed, then the standard seed once more, a quarter as long:
+    the alternate pass's median latency must not be slower by more than the
+    runs' own block-to-block noise (``stats.equivalence``'s margin) than
+    both standard-seed measurements, the one before it and the one after.
+    Catches results tuned to, or cached for, the standard seed's inputs:
+    such a shortcut makes every call on those inputs faster, before and
+    after, so the medians show it; a load that changed between the passes
+    moves the standard seed's second measurement too. The headline's tail
+    percentile on a shared machine measures its neighbours' time slices.
 
 The bounds are relative to each run's measured noise, not fixed percentages:
 a fixed 5 % fails every honest run of a shared machine and hides any cheat
@@ -51,6 +57,13 @@ FRESH_SEED_OFFSET = 0x7E5704
 """Seed offset of the never-seen inputs of ``repeated_input`` (distinct from every pool seed)."""
 ALTERNATE_SEED_OFFSET = 1_000_003
 """Seed offset of ``alternate_seed``'s second measurement."""
+RECHECK_FRACTION = 4
+"""The standard seed's second measurement of ``alternate_seed`` runs 1/4 of the scenario's minimums."""
+ALTERNATE_SEED_PERCENTILE = 50.0
+"""The statistic ``alternate_seed`` compares: the median latency, the work of a typical call. The headline's p90 or
+p99 was compared before: on the shared 2-core runner under load, 28 % of a 1.2 ms call's samples were stalls of
+5-30 ms, the p90 fell among them, and honest reruns on another seed moved it by 0.7x-1.5x while the median moved
+by 0.94x-1.03x (16 runs of 10 s, ONNX Runtime and a 1 ms busy-wait adapter)."""
 
 LOOP_CAPTURES = 24
 """Queries of the measured loop whose outputs are fetched and checked against the reference."""
@@ -101,10 +114,14 @@ def repeated_input(
     backend: Any,
     repeated: Any,
     fresh: Sequence[Any],
-    rounds: int = 2,
+    rounds: int = 8,
     clock: Callable[[], int] = perf_counter_ns,
 ) -> Audit:
     """Audit (b): one input repeated vs never-seen inputs, in ``rounds`` interleaved blocks of len(fresh)//rounds.
+
+    Eight rounds, not two: with two blocks a side of a few milliseconds each, a neighbour that was busy during one
+    side's blocks only made an honest ONNX Runtime's repeated input look 1.9x faster on a loaded 2-core runner;
+    short alternating blocks put such a burst on both sides.
 
     Fails when the repeated input is faster by more than both the run's own noise (the margin of
     :func:`benchkit.stats.equivalence`) and :data:`REPEATED_MAX_SPEEDUP`, with the whole 95 % interval of the
@@ -144,25 +161,48 @@ def repeated_input(
 
 
 def alternate_seed(samples_ns: np.ndarray, alternate_ns: np.ndarray, percentile: float | None, name: str,
-                   headline: float, alternate: float, seed: int) -> Audit:
+                   headline: float, alternate: float, seed: int, recheck_ns: np.ndarray | None = None) -> Audit:
     """Audit (c): the scenario measured again on another seed's inputs (and arrivals) must not differ from the
-    measured run by more than that run's own noise (:func:`benchkit.stats.equivalence`: the statistic of the
-    headline, p90/p99 or, for throughput, the mean latency; the margin is the largest block-to-block deviation
-    the run showed, 5 % to 25 %). It fails when the whole 95 % interval of the ratio lies beyond the margin: a
-    difference the machine's noise cannot explain, as results tuned to or cached for the standard seed give."""
+    measured run by more than that run's own noise (:func:`benchkit.stats.equivalence` on the ``percentile``
+    (None: the mean latency); the run path compares :data:`ALTERNATE_SEED_PERCENTILE`, the median; the margin is
+    the largest block-to-block deviation of that statistic the run showed, 5 % to 25 %). It fails when the whole
+    95 % interval of the ratio alternate / standard lies above 1 + margin: the alternate seed slower than the
+    machine's noise explains, as results tuned to or cached for the standard seed give (one-sided: an alternate
+    seed that runs faster inflates no published figure). ``headline``/``alternate`` are the two runs' headline
+    values, reported beside it.
+
+    ``recheck_ns``: the standard seed measured again after the alternate pass. Then the audit fails only when the
+    alternate pass differs beyond the noise from *both* standard-seed measurements (the recheck's margin is its own
+    noise): measured on a loaded 2-core runner, an honest OpenVINO alternate pass ran 1.5x slower than the
+    measured run when a neighbour arrived between the two; a shortcut for the standard seed is fast in both."""
     from benchkit import stats
 
+    def beyond(eq) -> bool:
+        # One-sided: only an alternate seed *slower* than the standard one can mean a published figure tuned to
+        # the standard inputs; a faster alternate pass flatters nobody (measured: an honest alternate pass ran
+        # 0.65x the measured run when a neighbour left between the two and came back for the recheck).
+        return eq.ci_low > 1.0 + eq.margin
+
     eq = stats.equivalence(samples_ns, alternate_ns, percentile=percentile)
-    refuted = eq.ci_low > 1.0 + eq.margin or eq.ci_high < 1.0 / (1.0 + eq.margin)
+    refuted = beyond(eq)
     signed = (alternate - headline) / headline if headline else float("inf")
     figures = {"headline": name, "value": headline, "alternate_value": alternate, "alternate_seed": seed,
                "deviation": round(abs(signed), 5) if np.isfinite(signed) else None, "statistic": eq.statistic,
                "ratio": round(eq.ratio, 5), "ratio_ci_low": round(eq.ci_low, 5), "ratio_ci_high": round(eq.ci_high, 5),
                "noise_margin": round(eq.margin, 5)}
+    again = ""
+    if recheck_ns is not None and len(recheck_ns) > 0:
+        re = stats.equivalence(recheck_ns, alternate_ns, percentile=percentile)
+        refuted = refuted and beyond(re)
+        figures.update(recheck_queries=int(len(recheck_ns)), recheck_ratio=round(re.ratio, 5),
+                       recheck_ci_low=round(re.ci_low, 5), recheck_ci_high=round(re.ci_high, 5),
+                       recheck_noise_margin=round(re.margin, 5))
+        again = (f"; against the standard seed measured again after it x{re.ratio:.3f} ({re.ci_low:.3f}-"
+                 f"{re.ci_high:.3f}, {'beyond' if beyond(re) else 'not beyond'} ±{re.margin:.1%})")
     return Audit(passed=not refuted, figures=figures,
                  summary=f"{name} with seed {seed}: {alternate:.4g} vs {headline:.4g} ({signed:+.1%}); {eq.statistic} "
                          f"ratio x{eq.ratio:.3f}, 95% interval {eq.ci_low:.3f}-{eq.ci_high:.3f}, "
-                         f"{'beyond' if refuted else 'not beyond'} the run's own noise ±{eq.margin:.1%}")
+                         f"{'beyond' if beyond(eq) else 'not beyond'} the run's own noise ±{eq.margin:.1%}{again}")
 
 
 def findings(audits: Audits | None) -> list:
@@ -186,4 +226,4 @@ def fresh_inputs(wl: Any, batch: int, count: int, seed: int) -> list[Mapping[str
 
 
 __all__ = ["capture_positions", "loop_outputs", "LOOP_CAPTURES", "repeated_input", "alternate_seed", "findings", "fresh_inputs", "REPEATED_MAX_SPEEDUP",
-           "ALTERNATE_SEED_OFFSET", "FRESH_SEED_OFFSET"]
+           "ALTERNATE_SEED_OFFSET", "ALTERNATE_SEED_PERCENTILE", "RECHECK_FRACTION", "FRESH_SEED_OFFSET"]

@@ -71,9 +71,10 @@ def spread(lat: stats.LatencyStats, profile: str) -> list[Finding]:
 
 
 def headline_stability(samples_ns: np.ndarray, head: Any, scenario: Any, profile: str) -> list[Finding]:
-    """Does the run pin its headline down? The relative half-width of the headline statistic's 95 % interval
-    (``stats.headline_stability``: p90/p99 for latency headlines, the mean latency for throughput) above 5 % is a
-    reason under the certify profile and a warning elsewhere: a rerun of this length may land elsewhere."""
+    """Does the run pin its headline down? (``stats.headline_stability``: p90/p99 for latency headlines, pinned
+    down in value to ±5 % or in the fraction of calls beyond it to ±50 % of the tail; the mean latency to ±5 % for
+    throughput). Not pinned down is a reason under the certify profile and a warning elsewhere: a rerun of this
+    length may land elsewhere."""
     if len(samples_ns) < 2:
         return []
     pct = scenario.latency_percentile if head.unit == "ns" else None
@@ -87,8 +88,9 @@ def headline_stability(samples_ns: np.ndarray, head: Any, scenario: Any, profile
 
 
 def drift(samples_ns: np.ndarray, profile: str) -> list[Finding]:
-    """Throttling or a neighbour that came and stayed: the last third's median latency against the first third's
-    (``stats.drift``; only a change the whole 99 % interval puts beyond 5 %). A reason under certify."""
+    """Throttling or a neighbour that came and stayed (``stats.drift``): the last third's median latency against
+    the first third's, the whole 99 % interval beyond 10 %, with a trend over the run's segments that the same
+    segments in random order rarely give (the run's own wandering is not drift). A reason under certify."""
     d = stats.drift(samples_ns)
     if not d.drifted:
         return []

@@ -113,7 +113,11 @@ def _parser() -> argparse.ArgumentParser:
         "Exit 1 only when --fail-on is given and a regression is both significant and beyond its threshold.",
     )
     c.add_argument("paths", nargs="+", metavar="PATH",
-                   help="BASE CAND, or BASE... vs CAND... (record files or directories)")
+                   help="BASE CAND, or BASE... vs CAND... (record files or directories); with --ab, the records "
+                        "of one session")
+    c.add_argument("--ab", metavar="BASE_ID,CAND_ID",
+                   help="interleaved A/B: split the records of PATH... by backend id into base and candidate (a "
+                        "spec with both backends and run.repeats measures them alternately in one session)")
     c.add_argument("--format", choices=["table", "markdown", "json"], default="table",
                    help="terminal table (default), Markdown for a pull-request comment, or JSON")
     c.add_argument("-o", "--output", type=Path, help="write the output to this file instead of stdout")

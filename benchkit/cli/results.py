@@ -107,9 +107,18 @@ def cmd_show(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from benchkit.results.compare import CompareSettings, compare_paths, parse_fail_on, parse_percent, split_paths
+    from benchkit.results.compare import (
+        CompareSettings,
+        compare_ab,
+        compare_paths,
+        parse_ab,
+        parse_fail_on,
+        parse_percent,
+        split_paths,
+    )
 
-    base, cand = split_paths(args.paths)
+    ab = parse_ab(args.ab) if args.ab is not None else None
+    base, cand = ([f"{ab[0]} in", *args.paths], [ab[1]]) if ab else split_paths(args.paths)
     settings = CompareSettings(
         confidence=args.confidence,
         resamples=args.resamples,
@@ -117,7 +126,7 @@ def cmd_compare(args) -> int:
         threshold=parse_percent(args.threshold, "--threshold"),
         fail_on=parse_fail_on(args.fail_on) if args.fail_on is not None else {},
     )
-    result = compare_paths(base, cand, settings)
+    result = compare_ab(args.paths, *ab, settings) if ab else compare_paths(base, cand, settings)
     if args.format == "table":
         text = compare_table(result, " ".join(cand), " ".join(base), args.output is None)
     elif args.format == "markdown":

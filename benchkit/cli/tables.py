@@ -131,21 +131,26 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
 
     conf = f"{result.settings.confidence:.0%}"
     t = Table(title=f"compare: {term_text(cand)} / {term_text(base)}", title_justify="left")
-    for col in ("workload", "scenario", "precision", "batch", "backend", "metric", "base", "cand",
+    for col in ("workload", "scenario", "precision", "batch", "backend", "runs", "metric", "base", "cand",
                 f"ratio ({conf} CI)", "change", "verdict"):
-        t.add_column(col, justify="right" if col in ("batch", "base", "cand", "change") or col.startswith("ratio")
-                     else "left")
+        t.add_column(col, justify="right" if col in ("batch", "runs", "base", "cand", "change")
+                     or col.startswith("ratio") else "left", no_wrap=col in ("runs", "verdict"))
     for p in result.pairs:
         k = p.key
         scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else "")
         be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
+        # How many records each side pooled: one run a side leaves between-run variation to a default.
+        runs = f"{len(p.runs('base'))}/{len(p.runs('cand'))}"
+        # An INVALID side is compared but never ranked silently: the mark is on every row of its pair.
+        invalid = " [bold red]INVALID " + ("base+cand" if len(p.invalid) == 2 else p.invalid[0]) + "[/]" \
+            if p.invalid else ""
         for m in p.metrics:
             ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
             style = _VERDICT_STYLE[m.verdict]
             t.add_row(term_text(k.workload), term_text(scen), term_text(k.precision), str(k.batch), term_text(be),
-                      term_text(m.metric) + (" *" if m.headline else ""),
+                      runs, term_text(m.metric) + (" *" if m.headline else ""),
                       fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
-                      f"[{style}]{m.verdict}[/]")
+                      f"[{style}]{m.verdict}[/]{invalid}")
     con = console() if to_terminal else None
     if con is None:
         import io
@@ -159,7 +164,12 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     if not result.pairs:
         con.print("no matching records (matched by workload, scenario, precision and batch)")
     counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
-    con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric. A verdict needs the "
+    invalid = result.invalid_pairs()
+    if invalid:
+        con.print(f"[bold red]{len(invalid)} pair(s) INVALID[/]: compared, not results to rank (the record's "
+                  "reasons are in the warnings above).")
+    con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric; runs: records pooled "
+              "base/cand. A verdict needs the "
               f"interval to exclude 1; regression/improvement also need the change beyond "
               f"{result.settings.threshold:.0%} (or the --fail-on threshold).")
     return "" if to_terminal else con.export_text()

@@ -898,6 +898,45 @@ def compare_paths(base: Sequence[str | Path], cand: Sequence[str | Path],
     return _compare_sides(sides[0], sides[1], settings or CompareSettings())
 
 
+def parse_ab(text: str) -> tuple[str, str]:
+    """``"BASE_ID,CAND_ID"`` (--ab) -> the two backend ids."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise CompareError(f"--ab {text!r}: expected two different backend ids as BASE,CAND (the `id` of each "
+                           "backend in the spec), e.g. --ab base,candidate")
+    return parts[0], parts[1]
+
+
+def compare_ab(paths: Sequence[str | Path], base_backend: str, cand_backend: str,
+               settings: CompareSettings | None = None) -> Comparison:
+    """Interleaved A/B: one session's records, split into sides by backend id.
+
+    A spec that lists the base and the candidate as two backends of the same
+    workloads (two ids of one adapter with other options, or two adapters)
+    and sets ``run.repeats: N`` measures them alternately, base then
+    candidate, round after round, in one session: a drift of the machine
+    lands on both sides alike instead of between two invocations, the
+    strongest defence a shared runner has. Each side pools its N runs.
+    """
+    files = records.find(list(paths))
+    if not files:
+        raise CompareError(f"--ab: no record files in {', '.join(map(str, paths))}")
+    sides: dict[str, list[_Side]] = {base_backend: [], cand_backend: []}
+    seen: set[str] = set()
+    for p in files:
+        rec, samples = load_with_samples(p)
+        bid = rec.backend.id if rec.backend is not None else None
+        if bid is not None:
+            seen.add(bid)
+        if bid in sides:
+            sides[bid].append(_Side(rec, str(p), samples))
+    for name, bid in (("base", base_backend), ("cand", cand_backend)):
+        if not sides[bid]:
+            raise CompareError(f"--ab: no record of backend {bid!r} ({name}) in {', '.join(map(str, paths))}; "
+                               f"backend ids there: {', '.join(sorted(seen)) or 'none'}")
+    return _compare_sides(sides[base_backend], sides[cand_backend], settings or CompareSettings())
+
+
 def split_paths(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     """``BASE... vs CAND...`` (or exactly ``BASE CAND``) -> (base paths, cand paths)."""
     if "vs" in paths:

@@ -24,10 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = ROOT / "tests" / "fakes"
 
-HONEST = ("onnxruntime", "spin-honest")
+HONEST = ("onnxruntime", "spin-honest", "openvino")
 CHEATS = ("cheat-stage", "cheat-stage-spin", "cheat-fetch", "cheat-async", "cheat-cache", "cheat-repeat-bypass",
           "cheat-first-inputs", "cheat-stale", "cheat-zeros", "cheat-partial-batch", "cheat-precision",
           "cheat-false-info")
+# Honest adapters on a machine that misbehaves: must be refused too (the throttled clock by the drift rule).
+FAULTS = ("throttled",)
 # Cheats whose subject needs a particular cell: the partial batch needs batch > 1 (Offline), the pruned
 # graph needs a graph with a residual block (mobilenet-v2).
 SPECIAL = {"cheat-pruned-int8": "{name: cheat-pruned-int8, precision: int8}"}
@@ -55,7 +57,7 @@ def main() -> int:
     ap.add_argument("--workload", default="{name: mobilenet-v2, params: {image_size: 96}}")
     ap.add_argument("--scenario", default="single_stream", choices=["single_stream", "offline", "multi_stream"])
     ap.add_argument("--min-duration-ms", type=int, default=1000)
-    ap.add_argument("--adapters", default=",".join(HONEST + CHEATS))
+    ap.add_argument("--adapters", default=",".join(HONEST + CHEATS + FAULTS))
     ap.add_argument("--load", type=int, default=0, help="busy-loop processes beside the measurement")
     args = ap.parse_args()
 
@@ -73,6 +75,7 @@ def main() -> int:
     why: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     rate: dict[str, list[float]] = collections.defaultdict(list)
     t0 = time.monotonic()
+    load0 = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             loaded = parse_spec(spec_text(args.workload, adapters, args.scenario, args.min_duration_ms, args.profile),
@@ -91,8 +94,10 @@ def main() -> int:
         stop.set()
         for b in burners:
             b.join(2)
-    print(f"{args.workload} {args.scenario}, profile {args.profile}, {args.rounds} round(s), "
-          f"{args.load} busy neighbour(s), {time.monotonic() - t0:.0f} s")
+    # The machine's own load matters as much as the busy neighbours added here: a shared runner's other jobs.
+    print(f"{args.workload} {args.scenario}, profile {args.profile}, {args.min_duration_ms} ms runs, "
+          f"{args.rounds} round(s), {args.load} busy neighbour(s), load average at start {load0:.1f}, at the end "
+          f"{os.getloadavg()[0]:.1f}, {time.monotonic() - t0:.0f} s")
     print(f"{'adapter':<22} {'VALID':>7} {'samples/s (median)':>19}  refused by (check: times)")
     for a in adapters:
         rates = sorted(rate[a])

@@ -49,6 +49,10 @@ cheat-false-info    honest work, but ``info()`` reports onnxruntime 9.9.0 on "cu
                        the accelerator probe
 spin-honest         honest, plus a steady ``spin_us`` busy-wait inside ``run`` (default 1000 µs): a slow
                     but honest adapter, the control that must stay VALID
+throttled           spin-honest on a machine that throttles: ``throttle_after_ms`` (default 5000) after its
+                    first ``run`` (or after ``throttle_after_calls`` calls, when given) the busy-wait grows to
+                    ``throttled_spin_us`` (default 1500 µs), every later call about 45 % slower, as a clock
+                    that fell -> the certify drift rule
 """
 
 from __future__ import annotations
@@ -219,6 +223,30 @@ class SpinHonest(_Cheat):
     def run(self, staged):
         out = super().run(staged)
         _spin(self._spin_ns)  # a steady extra cost: honest, only slower
+        return out
+
+
+class Throttled(_Cheat):
+    name = "throttled"
+
+    def __init__(self, options):
+        options = dict(options)
+        self._spin_ns = _take_int(options, "spin_us", 1000, 0) * 1000
+        self._slow_ns = _take_int(options, "throttled_spin_us", 1500, 0) * 1000
+        self._after_ns = _take_int(options, "throttle_after_ms", 5000, 0) * 1_000_000
+        self._after_calls = _take_int(options, "throttle_after_calls", 0, 0)
+        self._first_ns: int | None = None
+        self._calls = 0
+        super().__init__(options)
+
+    def run(self, staged):
+        out = super().run(staged)
+        now = perf_counter_ns()
+        if self._first_ns is None:
+            self._first_ns = now
+        self._calls += 1
+        fell = self._calls > self._after_calls if self._after_calls else now - self._first_ns >= self._after_ns
+        _spin(self._slow_ns if fell else self._spin_ns)  # the clock fell: every later call is slower
         return out
 
 

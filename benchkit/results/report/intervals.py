@@ -46,7 +46,8 @@ class HeadlineInterval:
 
     @property
     def rel_half_width(self) -> float | None:
-        """(high - low) / 2 / value: the figure the certify rule judges (``stats.headline_stability``)."""
+        """(high - low) / 2 / value: how precisely the run knows its headline's value (``stats.headline_stability``
+        judges it; a percentile headline may instead pass on the fraction of calls beyond it)."""
         if not self.known or self.value <= 0:
             return None
         return (self.high - self.low) / 2.0 / self.value

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-ov = pytest.importorskip("openvino", reason="openvino is not installed: pip install 'benchkit[openvino]'")
+ov = pytest.importorskip("openvino", reason="openvino is not installed: the openvino extra")
 
 from benchkit.backends.base import WorkloadInfo  # noqa: E402
 from benchkit.backends.openvino import OpenVinoBackend, _effective  # noqa: E402
@@ -127,7 +127,7 @@ def test_absent_device_lists_the_available_ones():
 
 def test_missing_openvino_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
-    with pytest.raises(BackendUnavailable, match=r"pip install 'benchkit\[openvino\]'"):
+    with pytest.raises(BackendUnavailable, match=r"pip install -e '.*\[openvino\]'"):
         OpenVinoBackend({})
 
 

@@ -1,4 +1,4 @@
-"""OpenVINO adapter (``pip install 'benchkit[openvino]'``): CPU, GPU, NPU or AUTO through ``openvino.Core``.
+"""OpenVINO adapter (the ``openvino`` extra): CPU, GPU, NPU or AUTO through ``openvino.Core``.
 
 Options (``backends[].options`` in a spec)::
 
@@ -38,12 +38,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from benchkit._install import install_hint
 from benchkit.errors import BackendError, BackendUnavailable, BenchkitError
 from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
 
 Done = Callable[[int, "BaseException | None"], None]  # the completion callback of Backend.submit
 
-_EXTRA = "pip install 'benchkit[openvino]'"
+_EXTRA = install_hint("openvino")
 _DEVICE_RE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?|HETERO:[A-Z0-9.,]+|MULTI:[A-Z0-9.,]+)$")
 _HINT_FOR_CLAIM = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _PRECISION_OF_TYPE = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}

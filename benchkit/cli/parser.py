@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
     r.add_argument("--engine", choices=["benchkit", "mlperf"], default="benchkit",
                    help="what drives the measurement: benchkit's own loops (default) or MLPerf LoadGen "
-                   "(pip install 'benchkit[mlperf]'); both write the same record format")
+                   "(the mlperf extra); both write the same record format")
     r.add_argument("--find-peak", action="store_true",
                    help="search each Server scenario for the highest target_qps that stays VALID, starting at its "
                    "target_qps; every probe is recorded")
@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--include-data", action="store_true", help="add every per-query latency (stats.data)")
     pb.add_argument("--include-invalid", action="store_true", help="export INVALID records too")
 
-    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs benchkit[sign])")
+    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs the sign extra)")
     kg.add_argument("--out", type=Path, required=True, help="private key file (mode 0600); public key: OUT.pub")
     kg.add_argument("--force", action="store_true", help="replace existing key files")
 

@@ -142,7 +142,7 @@ def cmd_backends(args) -> int:
                 devices = ", ".join(map(str, devices))
             t.add_row(b.name, "[green]ok[/]", str(d.get("version", "")), str(devices), b.package)
         else:
-            # escaped: messages name extras in brackets (benchkit[openvino]), which rich would take as markup
+            # escaped: messages name extras in brackets ('.[openvino]'), which rich would take as markup
             t.add_row(b.name, "[red]failed[/]", "", f"[red]{escape(b.error)}[/]", b.package)
     console().print(t)
     return 0

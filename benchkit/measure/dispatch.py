@@ -10,7 +10,7 @@ from typing import Any, Literal
 from benchkit.measure.loops import Clock, Measurement, StopRule, closed_loop
 
 Engine = Literal["benchkit", "mlperf"]
-ENGINES: tuple[str, ...] = ("benchkit", "mlperf")  # benchkit's own loops; MLPerf LoadGen (benchkit[mlperf])
+ENGINES: tuple[str, ...] = ("benchkit", "mlperf")  # benchkit's own loops; MLPerf LoadGen (the mlperf extra)
 
 # (metric name, unit, higher is better) of each scenario's headline figure.
 HEADLINE: dict[str, tuple[str, str, bool]] = {

@@ -77,6 +77,17 @@ def test_offline_splits_a_call_over_async_requests(tmp_path):
     assert rec.accuracy.passed and rec.workload.effective_batch_size == 8, rec.validity.reasons
 
 
+def test_offline_keeps_every_request_in_flight(tmp_path):
+    """One sample per call: Offline submits through the AsyncInferQueue, num_requests at a time, outputs audited."""
+    (rec,) = run_inline(tmp_path, GEMM, "{name: openvino, options: {num_requests: 3}}", run="audit: true",
+                        scenario="{kind: offline, min_duration_ms: 100, min_query_count: 50}")
+    assert rec.metrics.extra["issue_mode"] == "in_flight" and rec.metrics.extra["in_flight_max"] == 3
+    assert rec.backend.options["async_requests"] == 3 and rec.backend.options["offline_split_requests"] == 1
+    assert rec.validity.valid and rec.accuracy.passed, rec.validity.reasons
+    assert rec.audits.timed_outputs.passed, rec.audits.timed_outputs.summary
+    assert rec.metrics.count >= 50 and rec.metrics.latency_ns.min > 0
+
+
 def _loaded(options=None, claimed="fp32", scenario="server"):
     path = catalog.materialize("gemm", {"m": 8, "n": 32, "k": 32})
     b = OpenVinoBackend(options or {})

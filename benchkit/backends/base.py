@@ -147,6 +147,14 @@ class Backend(abc.ABC):
         adapter may reuse its output buffers from call to call.
         """
 
+    def peak_device_memory_bytes(self) -> int | None:
+        """Peak device memory this adapter's work used since ``load`` (optional; asked once, before ``close``).
+
+        For the record's ``memory.peak_device_bytes``: e.g. ``torch.cuda.max_memory_allocated()``. Default:
+        None (not known; host memory is measured by benchkit itself).
+        """
+        return None
+
     def close(self) -> None:
         """Release the model and device resources. Called once, also after a failure."""
 

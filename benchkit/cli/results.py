@@ -10,6 +10,7 @@ from benchkit._format import fmt_bytes, fmt_ns, fmt_rate
 from benchkit.cli.tables import (
     compare_table,
     console,
+    fmt_memory,
     print_problems,
     show_hardening,
 )
@@ -81,6 +82,8 @@ def cmd_show(args) -> int:
         t.add_row("first inference", fmt_ns(m.first_inference_ns))
         t.add_row("load/compile", fmt_ns(m.load_ns))
         t.add_row("stop reason", m.stop_reason)
+        if r.memory is not None and r.memory.peak_rss_bytes is not None:
+            t.add_row(f"peak memory ({r.memory.scope})", fmt_memory(r.memory))
         h = m.headline
         t.add_row(f"[bold]headline {h.name}[/]", fmt_ns(h.value) if h.unit == "ns" else fmt_rate(h.value))
         es = m.early_stopping

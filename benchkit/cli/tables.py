@@ -43,15 +43,16 @@ def summary_table(recs) -> None:
     from rich.table import Table
 
     t = Table(title="benchkit results", title_justify="left")
+    numeric = ("batch", "headline", "p50", "p99", "samples/s", "CV", "peak mem")
     for col in ("workload", "backend", "scenario", "precision", "batch", "headline", "p50", "p99", "samples/s", "CV",
-                "division", "validity"):
-        t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99", "samples/s", "CV") else "left")
+                "peak mem", "division", "validity"):
+        t.add_column(col, justify="right" if col in numeric else "left")
     for r in recs:
         wl = r.spec["workload"]["name"]
         be = r.spec["backend"].get("label") or r.spec["backend"]["name"]
         m = r.metrics
         if m is None:
-            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-", "-",
+            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-", fmt_memory(r.memory), "-",
                       f"[red]FAILED[/] ({r.error.phase if r.error else '?'})")
             continue
         h = m.headline
@@ -63,7 +64,7 @@ def summary_table(recs) -> None:
         t.add_row(wl, be, r.scenario.kind, r.backend.precision if r.backend else "-",
                   str(r.workload.effective_batch_size) if r.workload else "-", head, fmt_ns(m.latency_ns.p50),
                   fmt_ns(m.latency_ns.p99), fmt_rate(m.throughput_per_s), f"{m.latency_ns.cv:.1%}",
-                  r.division.name if r.division else "-", valid)
+                  fmt_memory(r.memory), r.division.name if r.division else "-", valid)
     con = console()
     con.print(t)
     for r in recs:
@@ -73,6 +74,16 @@ def summary_table(recs) -> None:
             con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
         if r.division and r.division.name == "open" and r.division.requested != "closed":
             con.print(f"open {r.cell_id}: " + "; ".join(r.division.reasons))
+
+
+def fmt_memory(mem) -> str:
+    """Peak host memory of a cell, and the adapter's peak device memory where it reports one."""
+    if mem is None or mem.peak_rss_bytes is None:
+        return "-"
+    text = fmt_bytes(mem.peak_rss_bytes)
+    if mem.peak_device_bytes is not None:
+        text += f" (dev {fmt_bytes(mem.peak_device_bytes)})"
+    return text
 
 
 def repeats_table(recs) -> None:
@@ -120,7 +131,8 @@ def power_table(recs) -> None:
 
 
 _VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small change": "yellow", "no change": "dim",
-                  "no samples": "dim"}
+                  "no samples": "dim", "no interval": "dim", "slower": "bold", "faster": "bold", "more memory": "",
+                  "less memory": ""}
 
 
 def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
@@ -128,6 +140,7 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     from rich.table import Table
 
     from benchkit._format import fmt_value
+    from benchkit.results.compare import verdict_word
 
     conf = f"{result.settings.confidence:.0%}"
     t = Table(title=f"compare: {cand} / {base}", title_justify="left")
@@ -141,10 +154,11 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
         be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
         for m in p.metrics:
             ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
-            style = _VERDICT_STYLE[m.verdict]
+            word = verdict_word(p, m)
+            style = _VERDICT_STYLE[word]
             t.add_row(k.workload, scen, k.precision, str(k.batch), be, m.metric + (" *" if m.headline else ""),
                       fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
-                      f"[{style}]{m.verdict}[/]")
+                      f"[{style}]{word}[/]" if style else word)
     con = console() if to_terminal else None
     if con is None:
         import io

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--audit", action="store_true",
                    help="run the compliance audits after each cell (timed outputs, repeated input, alternate seed)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
+    out = r.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="print a machine-readable summary of the run on stdout (one object per record) instead of "
+                          "the tables; no progress output")
+    out.add_argument("--quiet", "-q", action="store_true",
+                     help="print nothing but errors; the exit status says whether every record is VALID")
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
@@ -42,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--find-peak", action="store_true",
                    help="search each Server scenario for the highest target_qps that stays VALID, starting at its "
                    "target_qps; every probe is recorded")
+    r.add_argument("--probe-max-s", type=float, default=120.0, metavar="S",
+                   help="--find-peak: no probe measures longer than S seconds (or its min_duration_ms, if longer); "
+                        "the search's worst case is printed before it starts (default: %(default)s)")
     r.add_argument("--peak-tolerance", type=float, default=0.05, metavar="FRACTION",
                    help="--find-peak stops when the lowest INVALID rate is within this fraction above the highest "
                    "VALID one (default: %(default)s)")

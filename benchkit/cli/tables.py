@@ -11,9 +11,24 @@ def console(stderr: bool = False):
 
     con = Console(stderr=stderr, highlight=False)
     if not con.is_terminal:
-        # Piped output (CI logs) would otherwise be folded at 80 columns.
-        con = Console(stderr=stderr, highlight=False, width=160)
+        con = Console(stderr=stderr, highlight=False, width=piped_width())
     return con
+
+
+def piped_width() -> int:
+    """Columns for output that is not a terminal: ``COLUMNS`` when set, else the terminal's when there is one
+    behind another stream, else 160 (a CI log would otherwise be folded at rich's 80)."""
+    import os
+    import shutil
+
+    if os.environ.get("COLUMNS", "").isdigit():
+        return max(40, int(os.environ["COLUMNS"]))
+    for fd in (2, 1, 0):
+        try:
+            return max(40, os.get_terminal_size(fd).columns)
+        except OSError:
+            continue
+    return shutil.get_terminal_size((160, 24)).columns
 
 
 def peak_table(peaks) -> None:
@@ -29,14 +44,19 @@ def peak_table(peaks) -> None:
         bracket = f"{p.peak_qps:g} .. {min(invalid_above):g}" if p.peak_qps is not None and invalid_above else "-"
         t.add_row(
             p.cell_id,
-            "[red]none VALID[/]" if p.peak_qps is None else f"{p.peak_qps:,.4g}",
+            ("[red]bound unattainable[/]" if p.unattainable else "[red]none VALID[/]") if p.peak_qps is None
+            else f"{p.peak_qps:,.4g}",
             fmt_rate(rec.metrics.throughput_per_s) if rec and rec.metrics else "-",
             fmt_ns(rec.metrics.latency_ns.p99) if rec and rec.metrics else "-",
             f"{len(p.probes)} ({len(valid_rates)} VALID)",
             bracket,
-            "yes" if p.converged else "[yellow]no (raise --max-probes)[/]",
+            "yes" if p.converged else ("answered" if p.unattainable else "[yellow]no (raise --max-probes)[/]"),
         )
-    console().print(t)
+    con = console()
+    con.print(t)
+    for p in peaks:
+        if p.unattainable:
+            con.print(f"[red]unattainable[/] {p.cell_id}: {p.unattainable}")
 
 
 def summary_table(recs) -> None:
@@ -67,11 +87,12 @@ def summary_table(recs) -> None:
                   fmt_memory(r.memory), r.division.name if r.division else "-", valid)
     con = console()
     con.print(t)
+    err = console(stderr=True)
     for r in recs:
         for reason in r.validity.reasons:
             con.print(f"[red]INVALID[/] {r.cell_id}: {reason}")
-        for w in r.validity.warnings:
-            con.print(f"[yellow](!)[/] {r.cell_id}: {w}")
+        for w in r.validity.warnings:  # doubts, not results: stderr, so a script reading stdout gets the table
+            err.print(f"[yellow](!)[/] {r.cell_id}: {w}")
         if r.division and r.division.name == "open" and r.division.requested != "closed":
             con.print(f"open {r.cell_id}: " + "; ".join(r.division.reasons))
 
@@ -117,7 +138,7 @@ def power_table(recs) -> None:
     if not rows:
         reasons = {r.power.reason for r in recs if r.power is not None and r.power.reason}
         for why in sorted(reasons):
-            console().print(escape(f"power: unavailable ({why})"))
+            console(stderr=True).print(escape(f"power: unavailable ({why})"))
         return
     t = Table(title="power (mean over the measured run; idle baseline before the suite)", title_justify="left")
     for col in ("cell", "power", "idle", "J/inference", "samples/s/W", "meters"):
@@ -138,6 +159,8 @@ _VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small chang
 def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     """The rich table; printed directly when going to the terminal, else rendered to text."""
     from rich.table import Table
+
+    from rich.markup import escape
 
     from benchkit._format import fmt_value
     from benchkit.results.compare import verdict_word
@@ -165,9 +188,10 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
 
         from rich.console import Console
 
-        con = Console(record=True, width=160, file=io.StringIO(), highlight=False)
-    for w in result.warnings:
-        con.print(f"[yellow]warning:[/] {w}")
+        con = Console(record=True, width=piped_width(), file=io.StringIO(), highlight=False)
+    err = console(stderr=True)
+    for w in result.warnings:  # on stderr, never inside the table a script reads
+        err.print(f"[yellow]warning:[/] {escape(w)}")
     con.print(t)
     if not result.pairs:
         con.print("no matching records (matched by workload, scenario, precision and batch)")

@@ -136,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
         q = rsub.add_parser(name, help=what)
         q.add_argument("root", nargs="?", default=DEFAULT_OUT, type=Path,
                        help="results directory (default: %(default)s)")
-        q.add_argument("--format", choices=["table", "json"], default="table")
+        q.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                       help="table (for reading), json, or csv (one header line, one row per " +
+                            ("run" if name == "list" else "record") + "; for spreadsheets and scripts)")
         q.add_argument("--rebuild", action="store_true", help="re-read every file instead of updating the index")
         if name == "query":
             q.add_argument("--workload")

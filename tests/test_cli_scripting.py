@@ -75,3 +75,17 @@ def test_results_query_csv(ran):
     assert all(r["valid"] == "True" and float(r["throughput_per_s"]) > 0 and r["batch"] == "4" for r in rows)
     runs = run_cli("results", "list", str(tmp / "out"), "--format", "csv")
     assert next(csv.reader(io.StringIO(runs.stdout)))[:3] == ["started_at", "run_id", "spec_name"]
+
+
+def test_workload_details_count_from_shapes_with_progress(tmp_path):
+    """No weights built, nothing cached, one progress line per workload; the figures are the built models' (the
+    counts equal those of full builds, checked for several models in test_workload_shapes_only)."""
+    cache = tmp_path / "cache"
+    proc = run_cli("workloads", "--details", env={"BENCHKIT_CACHE_DIR": str(cache), "COLUMNS": "250"})
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    n = len(lines)
+    assert n > 10 and lines[0].startswith(f"[1/{n}] ") and lines[-1].startswith(f"[{n}/{n}] ")
+    assert not cache.exists() or not any(cache.rglob("*"))
+    row = next(ln for ln in proc.stdout.splitlines() if "resnet50-v1.5" in ln)
+    assert "25,610,152" in row  # ResNet-50 v1.5's parameter count

@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--json", action="store_true", help="print the report as JSON")
 
     w = sub.add_parser("workloads", help="list the standard workload catalog; `workloads export` writes one to a file")
-    w.add_argument("--details", action="store_true", help="build each model and show parameters, FLOPs and bytes")
+    w.add_argument("--details", action="store_true", help="parameters, FLOPs and bytes of each model, counted from its graph's shapes (no weights built)")
     wsub = w.add_subparsers(dest="workloads_command", metavar="SUBCOMMAND")
     ex = wsub.add_parser("export", help="write a catalog workload to an ONNX file")
     ex.add_argument("name", help="catalog workload, e.g. resnet50-v1.5")

@@ -213,18 +213,31 @@ def cmd_workloads(args) -> int:
         cols += ["params", "GFLOPs/sample", "weights", "AI (flop/B)"]
     for col in cols:
         t.add_column(col)
-    for name, e in entries.items():
+    err = console(stderr=True)
+    for k, (name, e) in enumerate(entries.items(), 1):
         shown = [f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs]
         if len(shown) > 3:  # KV-cache decoders have dozens of inputs
             shown = shown[:2] + [f"... +{len(shown) - 2} more"]
         inputs = escape("; ".join(shown))  # shapes look like rich markup: [batch,16]
         row = [name, e.family, e.task, inputs, ",".join(e.variants)]
         if args.details:
+            from benchkit.workloads.builders._graph import shapes_only
             from benchkit.workloads.flops import analyze, per_sample
 
-            path = catalog.materialize(name)
-            dims = {**e.dims, "batch": 1}
-            cost = per_sample(analyze(path, dims), 1)
+            # Counted from the graph's shapes: no weight is drawn, nothing is written to the cache.
+            if err.is_terminal:
+                status = err.status(f"[{k}/{len(entries)}] {name}: counting from shapes...")
+                status.start()
+            else:
+                status = None
+                err.print(f"[{k}/{len(entries)}] {name}", highlight=False)
+            try:
+                with shapes_only():
+                    model = catalog.build(name)
+                cost = per_sample(analyze(model, {**e.dims, "batch": 1}), 1)
+            finally:
+                if status is not None:
+                    status.stop()
             row += [f"{cost.params:,}", f"{cost.flops / 1e9:.3f}", fmt_bytes(cost.weight_bytes),
                     f"{cost.arithmetic_intensity:.1f}"]
         t.add_row(*row)

@@ -65,3 +65,16 @@ def test_cpu_roof_from_the_derived_peak_and_one_device_spelling():
     # avx512f with FMA: 64 fp32 FLOP/cycle/core x 8 CPUs x 3 GHz = 1.54 TFLOP/s, one roof for the one CPU.
     assert labels == ["cpu: AMD EPYC 9654 peak 1.54 TFLOP/s"]
     assert "CPU: AMD EPYC" not in roof
+
+
+def test_peak_memory_column():
+    from benchkit.results.records import Memory
+
+    rec = make_record(lognormal_ns(200, seed=3))
+    rec = rec.model_copy(update={"memory": Memory(peak_rss_bytes=300 << 20, rss_at_start_bytes=90 << 20, scope="cell",
+                                                  source="VmHWM", peak_device_bytes=2 << 30)})
+    html = build_html(views_of([rec, make_record(lognormal_ns(200, seed=4), backend="openvino")]))
+    assert ">peak memory</th>" in html
+    assert re.search(r'<td class="num mem" data-sort="314572800" title="scope: cell \(VmHWM\)">300\.0 MiB'
+                     r'<span class="sub">device 2\.0 GiB</span></td>', html)
+    assert 'class="num mem" data-sort="" title="not measured' in html  # the record without a memory block

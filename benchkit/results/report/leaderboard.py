@@ -12,7 +12,7 @@ from html import escape
 
 import numpy as np
 
-from benchkit._format import fmt_ns, fmt_rate, fmt_value
+from benchkit._format import fmt_bytes, fmt_ns, fmt_rate, fmt_value
 from benchkit.results.report.intervals import (
     CONFIDENCE,
     HeadlineInterval,
@@ -157,9 +157,12 @@ def leaderboard(group: Sequence[View], wl: str, sc: str, baseline: str | None = 
         cols.append(("target QPS", "num"))
     cols += [(f"{short} {'↑' if hib else '↓'}", "num"), (f"{CONFIDENCE:.0%} interval", "num"),
              ("vs baseline", "num"), ("p50", "num"), ("p99", "num")] + ([] if rate_headline else [("samples/s", "num")])
+    cols.append(("peak memory", "num"))
     cols += [("validity", "text"), ("runs", "num"), ("started (UTC)", "text"), ("runtime · device", "text")]
     tips = {f"{CONFIDENCE:.0%} interval": "How precisely the run's own samples know the headline (sorted by the "
                                           "relative half-width); hover a cell for the method.",
+            "peak memory": "Peak resident memory of the process that ran the cell (the record's memory block); "
+                           "with the device's peak where the adapter reports one.",
             "vs baseline": "How many times better than the baseline row chosen above: above 1 is better, for "
                            "latency and throughput alike; below, the ratio's 95 % interval.",
             "runs": "Records of this configuration (runs and repeat sessions); below, their headlines' mean and "
@@ -211,6 +214,13 @@ def leaderboard(group: Sequence[View], wl: str, sc: str, baseline: str | None = 
                 o.append(td(escape(fmt_rate(m.throughput_per_s)), m.throughput_per_s, "num"))
         else:
             o += [td("–", "", "num")] * (2 if rate_headline else 3)
+        mem = r.memory
+        if mem is not None and mem.peak_rss_bytes is not None:
+            text = fmt_bytes(mem.peak_rss_bytes) + ("" if mem.peak_device_bytes is None else
+                                                    f'<span class="sub">device {fmt_bytes(mem.peak_device_bytes)}</span>')
+            o.append(td(text, mem.peak_rss_bytes, "num mem", f"scope: {mem.scope} ({mem.source})"))
+        else:
+            o.append(td("–", "", "num mem", "not measured (a record from before memory was measured)"))
         badge = f'<span class="badge {status.lower()}">{status}</span>'
         if status == "FAILED" and r.error is not None:
             badge += f' <span class="why">{escape(r.error.phase)}: {escape(r.error.message[:160])}</span>'

@@ -148,3 +148,24 @@ def test_missing_openvino_names_the_extra(monkeypatch):
 ])
 def test_effective_precision_is_the_narrower(graph, compute, effective):
     assert _effective(graph, compute) == effective
+
+
+def test_outputs_are_read_by_index_whatever_openvino_names_them(tmp_path):
+    """Two outputs of one tensor: OpenVINO merges their names (port 1 becomes {'out2', 'a'}); order is kept."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    nodes = [helper.make_node("Add", ["x", "x"], ["a"]), helper.make_node("Identity", ["a"], ["out"]),
+             helper.make_node("Neg", ["a"], ["out2"])]
+    g = helper.make_graph(nodes, "g", [vi("x", TensorProto.FLOAT, [1, 4])],
+                          [vi("out", TensorProto.FLOAT, [1, 4]), vi("out2", TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "m.onnx")
+    b = OpenVinoBackend({})
+    b.load(tmp_path / "m.onnx", WorkloadInfo("m", {"x": (1, 4)}, {"x": np.dtype("float32")}, ["out", "out2"], 1,
+                                             {"scenario": "offline"}))
+    out, out2 = b.fetch(b.run(b.stage({"x": np.ones((1, 4), np.float32)})))
+    assert (out == 2).all() and (out2 == -2).all()
+    b.close()

@@ -195,7 +195,7 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     con.print(t)
     if not result.pairs:
         con.print("no matching records (matched by workload, scenario, precision and batch)")
-    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
+    counts = ", ".join(f"{n} {v}" for v, n in result.shown_counts().items() if n)
     con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric. A verdict needs the "
               f"interval to exclude 1; regression/improvement also need the change beyond "
               f"{result.settings.threshold:.0%} (or the --fail-on threshold).")

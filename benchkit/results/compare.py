@@ -312,6 +312,15 @@ class Comparison:
                 out[m.verdict] += 1
         return out
 
+    def shown_counts(self) -> dict[str, int]:
+        """Rows per verdict as shown to a reader (:func:`verdict_word`: "slower"/"faster" between backends)."""
+        out: dict[str, int] = {}
+        for p in self.pairs:
+            for m in p.metrics:
+                w = verdict_word(p, m)
+                out[w] = out.get(w, 0) + 1
+        return out
+
     def failures(self) -> list[tuple[PairResult, MetricResult]]:
         """Rows failing the ``fail_on`` gate: regressions (whole interval beyond the threshold) of gated metrics."""
         return [(p, m) for p in self.pairs for m in p.metrics
@@ -975,7 +984,7 @@ def _invalid_note(p: PairResult) -> str:
 def render_markdown(c: Comparison) -> str:
     """A pull-request comment: summary line, one table row per metric, the method, the gate, warnings."""
     s = c.settings
-    counts = c.counts()
+    counts = c.shown_counts()
     conf = f"{s.confidence:.0%}"
     lines = ["## benchkit compare: candidate / base", ""]
     summary = ", ".join(f"{n} {v}" + ("s" if n != 1 and v in ("regression", "improvement") else "")

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from benchkit.checks import measurement
 from benchkit.errors import BackendError
 from benchkit.measure.loops import StopRule, in_flight_loop
 
@@ -52,11 +53,23 @@ def test_window_full_and_rule_kept():
     assert b.most == 4  # every slot used, none beyond
     assert 40 <= m.query_count <= 60 and m.samples_ns.size == m.query_count
     assert (m.samples_ns >= 2_000_000).all()  # each latency covers its call's whole completion time
-    # Four calls at a time: clearly faster than one after another.
-    assert m.duration_ns < m.query_count * 2_000_000 * 0.6
-    assert set(m.captured) == {5} and m.extra == {"issue_mode": "in_flight", "in_flight_max": 4}
+    assert set(m.captured) == {5} and m.extra["issue_mode"] == "in_flight" and m.extra["in_flight_max"] == 4
+    assert m.extra["alone_call_ns"] >= 2_000_000 and measurement.in_flight(m) == []
 
 
 def test_failed_query_is_an_error():
     with pytest.raises(BackendError, match="offline queries failed; first .query 7.: RuntimeError: device lost"):
         in_flight_loop(ThreadedAdapter(0.0005, fail_at=7), [np.zeros(1)], StopRule(0, 20), 1, depth=3)
+
+
+class EarlyDone(ThreadedAdapter):
+    """Fault injection: a dishonest adapter whose submit() reports completion at once, before any work."""
+
+    def submit(self, staged, done, tag):
+        done(tag, None)
+
+
+def test_completions_before_the_work_make_the_record_invalid():
+    m = in_flight_loop(EarlyDone(0.002), [np.zeros(1)], StopRule(10_000_000, 50), 1, depth=4)
+    (f,) = measurement.in_flight(m)
+    assert f.severity == "reason" and f.check == "boundary" and "completions before the work is done" in f.message

@@ -79,7 +79,9 @@ def test_offline_splits_a_call_over_async_requests(tmp_path):
 
 def test_offline_keeps_every_request_in_flight(tmp_path):
     """One sample per call: Offline submits through the AsyncInferQueue, num_requests at a time, outputs audited."""
-    (rec,) = run_inline(tmp_path, GEMM, "{name: openvino, options: {num_requests: 3}}", run="audit: true",
+    # The measured loop's outputs are audited on every cell (audits.timed_outputs); the statistical audits of
+    # --audit are left out: their run-to-run comparison is noise on a loaded machine, not this test's subject.
+    (rec,) = run_inline(tmp_path, GEMM, "{name: openvino, options: {num_requests: 3}}",
                         scenario="{kind: offline, min_duration_ms: 100, min_query_count: 50}")
     assert rec.metrics.extra["issue_mode"] == "in_flight" and rec.metrics.extra["in_flight_max"] == 3
     assert rec.backend.options["async_requests"] == 3 and rec.backend.options["offline_split_requests"] == 1

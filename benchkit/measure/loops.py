@@ -261,6 +261,9 @@ def in_flight_loop(
     drain()
     if errors:
         _raise_first(errors, 2 * depth)
+    # One call alone, through the synchronous boundary (untimed here): a query in flight among others cannot
+    # finish sooner than that, which checks.measurement.in_flight holds the measurement to.
+    alone_ns = min(timed_call(backend, staged[j % k], clock) for j in range(3))
     captured: dict[int, list[np.ndarray]] = {}
     fetch_ns: list[int] = []
     reason = rule.reason
@@ -313,7 +316,7 @@ def in_flight_loop(
         query_count=n,
         samples_per_query=samples_per_query,
         stop_reason=why,
-        extra={"issue_mode": "in_flight", "in_flight_max": depth},
+        extra={"issue_mode": "in_flight", "in_flight_max": depth, "alone_call_ns": int(alone_ns)},
         captured=captured,
         fetch_ns=fetch_ns,
     )

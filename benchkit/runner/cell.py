@@ -170,6 +170,7 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     prov = provenance.adapter_provenance(cls)
     found: list[Finding] = [
         *measurement.run_length(scenario, m),
+        *measurement.in_flight(m),
         *measurement.precision_claim(bspec.precision, info.precision, bspec.allow_precision_mismatch),
         *output_findings,
         *accuracy.findings(acc, required=audited),

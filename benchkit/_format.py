@@ -28,6 +28,8 @@ def fmt_value(x: float | None, unit: str) -> str:
         return fmt_ns(x)
     if unit.endswith("/s"):
         return fmt_rate(x)
+    if unit == "bytes" and x is not None:
+        return fmt_bytes(int(x))
     if x is None:
         return "-"
     return f"{x:,.4g} {unit}".rstrip()

@@ -37,7 +37,7 @@ def unavailable_reason() -> str | None:
     try:
         import ray  # noqa: F401
     except ImportError:
-        return "ray is not installed (pip install 'benchkit[ray]')"
+        return "ray is not installed (the ray extra)"
     if os.geteuid() != 0:
         return "network namespaces need root"
     if shutil.which("ip") is None:

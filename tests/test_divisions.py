@@ -259,7 +259,7 @@ def test_a_candidate_that_cannot_be_built_here_vouches_for_nothing(division_reco
     wl = resolve(WorkloadSpec(name="copy", model=Path("copy.onnx")), tmp, "test", cache)
 
     def unavailable(*_a, **_k):
-        raise WorkloadError("needs scikit-learn: pip install 'benchkit[digits]'")
+        raise WorkloadError("needs scikit-learn: the digits extra")
 
     monkeypatch.setattr(catalog, "materialize", unavailable)
     assert divisions.standard_build(wl, cache) is None

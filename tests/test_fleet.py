@@ -232,7 +232,7 @@ def test_executor_ray_without_ray_names_the_extra(tmp_path, monkeypatch):
     for args in (["run", str(spec), "--executor", "ray", "--out", str(tmp_path / "out")], ["fleet"]):
         proc = run_cli(*args)
         assert proc.returncode == 2, proc.stderr
-        assert "pip install 'benchkit[ray]'" in proc.stderr and "Traceback" not in proc.stderr
+        assert "[ray]'" in proc.stderr and "pip install -e '" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

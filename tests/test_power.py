@@ -146,7 +146,7 @@ def test_nvml_unavailable_reasons():
 
 def test_nvml_without_the_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # as if nvidia-ml-py were not installed
-    with pytest.raises(PowerMeterError, match=r"pip install 'benchkit\[nvml\]'"):
+    with pytest.raises(PowerMeterError, match=r"pip install -e '.*\[nvml\]'"):
         NvmlMeter({}).open()
 
 

@@ -272,7 +272,7 @@ run: {profile: quick, keep_samples: false}
 
 
 def test_loadgen_engine_on_a_node_brings_its_logs_back(cluster, work):
-    pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed (pip install 'benchkit[mlperf]')")
+    pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed (the mlperf extra)")
     (work / "server.yaml").write_text(SERVER)
     proc = cluster.benchkit("run", "server.yaml", "--backend", "acc-b", "--engine", "mlperf", "--executor", "ray",
                             "--address", cluster.address, "--fleet", "fleet.yaml", "--out", "out-lg", cwd=work,

@@ -131,7 +131,7 @@ def test_cli(signed, tmp_path, capsys):
 def test_missing_cryptography_names_the_extra(signed, monkeypatch):
     rec, *_ = signed
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
-    with pytest.raises(TrustError, match=r"pip install 'benchkit\[sign\]'"):
+    with pytest.raises(TrustError, match=r"pip install -e '.*\[sign\]'"):
         verify_record(rec)
 
 

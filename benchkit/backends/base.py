@@ -17,6 +17,7 @@ precision, resolved options); it goes verbatim into every record.
 Optional asynchronous submission (the Server scenario)::
 
     supports_async() -> bool       True when submit() works for the loaded model (asked after load)
+    max_in_flight() -> int         calls submit() runs at once; above 1, Offline keeps that many in flight
     submit(staged, done, tag)      start one call and return at once; the adapter calls
                                    done(tag, None) when its outputs are ready (run + synchronize
                                    semantics), or done(tag, error) if it failed, from any thread
@@ -115,6 +116,17 @@ class Backend(abc.ABC):
         """Whether :meth:`submit` works for the loaded model. Asked once, after ``load``. Default: False."""
         return False
 
+    def max_in_flight(self) -> int:
+        """How many :meth:`submit` calls the loaded model runs at once (optional; asked after load, untimed).
+
+        Above 1, the Offline scenario keeps that many queries in flight through
+        ``submit`` instead of one ``run(); synchronize()`` after another (a
+        throughput-mode runtime with N streams and N infer requests). Prepare
+        whatever the calls need here (request pools), not in the first
+        ``submit``. Default: 1 (Offline stays a closed loop).
+        """
+        return 1
+
     def submit(self, staged: Any, done: Done, tag: int) -> None:
         """Start one inference call on staged inputs and return without waiting for it (optional).
 
@@ -134,6 +146,14 @@ class Backend(abc.ABC):
         benchkit calls it after ``synchronize`` and before the next ``run``, so an
         adapter may reuse its output buffers from call to call.
         """
+
+    def peak_device_memory_bytes(self) -> int | None:
+        """Peak device memory this adapter's work used since ``load`` (optional; asked once, before ``close``).
+
+        For the record's ``memory.peak_device_bytes``: e.g. ``torch.cuda.max_memory_allocated()``. Default:
+        None (not known; host memory is measured by benchkit itself).
+        """
+        return None
 
     def close(self) -> None:
         """Release the model and device resources. Called once, also after a failure."""

@@ -1,4 +1,4 @@
-"""OpenVINO adapter (``pip install 'benchkit[openvino]'``): CPU, GPU, NPU or AUTO through ``openvino.Core``.
+"""OpenVINO adapter (the ``openvino`` extra): CPU, GPU, NPU or AUTO through ``openvino.Core``.
 
 Options (``backends[].options`` in a spec)::
 
@@ -20,12 +20,16 @@ bf16 support keeps f32 whatever was asked), and ``info().precision`` and
 fp32 on a CPU where OpenVINO defaults to bf16 is therefore INVALID unless the
 precision is pinned (``inference_precision: auto`` or ``f32``).
 
-Async: the Server scenario submits through an ``AsyncInferQueue`` of
-``num_requests`` requests (:meth:`submit`). Offline calls of more than one
-sample are split across up to ``num_requests`` infer requests started
-together (``start_async``) and ``synchronize`` waits for all of them, as
-OpenVINO's own benchmark_app drives a throughput-mode device; this needs a
-model whose batch dimension is free.
+Async: Server and Offline submit through an ``AsyncInferQueue`` of
+``num_requests`` requests (:meth:`submit`; 0 = the compiled model's
+``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, one or more per stream), as OpenVINO's
+own benchmark_app drives a throughput-mode device: Offline keeps that many
+queries in flight (:meth:`max_in_flight`), so a model with a fixed batch
+dimension still keeps every stream busy. On a model whose batch dimension is
+free, an Offline call of ``batch_size`` samples is instead split across up to
+``num_requests`` infer requests started together (``start_async``), and
+``synchronize`` waits for all of them. Outputs are read by index, never by
+name: OpenVINO may rename a graph's output ports.
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from benchkit._install import install_hint
 from benchkit.errors import BackendError, BackendUnavailable, BenchkitError
 from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
 
 Done = Callable[[int, "BaseException | None"], None]  # the completion callback of Backend.submit
 
-_EXTRA = "pip install 'benchkit[openvino]'"
+_EXTRA = install_hint("openvino")
 _DEVICE_RE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU(\.\d+)?|AUTO(:[A-Z0-9.,]+)?|HETERO:[A-Z0-9.,]+|MULTI:[A-Z0-9.,]+)$")
 _HINT_FOR_CLAIM = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _PRECISION_OF_TYPE = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
@@ -235,6 +240,8 @@ class OpenVinoBackend(Backend):
             "optimal_number_of_infer_requests": prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS"),
             "num_requests": self.opts.num_requests,
             "offline_split_requests": self._chunks,
+            # The AsyncInferQueue's size (Server, and Offline on a fixed batch): what num_requests resolves to.
+            "async_requests": self.opts.num_requests or int(prop("OPTIMAL_NUMBER_OF_INFER_REQUESTS", 1) or 1),
             "config": dict(self.opts.config),
             "build": ov.get_version(),
         }
@@ -281,6 +288,12 @@ class OpenVinoBackend(Backend):
     def supports_async(self) -> bool:
         return self._compiled is not None and self._chunks == 1
 
+    def max_in_flight(self) -> int:
+        # The request pool is made here, before timing, not in the first submit().
+        if self._queue is None:
+            self._open_queue()
+        return len(self._queue)
+
     def submit(self, staged: Any, done: Done, tag: int) -> None:
         if self._queue is None:
             self._open_queue()
@@ -288,10 +301,8 @@ class OpenVinoBackend(Backend):
 
     def _open_queue(self) -> None:
         ov = _ov()
-        n = self.opts.num_requests or int(self._resolved.get("optimal_number_of_infer_requests") or 0)
-        self._queue = ov.AsyncInferQueue(self._compiled, max(1, n))
+        self._queue = ov.AsyncInferQueue(self._compiled, max(1, int(self._resolved["async_requests"])))
         self._queue.set_callback(_queue_done)
-        self._resolved["async_requests"] = len(self._queue)
 
     def close(self) -> None:
         if self._queue is not None:

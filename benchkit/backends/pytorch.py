@@ -182,6 +182,7 @@ class TorchBackend(Backend):
             # Process-wide switches: set on every load so a previous adapter in this process cannot leak TF32 in.
             torch.backends.cuda.matmul.allow_tf32 = o.allow_tf32
             torch.backends.cudnn.allow_tf32 = o.allow_tf32
+            torch.cuda.reset_peak_memory_stats(self._device)  # the record's peak device memory is this model's
         torch.set_float32_matmul_precision("high" if o.allow_tf32 else "highest")
         try:
             model = onnx.load(str(model_path))
@@ -258,6 +259,10 @@ class TorchBackend(Backend):
                 t = t.float()  # the graph's outputs are float32; numpy has no bfloat16
             arrays.append(t.cpu().numpy())
         return arrays
+
+    def peak_device_memory_bytes(self) -> int | None:
+        # What the caching allocator handed out at most since load (not what it reserved from the driver).
+        return int(_torch().cuda.max_memory_allocated(self._device)) if getattr(self, "_cuda", False) else None
 
     def close(self) -> None:
         self._module = None

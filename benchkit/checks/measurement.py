@@ -36,6 +36,26 @@ def run_length(scenario: Any, m: Measurement) -> list[Finding]:
     return [reason("stop_rule", f"stopped at {m.stop_reason} before the minimums were met: " + "; ".join(short))]
 
 
+IN_FLIGHT_MIN_FRACTION = 0.5
+"""An in-flight query's median latency below this fraction of one call alone is not physically plausible."""
+
+
+def in_flight(m: Measurement) -> list[Finding]:
+    """Offline with queries in flight (``loops.in_flight_loop``): their latencies come from the adapter's
+    ``done`` callbacks, not from the synchronous boundary, so they are held to it. A call among others on the same
+    device cannot finish sooner than one call alone; a median far below it means ``done`` came before the work
+    (a completion reported early), and the throughput is not a measurement."""
+    alone = m.extra.get("alone_call_ns") if m.extra.get("issue_mode") == "in_flight" else None
+    if not alone or not m.samples_ns.size:
+        return []
+    p50 = float(np.median(m.samples_ns))
+    if p50 >= IN_FLIGHT_MIN_FRACTION * alone:
+        return []
+    return [reason("boundary", f"queries in flight completed in {p50 / 1e3:,.1f} µs (median), under "
+                               f"{IN_FLIGHT_MIN_FRACTION:.0%} of one call alone through run + synchronize "
+                               f"({alone / 1e3:,.1f} µs): the adapter reports completions before the work is done")]
+
+
 def precision_claim(claimed: str, effective: str, allow_mismatch: bool) -> list[Finding]:
     """The adapter ran at another precision than the result claims."""
     if effective == claimed:
@@ -137,6 +157,6 @@ def check_achieved_flops(
     return []
 
 
-__all__ = ["FLAGGED_PROFILES", "run_length", "precision_claim", "latency", "spread", "headline_stability", "drift",
+__all__ = ["FLAGGED_PROFILES", "IN_FLIGHT_MIN_FRACTION", "in_flight", "run_length", "precision_claim", "latency", "spread", "headline_stability", "drift",
            "machine_state",
            "check_achieved_flops"]

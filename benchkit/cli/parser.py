@@ -33,15 +33,24 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--audit", action="store_true",
                    help="run the compliance audits after each cell (timed outputs, repeated input, alternate seed)")
     r.add_argument("--inline", action="store_true", help="run cells in this process (debugging; no crash isolation)")
+    out = r.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="print a machine-readable summary of the run on stdout (one object per record) instead of "
+                          "the tables; no progress output")
+    out.add_argument("--quiet", "-q", action="store_true",
+                     help="print nothing but errors; the exit status says whether every record is VALID")
     r.add_argument("--device-file", type=Path, metavar="YAML",
                    help="device descriptor (peak FLOP/s per precision) for roofline figures, for every backend")
     r.add_argument("--cache-dir", type=Path, help="built-workload cache (default: $BENCHKIT_CACHE_DIR or ~/.cache/benchkit)")
     r.add_argument("--engine", choices=["benchkit", "mlperf"], default="benchkit",
                    help="what drives the measurement: benchkit's own loops (default) or MLPerf LoadGen "
-                   "(pip install 'benchkit[mlperf]'); both write the same record format")
+                   "(the mlperf extra); both write the same record format")
     r.add_argument("--find-peak", action="store_true",
                    help="search each Server scenario for the highest target_qps that stays VALID, starting at its "
                    "target_qps; every probe is recorded")
+    r.add_argument("--probe-max-s", type=float, default=120.0, metavar="S",
+                   help="--find-peak: no probe measures longer than S seconds (or its min_duration_ms, if longer); "
+                        "the search's worst case is printed before it starts (default: %(default)s)")
     r.add_argument("--peak-tolerance", type=float, default=0.05, metavar="FRACTION",
                    help="--find-peak stops when the lowest INVALID rate is within this fraction above the highest "
                    "VALID one (default: %(default)s)")
@@ -87,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--json", action="store_true", help="print the report as JSON")
 
     w = sub.add_parser("workloads", help="list the standard workload catalog; `workloads export` writes one to a file")
-    w.add_argument("--details", action="store_true", help="build each model and show parameters, FLOPs and bytes")
+    w.add_argument("--details", action="store_true", help="parameters, FLOPs and bytes of each model, counted from its graph's shapes (no weights built)")
     wsub = w.add_subparsers(dest="workloads_command", metavar="SUBCOMMAND")
     ex = wsub.add_parser("export", help="write a catalog workload to an ONNX file")
     ex.add_argument("name", help="catalog workload, e.g. resnet50-v1.5")
@@ -135,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
         q = rsub.add_parser(name, help=what)
         q.add_argument("root", nargs="?", default=DEFAULT_OUT, type=Path,
                        help="results directory (default: %(default)s)")
-        q.add_argument("--format", choices=["table", "json"], default="table")
+        q.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                       help="table (for reading), json, or csv (one header line, one row per " +
+                            ("run" if name == "list" else "record") + "; for spreadsheets and scripts)")
         q.add_argument("--rebuild", action="store_true", help="re-read every file instead of updating the index")
         if name == "query":
             q.add_argument("--workload")
@@ -163,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--include-data", action="store_true", help="add every per-query latency (stats.data)")
     pb.add_argument("--include-invalid", action="store_true", help="export INVALID records too")
 
-    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs benchkit[sign])")
+    kg = sub.add_parser("keygen", help="create an Ed25519 key pair for signing records (needs the sign extra)")
     kg.add_argument("--out", type=Path, required=True, help="private key file (mode 0600); public key: OUT.pub")
     kg.add_argument("--force", action="store_true", help="replace existing key files")
 

@@ -10,6 +10,7 @@ from benchkit._format import fmt_bytes, fmt_ns, fmt_rate, term_text
 from benchkit.cli.tables import (
     compare_table,
     console,
+    fmt_memory,
     print_problems,
     show_hardening,
 )
@@ -82,6 +83,8 @@ def cmd_show(args) -> int:
         t.add_row("first inference", fmt_ns(m.first_inference_ns))
         t.add_row("load/compile", fmt_ns(m.load_ns))
         t.add_row("stop reason", m.stop_reason)
+        if r.memory is not None and r.memory.peak_rss_bytes is not None:
+            t.add_row(f"peak memory ({r.memory.scope})", fmt_memory(r.memory))
         h = m.headline
         t.add_row(f"[bold]headline {h.name}[/]", fmt_ns(h.value) if h.unit == "ns" else fmt_rate(h.value))
         es = m.early_stopping
@@ -157,6 +160,10 @@ def cmd_results(args) -> int:
             if args.format == "json":
                 print(json.dumps(runs, indent=1))
                 return 0
+            if args.format == "csv":
+                _write_csv(runs, ["started_at", "run_id", "spec_name", "records", "valid", "invalid", "backends",
+                                  "workloads"])
+                return 0
             from rich.table import Table
 
             t = Table(title=f"runs in {args.root}", title_justify="left")
@@ -183,6 +190,13 @@ def cmd_results(args) -> int:
         if args.format == "json":
             print(json.dumps([r.to_dict() for r in rows], indent=1))
             return 0
+        if args.format == "csv":
+            from dataclasses import fields
+
+            from benchkit.results.store import IndexedRecord
+
+            _write_csv([r.to_dict() for r in rows], [f.name for f in fields(IndexedRecord)])
+            return 0
         from rich.table import Table
 
         from benchkit._format import fmt_ns, fmt_value
@@ -205,6 +219,17 @@ def cmd_results(args) -> int:
         con.print(t)
         print_problems(con, store)
     return 0
+
+
+def _write_csv(rows: list[dict], columns: list[str]) -> None:
+    """RFC 4180 CSV on stdout: lists joined with ';', None as an empty field, the header always written."""
+    import csv
+
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow(["" if row.get(c) is None else ";".join(map(str, row[c])) if isinstance(row.get(c), list)
+                    else row[c] for c in columns])
 
 
 def cmd_export(args) -> int:

@@ -48,8 +48,8 @@ def cmd_schema(args) -> int:
 
 def cmd_run(args) -> int:
     from rich.markup import escape
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from benchkit.cli.progress import RunProgress
     from benchkit.runner.executors import make_executor
     from benchkit.runner.peak import PeakOptions
     from benchkit.runner.suite import RunOptions, plan_cells, run_suite
@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
         profile="quick" if args.quick else args.profile, isolation="inline" if args.inline else None,
         audit=True if args.audit else None, engine=args.engine, cache_dir=args.cache_dir,
         device_file=args.device_file, find_peak=args.find_peak,
-        peak=PeakOptions(tolerance=args.peak_tolerance, max_probes=args.max_probes),
+        peak=PeakOptions(tolerance=args.peak_tolerance, max_probes=args.max_probes, probe_max_s=args.probe_max_s),
         resume=args.resume, system_file=args.system_file)
     peak = args.find_peak
     if args.engine == "mlperf":
@@ -82,54 +82,72 @@ def cmd_run(args) -> int:
     with err.status(f"checking that the {executor.name} executor can run every cell..."):
         executor.check(cells)  # a cell no node can run fails here, not hours into the suite
     done: list = []
-    with Progress(
-        TextColumn("[bold]{task.fields[cell]}"),
-        TextColumn("{task.fields[phase]}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} cells"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        # A peak search decides its number of probes as it goes.
-        total = len(cells) * loaded.spec.run.repeats
-        task = bar.add_task("suite", total=None if peak else total, cell="", phase="")
+    # A peak search decides its number of probes as it goes.
+    total = None if peak else len(cells) * loaded.spec.run.repeats
+    with RunProgress(err, total, quiet=args.quiet or args.json) as bar:
 
         def on_start(run_dir, pending: int) -> None:
-            if not peak:
-                bar.update(task, completed=total - pending)
+            if total is not None:
+                bar.started(total - pending)
             if args.resume:
-                bar.console.print(f"resuming {run_dir}: {total - pending} of {total} cells done, {pending} to run")
-
-        def progress(cell_id: str, phase: str) -> None:
-            bar.update(task, cell=cell_id, phase=phase)
+                bar.say(f"resuming {run_dir}: {total - pending} of {total} cells done, {pending} to run")
 
         def on_record(rec, path) -> None:
             done.append((rec, path))
-            bar.advance(task)
-            mark = "VALID" if rec.validity.valid else "INVALID"
-            if path.exists():
-                bar.console.print(f"  {rec.cell_id}: {mark} -> {path}")
-            else:  # the session holds it and writes it again after each cell (benchkit.runner.session.save)
-                bar.console.print(f"  {rec.cell_id}: {mark}, [red]NOT WRITTEN[/] to {path} (cannot write there); "
-                                  "kept in memory and tried again after each cell")
+            bar.finished(rec, path)
 
         try:
-            result = run_suite(loaded, cells, options, executor=executor, progress=progress, on_record=on_record,
-                               on_start=on_start)
+            result = run_suite(loaded, cells, options, executor=executor, progress=bar.phase, on_record=on_record,
+                               on_start=on_start, notice=bar.say)
         except KeyboardInterrupt:
             err.print(f"interrupted after {len(done)} more cell(s); every record written is kept "
                       f"(benchkit run {args.spec} --resume completes the run)")
             raise
+    status = 0 if result.all_valid else 1
+    if peak:
+        # Probes above the peak are INVALID by design; the search succeeds when it found a VALID rate.
+        status = 0 if all(p.peak_qps is not None for p in result.peaks) else 1
+    if args.json:
+        print(json.dumps(run_summary(result), indent=2))
+        return status
+    if args.quiet:
+        return status
     summary_table(result.records)
     power_table(result.records)
     repeats_table(result.records)
     print(f"{len(result.records)} record(s) in {result.out_dir}")
     if peak:
         peak_table(result.peaks)
-        # Probes above the peak are INVALID by design; the search succeeds when it found a VALID rate.
-        return 0 if all(p.peak_qps is not None for p in result.peaks) else 1
-    return 0 if result.all_valid else 1
+    return status
+
+
+def run_summary(result) -> dict:
+    """``run --json``: the run's records in brief, one object per record, for scripts (full records are files)."""
+    def row(rec, path) -> dict:
+        m = rec.metrics
+        return {
+            "cell_id": rec.cell_id, "path": str(path), "valid": rec.validity.valid, "reasons": rec.validity.reasons,
+            "workload": rec.spec["workload"]["name"], "backend": rec.spec["backend"].get("label") or
+            rec.spec["backend"]["name"], "scenario": rec.scenario.kind,
+            "precision": rec.backend.precision if rec.backend else None,
+            "batch": rec.workload.effective_batch_size if rec.workload else None,
+            "headline": None if m is None else {"name": m.headline.name, "value": m.headline.value,
+                                                "unit": m.headline.unit},
+            "p50_ns": None if m is None else m.latency_ns.p50, "p99_ns": None if m is None else m.latency_ns.p99,
+            "throughput_per_s": None if m is None else m.throughput_per_s,
+            "peak_rss_bytes": rec.memory.peak_rss_bytes if rec.memory else None,
+            "peak_device_bytes": rec.memory.peak_device_bytes if rec.memory else None,
+            "error": None if rec.error is None else {"phase": rec.error.phase, "message": rec.error.message},
+        }
+
+    out = {"run_id": result.run_id, "out_dir": str(result.out_dir), "all_valid": result.all_valid,
+           "records": [row(r, p) for r, p in zip(result.records, result.paths)]}
+    if result.peaks:
+        out["peaks"] = [{"cell_id": p.cell_id, "peak_qps": p.peak_qps, "converged": p.converged,
+                         "probes": [{"target_qps": q, "valid": ok} for q, ok in p.probes],
+                         "unattainable": p.unattainable, "light_load_latency_ns": p.light_load_latency_ns}
+                        for p in result.peaks]
+    return out
 
 
 def cmd_backends(args) -> int:
@@ -152,7 +170,7 @@ def cmd_backends(args) -> int:
                 devices = ", ".join(map(str, devices))
             t.add_row(b.name, "[green]ok[/]", str(d.get("version", "")), str(devices), b.package)
         else:
-            # escaped: messages name extras in brackets (benchkit[openvino]), which rich would take as markup
+            # escaped: messages name extras in brackets ('.[openvino]'), which rich would take as markup
             t.add_row(b.name, "[red]failed[/]", "", f"[red]{escape(b.error)}[/]", b.package)
     console().print(t)
     return 0
@@ -202,18 +220,31 @@ def cmd_workloads(args) -> int:
         cols += ["params", "GFLOPs/sample", "weights", "AI (flop/B)"]
     for col in cols:
         t.add_column(col)
-    for name, e in entries.items():
+    err = console(stderr=True)
+    for k, (name, e) in enumerate(entries.items(), 1):
         shown = [f"{i.name}[{','.join(map(str, i.shape))}] {i.dtype}" for i in e.inputs]
         if len(shown) > 3:  # KV-cache decoders have dozens of inputs
             shown = shown[:2] + [f"... +{len(shown) - 2} more"]
         inputs = escape("; ".join(shown))  # shapes look like rich markup: [batch,16]
         row = [name, e.family, e.task, inputs, ",".join(e.variants)]
         if args.details:
+            from benchkit.workloads.builders._graph import shapes_only
             from benchkit.workloads.flops import analyze, per_sample
 
-            path = catalog.materialize(name)
-            dims = {**e.dims, "batch": 1}
-            cost = per_sample(analyze(path, dims), 1)
+            # Counted from the graph's shapes: no weight is drawn, nothing is written to the cache.
+            if err.is_terminal:
+                status = err.status(f"[{k}/{len(entries)}] {name}: counting from shapes...")
+                status.start()
+            else:
+                status = None
+                err.print(f"[{k}/{len(entries)}] {name}", highlight=False)
+            try:
+                with shapes_only():
+                    model = catalog.build(name)
+                cost = per_sample(analyze(model, {**e.dims, "batch": 1}), 1)
+            finally:
+                if status is not None:
+                    status.stop()
             row += [f"{cost.params:,}", f"{cost.flops / 1e9:.3f}", fmt_bytes(cost.weight_bytes),
                     f"{cost.arithmetic_intensity:.1f}"]
         t.add_row(*row)

@@ -11,9 +11,24 @@ def console(stderr: bool = False):
 
     con = Console(stderr=stderr, highlight=False)
     if not con.is_terminal:
-        # Piped output (CI logs) would otherwise be folded at 80 columns.
-        con = Console(stderr=stderr, highlight=False, width=160)
+        con = Console(stderr=stderr, highlight=False, width=piped_width())
     return con
+
+
+def piped_width() -> int:
+    """Columns for output that is not a terminal: ``COLUMNS`` when set, else the terminal's when there is one
+    behind another stream, else 160 (a CI log would otherwise be folded at rich's 80)."""
+    import os
+    import shutil
+
+    if os.environ.get("COLUMNS", "").isdigit():
+        return max(40, int(os.environ["COLUMNS"]))
+    for fd in (2, 1, 0):
+        try:
+            return max(40, os.get_terminal_size(fd).columns)
+        except OSError:
+            continue
+    return shutil.get_terminal_size((160, 24)).columns
 
 
 def peak_table(peaks) -> None:
@@ -29,29 +44,35 @@ def peak_table(peaks) -> None:
         bracket = f"{p.peak_qps:g} .. {min(invalid_above):g}" if p.peak_qps is not None and invalid_above else "-"
         t.add_row(
             term_text(p.cell_id),
-            "[red]none VALID[/]" if p.peak_qps is None else f"{p.peak_qps:,.4g}",
+            ("[red]bound unattainable[/]" if p.unattainable else "[red]none VALID[/]") if p.peak_qps is None
+            else f"{p.peak_qps:,.4g}",
             fmt_rate(rec.metrics.throughput_per_s) if rec and rec.metrics else "-",
             fmt_ns(rec.metrics.latency_ns.p99) if rec and rec.metrics else "-",
             f"{len(p.probes)} ({len(valid_rates)} VALID)",
             bracket,
-            "yes" if p.converged else "[yellow]no (raise --max-probes)[/]",
+            "yes" if p.converged else ("answered" if p.unattainable else "[yellow]no (raise --max-probes)[/]"),
         )
-    console().print(t)
+    con = console()
+    con.print(t)
+    for p in peaks:
+        if p.unattainable:
+            con.print(f"[red]unattainable[/] {p.cell_id}: {p.unattainable}")
 
 
 def summary_table(recs) -> None:
     from rich.table import Table
 
     t = Table(title="benchkit results", title_justify="left")
+    numeric = ("batch", "headline", "p50", "p99", "samples/s", "CV", "peak mem")
     for col in ("workload", "backend", "scenario", "precision", "batch", "headline", "p50", "p99", "samples/s", "CV",
-                "division", "validity"):
-        t.add_column(col, justify="right" if col in ("batch", "headline", "p50", "p99", "samples/s", "CV") else "left")
+                "peak mem", "division", "validity"):
+        t.add_column(col, justify="right" if col in numeric else "left")
     for r in recs:
         wl = term_text(r.spec["workload"]["name"])
         be = term_text(r.spec["backend"].get("label") or r.spec["backend"]["name"])
         m = r.metrics
         if m is None:
-            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-", "-",
+            t.add_row(wl, be, r.scenario.kind, "-", "-", "-", "-", "-", "-", "-", fmt_memory(r.memory), "-",
                       f"[red]FAILED[/] ({r.error.phase if r.error else '?'})")
             continue
         h = m.headline
@@ -63,16 +84,27 @@ def summary_table(recs) -> None:
         t.add_row(wl, be, r.scenario.kind, r.backend.precision if r.backend else "-",
                   str(r.workload.effective_batch_size) if r.workload else "-", head, fmt_ns(m.latency_ns.p50),
                   fmt_ns(m.latency_ns.p99), fmt_rate(m.throughput_per_s), f"{m.latency_ns.cv:.1%}",
-                  r.division.name if r.division else "-", valid)
+                  fmt_memory(r.memory), r.division.name if r.division else "-", valid)
     con = console()
     con.print(t)
+    err = console(stderr=True)
     for r in recs:
         for reason in r.validity.reasons:
             con.print(f"[red]INVALID[/] {term_text(r.cell_id)}: {term_text(reason)}")
-        for w in r.validity.warnings:
-            con.print(f"[yellow](!)[/] {term_text(r.cell_id)}: {term_text(w)}")
+        for w in r.validity.warnings:  # doubts, not results: stderr, so a script reading stdout gets the table
+            err.print(f"[yellow](!)[/] {term_text(r.cell_id)}: {term_text(w)}")
         if r.division and r.division.name == "open" and r.division.requested != "closed":
             con.print(f"open {term_text(r.cell_id)}: " + term_text("; ".join(r.division.reasons)))
+
+
+def fmt_memory(mem) -> str:
+    """Peak host memory of a cell, and the adapter's peak device memory where it reports one."""
+    if mem is None or mem.peak_rss_bytes is None:
+        return "-"
+    text = fmt_bytes(mem.peak_rss_bytes)
+    if mem.peak_device_bytes is not None:
+        text += f" (dev {fmt_bytes(mem.peak_device_bytes)})"
+    return text
 
 
 def repeats_table(recs) -> None:
@@ -106,7 +138,7 @@ def power_table(recs) -> None:
     if not rows:
         reasons = {r.power.reason for r in recs if r.power is not None and r.power.reason}
         for why in sorted(reasons):
-            console().print(escape(f"power: unavailable ({why})"))
+            console(stderr=True).print(escape(f"power: unavailable ({why})"))
         return
     t = Table(title="power (mean over the measured run; idle baseline before the suite)", title_justify="left")
     for col in ("cell", "power", "idle", "J/inference", "samples/s/W", "meters"):
@@ -120,7 +152,8 @@ def power_table(recs) -> None:
 
 
 _VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "small change": "yellow", "no change": "dim",
-                  "no samples": "dim"}
+                  "no samples": "dim", "no interval": "dim", "slower": "bold", "faster": "bold", "more memory": "",
+                  "less memory": ""}
 
 
 def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
@@ -128,6 +161,7 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
     from rich.table import Table
 
     from benchkit._format import fmt_value
+    from benchkit.results.compare import verdict_word
 
     conf = f"{result.settings.confidence:.0%}"
     t = Table(title=f"compare: {term_text(cand)} / {term_text(base)}", title_justify="left")
@@ -146,28 +180,30 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
             if p.invalid else ""
         for m in p.metrics:
             ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"
-            style = _VERDICT_STYLE[m.verdict]
+            word = verdict_word(p, m)
+            style = _VERDICT_STYLE[word]
             t.add_row(term_text(k.workload), term_text(scen), term_text(k.precision), str(k.batch), term_text(be),
                       runs, term_text(m.metric) + (" *" if m.headline else ""),
                       fmt_value(m.base, m.unit), fmt_value(m.cand, m.unit), ratio, f"{m.change * 100:+.1f}%",
-                      f"[{style}]{m.verdict}[/]{invalid}")
+                      (f"[{style}]{word}[/]" if style else word) + invalid)
     con = console() if to_terminal else None
     if con is None:
         import io
 
         from rich.console import Console
 
-        con = Console(record=True, width=160, file=io.StringIO(), highlight=False)
-    for w in result.warnings:
-        con.print(f"[yellow]warning:[/] {term_text(w)}")
+        con = Console(record=True, width=piped_width(), file=io.StringIO(), highlight=False)
+    err = console(stderr=True)
+    for w in result.warnings:  # on stderr, never inside the table a script reads
+        err.print(f"[yellow]warning:[/] {term_text(w)}")
     con.print(t)
     if not result.pairs:
         con.print("no matching records (matched by workload, scenario, precision and batch)")
-    counts = ", ".join(f"{n} {v}" for v, n in result.counts().items() if n)
+    counts = ", ".join(f"{n} {v}" for v, n in result.shown_counts().items() if n)
     invalid = result.invalid_pairs()
     if invalid:
         con.print(f"[bold red]{len(invalid)} pair(s) INVALID[/]: compared, not results to rank (the record's "
-                  "reasons are in the warnings above).")
+                  "reasons are in the warnings).")
     con.print(f"{len(result.pairs)} pair(s): {counts or 'nothing compared'}. * headline metric; runs: records pooled "
               "base/cand. A verdict needs the "
               f"interval to exclude 1; regression/improvement also need the change beyond "

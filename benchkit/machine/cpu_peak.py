@@ -167,6 +167,21 @@ def cpu_peak_flops_per_s(precision: str, root: Path = Path("/"), cpus: Collectio
     )
 
 
+def peak_from_system(precision: str, system: object) -> float | None:
+    """The same upper bound from a record's ``system`` block (its CPU flags, logical CPUs and maximum frequency),
+    for records that carry no peak: reports draw a CPU roof for any record, measured here or elsewhere.
+    None when the block says too little (no flags)."""
+    flags = set(getattr(system, "cpu_flags", None) or ())
+    if not flags:
+        return None
+    machine = str(getattr(system, "machine", "")).lower()
+    arch = "arm" if machine.startswith(("aarch64", "arm")) else "x86"
+    cores = getattr(system, "cpu_affinity", None) or getattr(system, "cpu_count", None) or 1
+    mhz = getattr(system, "cpu_frequency_mhz", None) or DEFAULT_MAX_FREQUENCY_MHZ
+    _, rate = _rate(arch, flags, precision)
+    return float(cores * mhz * 1e6 * rate)
+
+
 # --------------------------------------------------------------------------- readers
 
 

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from benchkit._install import install_hint
 from benchkit.errors import BenchkitError
 
 
@@ -26,7 +27,7 @@ def import_nvml(module: Any = None) -> Any:
     try:
         import pynvml  # nvidia-ml-py
     except ImportError:
-        raise NvmlUnavailable("nvidia-ml-py is not installed: pip install 'benchkit[nvml]'") from None
+        raise NvmlUnavailable(f"nvidia-ml-py is not installed: {install_hint('nvml')}") from None
     return pynvml
 
 

@@ -14,7 +14,7 @@ with ``perf_counter_ns`` and nothing else: one timing boundary for every
 vendor. Loading, staging, warmup and output checks are outside it.
 
 Two engines drive the loops: benchkit's own (:mod:`.loops`, :mod:`.server`)
-and MLPerf LoadGen itself (:mod:`.loadgen`, ``benchkit[mlperf]``); both
+and MLPerf LoadGen itself (:mod:`.loadgen`, the ``mlperf`` extra); both
 return the same :class:`Measurement`.
 """
 

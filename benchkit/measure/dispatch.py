@@ -7,10 +7,10 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any, Literal
 
-from benchkit.measure.loops import Clock, Measurement, StopRule, closed_loop
+from benchkit.measure.loops import Clock, Measurement, StopRule, closed_loop, in_flight_loop
 
 Engine = Literal["benchkit", "mlperf"]
-ENGINES: tuple[str, ...] = ("benchkit", "mlperf")  # benchkit's own loops; MLPerf LoadGen (benchkit[mlperf])
+ENGINES: tuple[str, ...] = ("benchkit", "mlperf")  # benchkit's own loops; MLPerf LoadGen (the mlperf extra)
 
 # (metric name, unit, higher is better) of each scenario's headline figure.
 HEADLINE: dict[str, tuple[str, str, bool]] = {
@@ -39,6 +39,10 @@ def measure(
     if kind == "offline":
         # Offline's min/max_query_count count samples, as in LoadGen.
         rule = rule.in_calls(samples_per_query)
+    if kind == "offline":
+        depth = _in_flight(backend)
+        if depth > 1:
+            return in_flight_loop(backend, staged, rule, samples_per_query, depth, clock, capture)
     if kind in ("single_stream", "multi_stream", "offline"):
         return closed_loop(backend, staged, rule, samples_per_query, clock, capture)
     if kind == "server":
@@ -46,6 +50,13 @@ def measure(
 
         return run_server(backend, staged, scenario, rule, samples_per_query, seed, clock)
     raise ValueError(f"unknown scenario kind {kind!r}")
+
+
+def _in_flight(backend: Any) -> int:
+    """Queries Offline keeps in flight on ``backend``: its ``max_in_flight()`` where it submits asynchronously."""
+    if not (hasattr(backend, "supports_async") and backend.supports_async()):
+        return 1
+    return int(backend.max_in_flight()) if hasattr(backend, "max_in_flight") else 1
 
 
 def run_engine(engine: Engine, scenario: Any, backend: Any, staged: Sequence[Any], samples_per_query: int, seed: int,

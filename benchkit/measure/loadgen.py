@@ -2,7 +2,7 @@
 
 The same cell (workload, adapter, scenario settings) that benchkit's own loops
 measure is handed to LoadGen itself (PyPI ``mlcommons-loadgen``, the
-``mlperf_loadgen`` module; ``pip install 'benchkit[mlperf]'``):
+``mlperf_loadgen`` module; the ``mlperf`` extra):
 
 * the query sample library is the cell's pool of staged inputs (loaded before
   the test, so loading stays untimed, as LoadGen requires);
@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from benchkit._install import install_hint
 from benchkit.errors import BackendError, BackendUnavailable
 from benchkit.measure.loops import Measurement
 from benchkit.stats import summarize
@@ -63,7 +64,7 @@ def require_loadgen() -> Any:
     except ImportError as e:
         raise LoadGenUnavailable(
             "--engine mlperf runs cells through MLPerf LoadGen, which is not installed: "
-            "pip install 'benchkit[mlperf]' (PyPI mlcommons-loadgen)"
+            f"{install_hint('mlperf')}, which brings PyPI's mlcommons-loadgen"
         ) from e
     return mlperf_loadgen
 

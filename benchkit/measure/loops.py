@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
@@ -203,3 +204,127 @@ def _capturing_loop(backend: Any, staged: Sequence[Any], rule: StopRule, samples
         captured=captured,
         fetch_ns=fetch_ns,
     )
+
+
+def in_flight_loop(
+    backend: Any,
+    staged: Sequence[Any],
+    rule: StopRule,
+    samples_per_query: int,
+    depth: int,
+    clock: Clock = perf_counter_ns,
+    capture: Collection[int] = (),
+) -> Measurement:
+    """Offline on an adapter that runs several calls at once: keep ``depth`` queries in flight through ``submit``.
+
+    LoadGen's Offline hands the system every sample at once and lets it work
+    on as many as it can; a closed loop of one call at a time leaves all but
+    one of a throughput-mode device's streams idle (OpenVINO compiles for N
+    streams and N infer requests). Here a new query is submitted the moment
+    one completes, never more than ``depth`` outstanding. Each query's latency
+    runs from just before its ``submit`` to its ``done`` callback, which the
+    adapter calls when its outputs are ready (the run + synchronize semantics
+    of the one timing boundary); throughput is samples over first submit to
+    last completion. The stop rule is applied to completed queries; queries
+    in flight when it says stop are waited for and counted.
+
+    ``capture`` queries are run alone (the window drained first) through
+    ``run``/``synchronize``/``fetch``, so their outputs can be read back.
+    Before the clock starts, ``2 * depth`` untimed queries warm every request.
+    """
+    submit, run, sync, fetch = backend.submit, backend.run, backend.synchronize, backend.fetch
+    k = len(staged)
+    depth = max(1, int(depth))
+    slots = threading.Semaphore(depth)
+    errors: list[tuple[int, BaseException]] = []
+    size = 1 << 16
+    started = np.zeros(size, dtype=np.int64)
+    finished = np.zeros(size, dtype=np.int64)
+    box = [started, finished]  # the callback reads the current arrays: they are replaced when they grow
+
+    def done(tag: int, error: BaseException | None) -> None:
+        if tag >= 0:
+            box[1][tag] = clock()
+        if error is not None:
+            errors.append((tag, error))
+        slots.release()
+
+    def drain() -> None:
+        for _ in range(depth):
+            slots.acquire()
+        for _ in range(depth):
+            slots.release()
+
+    for j in range(2 * depth):  # untimed: every infer request runs once before measuring
+        slots.acquire()
+        submit(staged[j % k], done, -1)
+    drain()
+    if errors:
+        _raise_first(errors, 2 * depth)
+    # One call alone, through the synchronous boundary (untimed here): a query in flight among others cannot
+    # finish sooner than that, which checks.measurement.in_flight holds the measurement to.
+    alone_ns = min(timed_call(backend, staged[j % k], clock) for j in range(3))
+    captured: dict[int, list[np.ndarray]] = {}
+    fetch_ns: list[int] = []
+    reason = rule.reason
+    n = 0
+    start = clock()
+    why = None
+    while why is None:
+        slots.acquire()
+        now = clock()
+        # At most depth - 1 queries are still in flight now: the rest of those issued have completed (the
+        # minimums are judged on that lower bound); the maximum counts what was issued, so it is never passed.
+        completed_before = max(0, n - depth + 1)
+        if rule.max_query_count is not None and n >= rule.max_query_count:
+            why = "max_query_count"
+        else:
+            why = reason(now - start, completed_before)
+        if why is not None:
+            slots.release()
+            break
+        if n == size:
+            slots.release()
+            drain()  # no callback may write into the arrays being replaced
+            slots.acquire()
+            size *= 2
+            started = np.concatenate([started, np.zeros(size - started.size, dtype=np.int64)])
+            finished = np.concatenate([finished, np.zeros(size - finished.size, dtype=np.int64)])
+            box[0], box[1] = started, finished
+        if n in capture:
+            slots.release()
+            drain()
+            t0 = clock()
+            r = run(staged[n % k])
+            sync()
+            t1 = clock()
+            started[n], finished[n] = t0, t1
+            captured[n] = [np.array(a, copy=True) for a in fetch(r)]
+            fetch_ns.append(clock() - t1)
+        else:
+            started[n] = clock()
+            submit(staged[n % k], done, n)
+        n += 1
+    drain()
+    if errors:
+        _raise_first(errors, n)
+    started, finished = box[0][:n], box[1][:n]
+    return Measurement(
+        samples_ns=finished - started,
+        start_ns=start,
+        end_ns=int(finished.max()) if n else start,
+        query_count=n,
+        samples_per_query=samples_per_query,
+        stop_reason=why,
+        extra={"issue_mode": "in_flight", "in_flight_max": depth, "alone_call_ns": int(alone_ns)},
+        captured=captured,
+        fetch_ns=fetch_ns,
+    )
+
+
+def _raise_first(errors: list[tuple[int, BaseException]], n: int) -> None:
+    from benchkit.errors import BackendError
+
+    tag, first = errors[0]
+    raise BackendError(f"{len(errors)} of {n} offline queries failed; first (query {tag}): "
+                       f"{type(first).__name__}: {first}") from first

@@ -1,4 +1,4 @@
-"""NVIDIA GPU power through NVML (``pip install 'benchkit[nvml]'``, which brings nvidia-ml-py).
+"""NVIDIA GPU power through NVML (the ``nvml`` extra, which brings nvidia-ml-py).
 
 Each GPU is read through its total-energy counter
 (``nvmlDeviceGetTotalEnergyConsumption``, millijoules since the driver

@@ -125,7 +125,8 @@ COMPARE_FORMAT_VERSION = 2
 # phi = 0.9, 32 blocks gave fewer false alarms than 64 at equal power).
 _BLOCKS = 32
 
-VERDICTS = ("regression", "improvement", "small change", "no change", "no samples")
+VERDICTS = ("regression", "improvement", "small change", "no change", "no samples", "no interval")
+# "no interval": a figure measured once per run (peak memory), shown as a ratio and never given a verdict.
 
 DEFAULT_BETWEEN_RUN_CV = {"p50": 0.08, "tail": 0.12, "p99": 0.8, "throughput": 0.3}
 """Between-run variation assumed when both sides have one run (nothing measures it): sd of log(value).
@@ -309,6 +310,15 @@ class Comparison:
         for p in self.pairs:
             for m in p.metrics:
                 out[m.verdict] += 1
+        return out
+
+    def shown_counts(self) -> dict[str, int]:
+        """Rows per verdict as shown to a reader (:func:`verdict_word`: "slower"/"faster" between backends)."""
+        out: dict[str, int] = {}
+        for p in self.pairs:
+            for m in p.metrics:
+                w = verdict_word(p, m)
+                out[w] = out.get(w, 0) + 1
         return out
 
     def failures(self) -> list[tuple[PairResult, MetricResult]]:
@@ -837,6 +847,7 @@ def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: Compa
             rows.append(MetricResult(d.name, d.unit, d.higher_is_better, is_head, bv, cv, ratio, lo, hi,
                                      iv.method if iv else "none", sig, thr, verdict, len(bruns), len(cruns),
                                      iv.between_run if iv else "none", iv.between_run_cv if iv else None))
+        rows += _memory_rows(bpool, cpool, settings)
         pairs.append(PairResult(k, b.ref(), c.ref(), tuple(rows), tuple(s.ref() for s in bpool),
                                 tuple(s.ref() for s in cpool)))
     if defaulted:
@@ -858,6 +869,32 @@ def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: Compa
         for k in sorted(only, key=MatchKey.sort_key):
             warnings.append(f"only in {name}: {k.label()}")
     return Comparison(settings, tuple(pairs), tuple(warnings))
+
+
+def _memory_rows(bpool: Sequence[_Side], cpool: Sequence[_Side], settings: CompareSettings) -> list[MetricResult]:
+    """Peak resident memory (records' ``memory`` block), each side the mean of its runs: a ratio, no interval."""
+    def peaks(pool: Sequence[_Side]) -> list[int] | None:
+        vals = [s.record.memory.peak_rss_bytes if s.record.memory is not None else None for s in pool]
+        return None if any(v is None for v in vals) else vals
+
+    bv, cv = peaks(bpool), peaks(cpool)
+    if not bv or not cv:
+        return []
+    b, c = sum(bv) / len(bv), sum(cv) / len(cv)
+    return [MetricResult("peak_rss", "bytes", False, False, b, c, c / b if b > 0 else float("inf"), None, None,
+                         "none", False, settings.threshold, "no interval", len(bv), len(cv))]
+
+
+def verdict_word(pair: PairResult, m: MetricResult) -> str:
+    """The verdict as shown: between two different backends a change is "faster"/"slower" (or "more"/"less
+    memory"), not a regression or an improvement, which would say one vendor's result is a later version of the
+    other's."""
+    if pair.base.backend == pair.cand.backend or m.verdict not in ("regression", "improvement"):
+        return m.verdict
+    better = m.verdict == "improvement"
+    if m.unit == "bytes":
+        return "less memory" if better else "more memory"
+    return "faster" if better else "slower"
 
 
 def compare(base: Sequence[ResultRecord], cand: Sequence[ResultRecord],
@@ -968,6 +1005,11 @@ _MD_VERDICT = {
     "small change": "small change",
     "no change": "no change",
     "no samples": "no samples",
+    "no interval": "no interval",
+    "slower": "**slower**",
+    "faster": "faster",
+    "more memory": "more memory",
+    "less memory": "less memory",
 }
 
 
@@ -981,7 +1023,7 @@ def _invalid_note(p: PairResult) -> str:
 def render_markdown(c: Comparison) -> str:
     """A pull-request comment: summary line, one table row per metric, the method, the gate, warnings."""
     s = c.settings
-    counts = c.counts()
+    counts = c.shown_counts()
     conf = f"{s.confidence:.0%}"
     lines = ["## benchkit compare: candidate / base", ""]
     summary = ", ".join(f"{n} {v}" + ("s" if n != 1 and v in ("regression", "improvement") else "")
@@ -1006,7 +1048,7 @@ def render_markdown(c: Comparison) -> str:
                     f"| {md_text(k.workload)} | {md_text(scen)} | {md_text(k.precision)} | {k.batch} | "
                     f"{md_text(backends)} | {runs} | {md_text(metric)} | "
                     f"{fmt_value(m.base, m.unit)} | {fmt_value(m.cand, m.unit)} | {_fmt_ratio(m)} | "
-                    f"{m.change * 100:+.1f}% | {_MD_VERDICT[m.verdict]}{note} |"
+                    f"{m.change * 100:+.1f}% | {_MD_VERDICT[verdict_word(p, m)]}{note} |"
                 )
         lines.append("")
     thr = ", ".join(f"{k} {v:.0%}" for k, v in sorted(s.fail_on.items()))
@@ -1078,6 +1120,6 @@ def gate(baseline_records: Sequence[ResultRecord], candidate_records: Sequence[R
 
 
 __all__ = ["DEFAULT_BETWEEN_RUN_CV", "CompareError", "CompareSettings", "Comparison", "GateResult", "MatchKey",
-           "MetricResult", "PairResult", "RecordRef", "VERDICTS", "compare", "compare_paths",
+           "MetricResult", "PairResult", "RecordRef", "VERDICTS", "verdict_word", "compare", "compare_paths",
            "default_between_run_cv", "fingerprint", "gate", "load_with_samples", "match_key", "parse_fail_on",
            "parse_percent", "render_markdown", "split_paths"]

@@ -335,6 +335,22 @@ class ErrorInfo(_Model):
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
 
+class Memory(_Model):
+    """Peak memory of the cell (``benchkit.machine.memory``): what the process doing the work held at most."""
+
+    peak_rss_bytes: int | None = Field(None, description="Peak resident memory of the process that ran the cell.")
+    rss_at_start_bytes: int | None = Field(
+        None, description="Its resident memory when the cell started (interpreter, numpy, onnx: before the model)."
+    )
+    scope: Literal["cell", "process"] = Field(
+        description="cell: the peak was reset when the cell started; process: it covers the process's whole life."
+    )
+    source: str = Field(description="Where the peak was read: VmHWM (/proc/self/status) | ru_maxrss | unavailable.")
+    peak_device_bytes: int | None = Field(
+        None, description="Peak device memory the adapter reports (Backend.peak_device_memory_bytes); null: none."
+    )
+
+
 class PlacementRecord(_Model):
     """Where and how the executor ran the cell: which node, with which resources, on which attempt."""
 
@@ -603,6 +619,7 @@ class ResultRecord(_Model):
     probe: Probe | None = Field(None, description="Set on the records of a --find-peak search.")
     division: Division | None = Field(None, description="Closed or open division, and why (absent on error records).")
     placement: PlacementRecord | None = Field(None, description="Which executor and node ran the cell.")
+    memory: Memory | None = Field(None, description="Peak host (and, where reported, device) memory of the cell.")
 
     @model_validator(mode="before")
     @classmethod

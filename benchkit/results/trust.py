@@ -13,7 +13,7 @@ SubjectPublicKeyInfo public key). The signature file carries the public key
 too, so a record can be checked for integrity anywhere; pass the public key
 you trust (``--pubkey``) to check who signed it.
 
-Needs the optional ``cryptography`` package: ``pip install 'benchkit[sign]'``.
+Needs the optional ``cryptography`` package: the ``sign`` extra.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit._fsutil import loads_json, read_bounded, write_atomic, write_error
+from benchkit._install import install_hint
 from benchkit.errors import BenchkitError
 
 SIGNATURE_FORMAT_VERSION = 1  # 1: first version (ed25519 over canonical JSON; content and file SHA-256)
@@ -44,7 +45,7 @@ def _crypto():
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError as e:
-        raise TrustError("signing needs the cryptography package: pip install 'benchkit[sign]'") from e
+        raise TrustError(f"signing needs the cryptography package: {install_hint('sign')}") from e
     return serialization, ed25519
 
 

@@ -20,6 +20,7 @@ from benchkit.backends import WorkloadInfo, load_backend_class
 from benchkit.checks import accuracy, audits, boundary, divisions, measurement, outputs, provenance
 from benchkit.checks.verdict import Finding, verdict, warning
 from benchkit.errors import BenchkitError
+from benchkit.machine import memory
 from benchkit.measure import measure, run_engine, timed_call, warmup
 from benchkit.results import records
 from benchkit.results.records import ResultRecord
@@ -51,6 +52,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
     from benchkit.workloads import resolve
 
     started = records.utcnow()
+    mem_start = memory.start()
     phase = _Phase(cell.cell_id, progress)
     wl = backend = info = None
     effective_batch = None
@@ -141,6 +143,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
                                        detail, wl=wl, info=info, effective_batch=effective_batch)
     finally:
         close_error = None
+        device_peak = memory.device_peak(backend)  # before close(): the adapter's counters go with it
         if backend is not None:
             try:
                 backend.close()
@@ -148,7 +151,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
                 close_error = (e, traceback.format_exc(limit=8))
     if close_error is not None:
         record = assemble.close_failed(record, *close_error)
-    return record
+    return record.model_copy(update={"memory": memory.block(mem_start, device_peak)})
 
 
 def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: int, m, cost, cost_warning,
@@ -167,6 +170,7 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     prov = provenance.adapter_provenance(cls)
     found: list[Finding] = [
         *measurement.run_length(scenario, m),
+        *measurement.in_flight(m),
         *measurement.precision_claim(bspec.precision, info.precision, bspec.allow_precision_mismatch),
         *output_findings,
         *accuracy.findings(acc, required=audited),

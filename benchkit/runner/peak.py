@@ -9,7 +9,16 @@ INVALID one (``upper``):
 2. Bisect between them (``bisect``) until ``upper / lower - 1 <= tolerance``.
 
 The number of probes is bounded by ``max_probes``; a search that runs out
-reports the best VALID rate it found and says it did not converge. This is
+reports the best VALID rate it found and says it did not converge.
+
+A search always ends with an answer. When a probe fails the latency bound at
+a load where the system is nearly idle (offered rate x median latency at most
+``idle_load``: each query has the system to itself almost all the time), no
+lower rate can meet the bound either, so the search stops and says the bound
+is unattainable, with the percentile it measured at that light load. Every
+probe's duration is bounded: a probe stops at ``max(min_duration_ms,
+probe_max_s)`` (its ``max_duration_ms``), and the search's worst case, probes
+times that bound, is announced before it starts. This is
 the question MLPerf LoadGen's FindPeakPerformance mode answers, run as
 ordinary, individually recorded Server runs rather than one opaque mode.
 Validity is assumed to fall as the rate grows, as it does for any system
@@ -33,6 +42,8 @@ class PeakOptions:
     tolerance: float = 0.05  # stop when upper / lower - 1 is at most this
     max_probes: int = 12
     growth: float = 2.0  # factor of each grow / shrink step
+    probe_max_s: float = 120.0  # no probe runs longer than this (or its min_duration_ms, if longer)
+    idle_load: float = 0.1  # offered rate x median latency at or below which the system is nearly idle
 
     def __post_init__(self) -> None:
         if not 0 < self.tolerance < 1:
@@ -41,6 +52,10 @@ class PeakOptions:
             raise SpecError(f"--max-probes must be at least 2, got {self.max_probes!r}")
         if not self.growth > 1:
             raise SpecError(f"peak search growth factor must be > 1, got {self.growth!r}")
+        if not self.probe_max_s > 0:
+            raise SpecError(f"--probe-max-s must be positive, got {self.probe_max_s!r}")
+        if not 0 < self.idle_load < 1:
+            raise SpecError(f"peak search idle load must be in (0, 1), got {self.idle_load!r}")
 
 
 @dataclass
@@ -109,17 +124,60 @@ class PeakResult:
     peak_record: Any  # the ResultRecord of that probe, or None
     probes: list[tuple[float, bool]]  # (target_qps, valid) in probe order
     converged: bool  # the bracket closed to the tolerance within max_probes
+    unattainable: str | None = None  # why no rate can meet the latency bound (the search stopped there)
+    light_load_latency_ns: int | None = None  # the bound's percentile measured at that nearly idle load
 
 
-def run_peak_search(cell: Any, options: PeakOptions, run_one: Callable[[Any], Any]) -> PeakResult:
+def probe_bound_ms(scenario: Any, options: PeakOptions) -> int:
+    """The longest any probe of a search may run: ``probe_max_s``, never below the scenario's own minimum
+    duration (a shorter run could not be VALID), nor above its own ``max_duration_ms``."""
+    bound = max(int(options.probe_max_s * 1000), int(scenario.min_duration_ms or 0))
+    return min(bound, scenario.max_duration_ms) if scenario.max_duration_ms else bound
+
+
+def light_load_failure(rec: Any, qps: float, options: PeakOptions) -> tuple[str, int] | None:
+    """``(why, latency at the bound's percentile)`` when ``rec`` (a probe at ``qps``) missed its latency bound
+    while the system was nearly idle; None otherwise (VALID, failed, or INVALID for another reason or at load)."""
+    from benchkit.stats import percentile_ns
+
+    m = rec.metrics
+    if rec.validity.valid or m is None:
+        return None
+    if not any(f.check == "latency" and f.severity == "reason" for f in rec.validity.findings):
+        return None
+    settings = rec.scenario.settings
+    bound = settings.get("target_latency_ns")
+    pct = float(settings.get("target_latency_percentile") or 99.0)
+    load = qps * m.latency_ns.p50 / 1e9  # offered rate x median service time: the busy fraction, at most
+    if bound is None or load > options.idle_load:
+        return None
+    at = getattr(m.latency_ns, f"p{pct:g}".replace(".", ""), None)
+    if at is None and rec.samples_ns:
+        import numpy as np
+
+        at = percentile_ns(np.sort(np.asarray(rec.samples_ns, dtype=np.int64)), pct)
+    at = int(at if at is not None else m.latency_ns.p99)
+    return (f"the latency bound p{pct:g} <= {bound / 1e6:g} ms is unattainable: at {qps:g} QPS, where the system is "
+            f"busy {load:.1%} of the time, p{pct:g} was already {at / 1e6:.3g} ms; no lower rate can do better",
+            at)
+
+
+def run_peak_search(cell: Any, options: PeakOptions, run_one: Callable[[Any], Any],
+                    announce: Callable[[str], None] | None = None) -> PeakResult:
     """Search ``cell`` (a Server :class:`~benchkit.runner.plan.Cell`) for its highest VALID target_qps; every
-    probe is a cell of its own, run by ``run_one(cell) -> record``."""
+    probe is a cell of its own, run by ``run_one(cell) -> record``. ``announce(line)`` is told the search's
+    bounds before the first probe."""
     from benchkit.results.records import Probe
     from benchkit.spec import format_number
 
     if cell.kind != "server":
         raise SpecError(f"--find-peak searches Server cells only; {cell.cell_id} is {cell.kind}")
     search = PeakSearch(float(cell.scenario.target_qps), options)
+    bound_ms = probe_bound_ms(cell.scenario, options)
+    if announce is not None:
+        total_s = options.max_probes * bound_ms / 1000
+        announce(f"peak search {cell.cell_id}: at most {options.max_probes} probes of at most {bound_ms / 1000:g} s "
+                 f"of measurement each (at most {total_s / 60:.1f} min, plus load and checks per probe)")
     best = None
     best_qps = None
     while (qps := search.next_probe()) is not None:
@@ -128,11 +186,14 @@ def run_peak_search(cell: Any, options: PeakOptions, run_one: Callable[[Any], An
                       lower_qps=search.lower, upper_qps=search.upper)
         rec = run_one(cell.model_copy(update={
             "cell_id": f"{cell.cell_id}__peak{index:02d}-q{format_number(qps)}",
-            "scenario": cell.scenario.model_copy(update={"target_qps": qps}),
+            "scenario": cell.scenario.model_copy(update={"target_qps": qps, "max_duration_ms": bound_ms}),
             "probe": probe,
         }))
         valid = rec.validity.valid
         search.observe(qps, valid)
         if valid and (best_qps is None or qps >= best_qps):
             best, best_qps = rec, qps
+        idle = None if search.lower is not None else light_load_failure(rec, qps, options)
+        if idle is not None:
+            return PeakResult(cell.cell_id, None, None, list(search.probes), False, idle[0], idle[1])
     return PeakResult(cell.cell_id, search.lower, best, list(search.probes), search.converged)

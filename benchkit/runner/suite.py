@@ -173,8 +173,10 @@ class Suite:
         return emit
 
     def run(self, progress: Progress | None = None,
-            on_record: Callable[[ResultRecord, Path], None] | None = None) -> SuiteResult:
-        """Every pending job (cell, repeat), or with ``options.find_peak`` a peak search per cell."""
+            on_record: Callable[[ResultRecord, Path], None] | None = None,
+            notice: Callable[[str], None] | None = None) -> SuiteResult:
+        """Every pending job (cell, repeat), or with ``options.find_peak`` a peak search per cell (its bounds
+        told to ``notice`` before it starts)."""
         if self.work.isolation != "inline" and self.executor.local:
             from benchkit.runner import forkserver
 
@@ -188,7 +190,7 @@ class Suite:
         else:
             def probe(cell: Cell) -> ResultRecord:
                 return self.run_cell(cell, progress=progress, on_record=on_record)[0]
-            peaks = [run_peak_search(cell, self.options.peak, probe) for cell in self.cells]
+            peaks = [run_peak_search(cell, self.options.peak, probe, notice) for cell in self.cells]
             self.session.flush_held()
         return self.result(peaks)
 
@@ -213,7 +215,8 @@ class Suite:
 
 def run_suite(loaded: LoadedSpec, cells: list[Cell], options: RunOptions, *, executor: Executor | None = None,
               progress: Progress | None = None, on_record: Callable[[ResultRecord, Path], None] | None = None,
-              on_start: Callable[[Path, int], None] | None = None) -> SuiteResult:
+              on_start: Callable[[Path, int], None] | None = None,
+              notice: Callable[[str], None] | None = None) -> SuiteResult:
     """Run ``cells`` (``run.repeats`` times each) and write one record per job under
     ``options.out_dir/<spec name>/<run id>/``.
 
@@ -225,7 +228,7 @@ def run_suite(loaded: LoadedSpec, cells: list[Cell], options: RunOptions, *, exe
     with Suite.open(loaded, cells, options, executor) as suite:
         if on_start:
             on_start(suite.run_dir, len(suite.pending))
-        return suite.run(progress, on_record)
+        return suite.run(progress, on_record, notice)
 
 
 __all__ = ["RunOptions", "SuiteResult", "Suite", "plan_cells", "run_suite"]

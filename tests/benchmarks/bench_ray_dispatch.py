@@ -12,7 +12,7 @@ that is the worker process start alone, so the ratio shows what Ray adds.
 
 The cluster is the tests' loopback-only one (a head and two worker nodes
 advertising ``accelerator:fake-a`` and ``accelerator:fake-b``, one core each);
-needs root, iproute2 and ``benchkit[ray]``.
+needs root, iproute2 and the ``ray`` extra.
 
     python tests/benchmarks/bench_ray_dispatch.py [--cells 50]
 """

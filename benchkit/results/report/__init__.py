@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchkit.results.report.charts import latency_vs_load, roofline, throughput_vs_batch, variance
 from benchkit.results.report.leaderboard import cdf, leaderboard, timelines
-from benchkit.results.report.views import ReportError, View, load_views, slug, views_of
+from benchkit.results.report.views import ReportError, View, backend_colors, load_views, slug, views_of
 
 REPORT_FORMAT_VERSION = 2  # 2: headline intervals, ratio to a baseline, latency over time; 1: first version
 # (the page carries it in <meta name="benchkit-report">)
@@ -151,6 +151,7 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
     for v in views:
         groups[(v.workload, v.scenario)].append(v)
     order = {"single_stream": 0, "multi_stream": 1, "server": 2, "offline": 3}
+    colors = backend_colors(views)  # one colour per backend in every chart
     keys = sorted(groups, key=lambda k: (k[0], order.get(k[1], 9)))
 
     body = [f"<h1>{escape(title)}</h1>",
@@ -173,12 +174,12 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
     for wl, sc in keys:
         g = groups[(wl, sc)]
         body.append(f'<section class="cell" id="{slug("cell", wl, sc)}"><div><h3>{escape(wl)} · {escape(sc)}</h3>'
-                    f"{leaderboard(g, wl, sc, baseline)}</div><div>{cdf(g, wl, sc)}</div>"
-                    + (f"<div>{tl}</div>" if (tl := timelines(g, wl, sc)) else "") + "</section>")
-    body.append(f'<h2 id="throughput-batch">Throughput vs batch size</h2>{throughput_vs_batch(views)}')
-    body.append(f'<h2 id="latency-load">Latency vs load</h2>{latency_vs_load(views)}')
-    body.append(f'<h2 id="roofline">Roofline</h2>{roofline(views)}')
-    body.append(f'<h2 id="variance">Run-to-run variance</h2>{variance(views)}')
+                    f"{leaderboard(g, wl, sc, baseline)}</div><div>{cdf(g, wl, sc, colors)}</div>"
+                    + (f"<div>{tl}</div>" if (tl := timelines(g, wl, sc, colors)) else "") + "</section>")
+    body.append(f'<h2 id="throughput-batch">Throughput vs batch size</h2>{throughput_vs_batch(views, colors)}')
+    body.append(f'<h2 id="latency-load">Latency vs load</h2>{latency_vs_load(views, colors)}')
+    body.append(f'<h2 id="roofline">Roofline</h2>{roofline(views, colors)}')
+    body.append(f'<h2 id="variance">Run-to-run variance</h2>{variance(views, colors)}')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -10,11 +10,12 @@ import numpy as np
 
 from benchkit._format import fmt_ns, fmt_rate, fmt_value
 from benchkit.results.report.intervals import headline_interval
-from benchkit.results.report.svg import PALETTE, Axis, Point, RefLine, Series, chart
-from benchkit.results.report.views import View, fmt_count, fmt_flops, nodata, td
+from benchkit.results.report.svg import Axis, Point, RefLine, Series, chart
+from benchkit.results.report.views import View, backend_colors, device_label, fmt_count, fmt_flops, nodata, td
 
 
-def throughput_vs_batch(views: Sequence[View]) -> str:
+def throughput_vs_batch(views: Sequence[View], colors: dict[str, str] | None = None) -> str:
+    colors = colors or backend_colors(views)
     by_wl: dict[str, list[View]] = defaultdict(list)
     for v in views:
         if v.measured and v.scenario in ("offline", "multi_stream", "single_stream"):
@@ -29,6 +30,7 @@ def throughput_vs_batch(views: Sequence[View]) -> str:
             series_pts[(v.backend, v.precision)].append(v)
         series = []
         batches: set[int] = set()
+        seen: set[str] = set()
         for (be, prec), vs in sorted(series_pts.items()):
             newest: dict[int, View] = {}
             for v in vs:
@@ -40,7 +42,10 @@ def throughput_vs_batch(views: Sequence[View]) -> str:
                          f"{v.status})") for b, v in sorted(newest.items())]
             batches |= set(newest)
             invalid = any(v.status != "VALID" for v in newest.values())
-            series.append(Series(f"{be} {prec}" + (" (has INVALID)" if invalid else ""), pts, hollow=invalid))
+            # the backend's colour; a second precision of the same backend is dashed
+            series.append(Series(f"{be} {prec}" + (" (has INVALID)" if invalid else ""), pts, color=colors[be],
+                                 dashed=be in seen, hollow=invalid))
+            seen.add(be)
         note = "" if len(batches) > 1 else '<p class="note">one batch size only: run an Offline batch sweep to ' \
                                            "draw a curve.</p>"
         ticks = [(float(b), str(b)) for b in sorted(batches)]
@@ -51,7 +56,8 @@ def throughput_vs_batch(views: Sequence[View]) -> str:
     return "".join(out)
 
 
-def latency_vs_load(views: Sequence[View]) -> str:
+def latency_vs_load(views: Sequence[View], colors: dict[str, str] | None = None) -> str:
+    colors = colors or backend_colors(views)
     server = [v for v in views if v.measured and v.scenario == "server" and v.target_qps is not None]
     if not server:
         return nodata("latency-load", "no Server records (run a Server load sweep: several target_qps)")
@@ -67,8 +73,8 @@ def latency_vs_load(views: Sequence[View]) -> str:
                 g[v.target_qps] = v
         series = []
         bound = None
-        for i, ((be, prec, b), pts) in enumerate(sorted(groups.items())):
-            color = PALETTE[i % len(PALETTE)]
+        for (be, prec, b), pts in sorted(groups.items()):
+            color = colors[be]
             for pct, attr, dashed in (("p99", "p99", False), ("p50", "p50", True)):
                 ps = [Point(q, float(getattr(v.rec.metrics.latency_ns, attr)),
                             f"{be} {prec} @ {q:g} QPS: {pct} {fmt_ns(getattr(v.rec.metrics.latency_ns, attr))}, "
@@ -89,8 +95,14 @@ def latency_vs_load(views: Sequence[View]) -> str:
     return "".join(out)
 
 
-def roofline(views: Sequence[View]) -> str:
-    pts_by_dev: dict[str, list[View]] = defaultdict(list)
+def roofline(views: Sequence[View], colors: dict[str, str] | None = None) -> str:
+    """Achieved FLOP/s against arithmetic intensity, one colour per backend, and each device's roofs: its peak
+    (the adapter's, a device file's, or for a CPU the derived upper bound, from the record's system block when
+    the record carries none) and, where a bandwidth is known, its memory roof."""
+    from benchkit.machine.cpu_peak import peak_from_system
+
+    colors = colors or backend_colors(views)
+    pts_by_backend: dict[str, list[View]] = defaultdict(list)
     missing = 0
     for v in views:
         if not v.measured:
@@ -101,35 +113,45 @@ def roofline(views: Sequence[View]) -> str:
         if not ai or not achieved:
             missing += 1
             continue
-        pts_by_dev[v.rec.backend.device].append(v)
-    if not pts_by_dev:
+        pts_by_backend[v.backend].append(v)
+    if not pts_by_backend:
         return nodata("roofline", "no record carries FLOPs and bytes per sample (workload.flops, "
                                    "workload.arithmetic_intensity) with an achieved FLOP/s")
-    series, refs = [], []
-    for i, (dev, vs) in enumerate(sorted(pts_by_dev.items())):
-        color = PALETTE[i % len(PALETTE)]
+    series = []
+    roofs: dict[str, set[tuple[float, float | None, str]]] = defaultdict(set)  # device -> (peak, bw, precision)
+    lowest_ai = float("inf")
+    for be, vs in sorted(pts_by_backend.items()):
         pts = []
         for v in vs:
             w, m, b = v.rec.workload, v.rec.metrics, v.rec.backend
             ai = w.arithmetic_intensity or w.flops / w.bytes_per_sample
             achieved = m.achieved_flops_per_s or w.flops * m.throughput_per_s
-            frac = f", {achieved / b.peak_flops_per_s:.1%} of peak" if b.peak_flops_per_s else ""
-            pts.append(Point(ai, achieved, f"{v.workload} {v.config_label()} ({v.scenario}): {fmt_flops(achieved)} "
-                                           f"at {ai:.3g} FLOP/B{frac}; {v.status}"))
-        invalid = any(v.status != "VALID" for v in vs)
-        series.append(Series(dev + (" (has INVALID)" if invalid else ""), pts, color=color, line=False,
-                             hollow=invalid))
-        peaks = {(v.rec.backend.peak_flops_per_s, v.rec.backend.memory_bandwidth_bytes_per_s) for v in vs}
-        for peak, bw in sorted(peaks, key=lambda t: (t[0] or 0, t[1] or 0)):
+            dev = device_label(v.rec)
+            peak = b.peak_flops_per_s
+            if not peak and dev.startswith("cpu: "):
+                peak = peak_from_system(b.precision, v.rec.system)
+            frac = f", {achieved / peak:.1%} of peak" if peak else ""
+            pts.append(Point(ai, achieved, f"{v.workload} {v.config_label()} ({v.scenario}) on {dev}: "
+                                           f"{fmt_flops(achieved)} at {ai:.3g} FLOP/B{frac}; {v.status}"))
+            lowest_ai = min(lowest_ai, ai)
             if peak:
-                refs.append(RefLine(f"{dev} peak {fmt_flops(peak)}", y=peak, color=color))
-                if bw:
-                    ridge = peak / bw
-                    lo = min(min(p.x for p in pts), ridge) / 10
-                    refs.append(RefLine(f"{dev} memory roof {bw / 1e9:.3g} GB/s", segment=(lo, bw * lo, ridge, peak),
-                                        color=color))
+                roofs[dev].add((peak, b.memory_bandwidth_bytes_per_s, b.precision))
+        invalid = any(v.status != "VALID" for v in vs)
+        series.append(Series(be + (" (has INVALID)" if invalid else ""), pts, color=colors[be], line=False,
+                             hollow=invalid))
+    refs = []
+    for dev, peaks in sorted(roofs.items()):
+        several = len({prec for _, _, prec in peaks}) > 1
+        for peak, bw, prec in sorted(peaks, key=lambda t: (t[0], t[1] or 0)):
+            refs.append(RefLine(f"{dev} {prec + ' ' if several else ''}peak {fmt_flops(peak)}", y=peak,
+                                color="#555555"))
+            if bw:
+                ridge = peak / bw
+                lo = min(lowest_ai, ridge) / 10
+                refs.append(RefLine(f"{dev} memory roof {bw / 1e9:.3g} GB/s", segment=(lo, bw * lo, ridge, peak),
+                                    color="#555555"))
     note = ""
-    if not any(r.y for r in refs):
+    if not refs:
         note = '<p class="note">no device peak in these records (backend.peak_flops_per_s): points only.</p>'
     if missing:
         note += f'<p class="note">{missing} record(s) without FLOP or byte counts are not shown.</p>'
@@ -139,7 +161,7 @@ def roofline(views: Sequence[View]) -> str:
     return f'<figure class="plot">{svg}{note}</figure>'
 
 
-def variance(views: Sequence[View]) -> str:
+def variance(views: Sequence[View], colors: dict[str, str] | None = None) -> str:
     """Each cell measured more than once (runs, or repeat sessions of one run): every headline over the cell's
     median, and a table setting the spread between runs beside the precision each run had on its own."""
     groups: dict[tuple, list[View]] = defaultdict(list)
@@ -173,7 +195,8 @@ def variance(views: Sequence[View]) -> str:
                   + (f" session {v.rec.repeat.index}" if v.rec.repeat else "")
                   + f": {fmt_value(v.rec.metrics.headline.value, h.unit)} "
                   f"({v.rec.metrics.headline.value / med - 1:+.1%} vs median; {v.status})") for v in vs],
-            line=False, hollow=any(v.status != "VALID" for v in vs)))
+            color=(colors or backend_colors(views))[vs[0].backend], line=False,
+            hollow=any(v.status != "VALID" for v in vs)))
         rows.append(
             f'<tr class="{"valid" if all(v.status == "VALID" for v in vs) else "invalid"}">'
             + td(str(i + 1), i + 1) + td(escape(label), label) + td(escape(h.name), h.name)

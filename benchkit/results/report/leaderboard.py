@@ -4,6 +4,7 @@ row, runs and their spread), the latency CDF, and each cell's latency over time 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 import math
 from collections.abc import Sequence
 from datetime import timezone
@@ -11,7 +12,7 @@ from html import escape
 
 import numpy as np
 
-from benchkit._format import fmt_ns, fmt_rate, fmt_value
+from benchkit._format import fmt_bytes, fmt_ns, fmt_rate, fmt_value
 from benchkit.results.report.intervals import (
     CONFIDENCE,
     HeadlineInterval,
@@ -26,7 +27,7 @@ from benchkit.results.report.intervals import (
     stability_findings,
 )
 from benchkit.results.report.svg import Axis, Point, RefLine, Series, chart
-from benchkit.results.report.views import View, fmt_count, newest_per_config, nodata, slug, td
+from benchkit.results.report.views import View, backend_colors, fmt_count, newest_per_config, nodata, slug, td
 
 TIER = {"VALID": 0, "INVALID": 1, "FAILED": 2}  # a leaderboard sorts within its tier: INVALID never above VALID
 
@@ -156,9 +157,12 @@ def leaderboard(group: Sequence[View], wl: str, sc: str, baseline: str | None = 
         cols.append(("target QPS", "num"))
     cols += [(f"{short} {'↑' if hib else '↓'}", "num"), (f"{CONFIDENCE:.0%} interval", "num"),
              ("vs baseline", "num"), ("p50", "num"), ("p99", "num")] + ([] if rate_headline else [("samples/s", "num")])
+    cols.append(("peak memory", "num"))
     cols += [("validity", "text"), ("runs", "num"), ("started (UTC)", "text"), ("runtime · device", "text")]
     tips = {f"{CONFIDENCE:.0%} interval": "How precisely the run's own samples know the headline (sorted by the "
                                           "relative half-width); hover a cell for the method.",
+            "peak memory": "Peak resident memory of the process that ran the cell (the record's memory block); "
+                           "with the device's peak where the adapter reports one.",
             "vs baseline": "How many times better than the baseline row chosen above: above 1 is better, for "
                            "latency and throughput alike; below, the ratio's 95 % interval.",
             "runs": "Records of this configuration (runs and repeat sessions); below, their headlines' mean and "
@@ -210,6 +214,13 @@ def leaderboard(group: Sequence[View], wl: str, sc: str, baseline: str | None = 
                 o.append(td(escape(fmt_rate(m.throughput_per_s)), m.throughput_per_s, "num"))
         else:
             o += [td("–", "", "num")] * (2 if rate_headline else 3)
+        mem = r.memory
+        if mem is not None and mem.peak_rss_bytes is not None:
+            text = fmt_bytes(mem.peak_rss_bytes) + ("" if mem.peak_device_bytes is None else
+                                                    f'<span class="sub">device {fmt_bytes(mem.peak_device_bytes)}</span>')
+            o.append(td(text, mem.peak_rss_bytes, "num mem", f"scope: {mem.scope} ({mem.source})"))
+        else:
+            o.append(td("–", "", "num mem", "not measured (a record from before memory was measured)"))
         badge = f'<span class="badge {status.lower()}">{status}</span>'
         if status == "FAILED" and r.error is not None:
             badge += f' <span class="why">{escape(r.error.phase)}: {escape(r.error.message[:160])}</span>'
@@ -247,25 +258,36 @@ def _cdf_points(s: np.ndarray) -> list[Point]:
     return pts
 
 
-def cdf(group: Sequence[View], wl: str, sc: str) -> str:
+def server_load(shown: Sequence[View]) -> tuple[list[View], str]:
+    """Server curves to set side by side: all at one offered load, so a curve is never compared with another
+    backend's at a different rate. The load is the highest that every configuration ran, preferring one where
+    all stayed VALID; without a common load, each configuration's highest VALID load, and a note saying so."""
+    by_cfg: dict[tuple, dict[float, View]] = defaultdict(dict)
+    for v in shown:
+        by_cfg[(v.backend, v.precision, v.batch)][v.target_qps or 0.0] = v
+    common = set.intersection(*(set(loads) for loads in by_cfg.values())) if by_cfg else set()
+    if common:
+        q = max(common, key=lambda q: (all(c[q].status == "VALID" for c in by_cfg.values()), q))
+        return [c[q] for c in by_cfg.values()], f" @ {q:g} QPS"
+    best = [max(c.values(), key=lambda v: (v.status == "VALID", v.target_qps or 0)) for c in by_cfg.values()]
+    return best, " (no load common to every configuration: each at its highest VALID load)"
+
+
+def cdf(group: Sequence[View], wl: str, sc: str, colors: dict[str, str] | None = None) -> str:
     shown, _ = newest_per_config(group)
     shown = [v for v in shown if v.measured and v.samples_ns is not None and v.samples_ns.size]
-    if sc == "server":
-        # One curve per backend: its highest load that stayed VALID (else its highest load);
-        # the other loads are in the latency-vs-load chart.
-        best: dict[tuple, View] = {}
-        for v in shown:
-            k = (v.backend, v.precision, v.batch)
-            cur = best.get(k)
-            if cur is None or ((v.status == "VALID", v.target_qps or 0) > (cur.status == "VALID", cur.target_qps or 0)):
-                best[k] = v
-        shown = list(best.values())
+    at = ""
+    if sc == "server" and shown:
+        # One curve per configuration, all at one offered load; the other loads are in the latency-vs-load chart.
+        shown, at = server_load(shown)
     if not shown:
         return nodata("cdf", f"no raw samples for {wl} {sc} (run with run.keep_samples: true)")
+    colors = colors or backend_colors(shown)
     shown.sort(key=lambda v: (v.status != "VALID", v.config_label()))
     series = [Series(v.config_label() + ("" if v.status == "VALID" else " (INVALID)"), _cdf_points(v.sorted_ns),
-                     dashed=v.status != "VALID", hollow=v.status != "VALID") for v in shown]
-    return chart(series, kind="cdf", title=f"Latency CDF: {wl} · {sc}",
+                     color=colors[v.backend], dashed=v.status != "VALID", hollow=v.status != "VALID")
+              for v in shown]
+    return chart(series, kind="cdf", title=f"Latency CDF: {wl} · {sc}{at}",
                  x=Axis("latency per query (log scale)", log=True, fmt=fmt_ns),
                  y=Axis("fraction of queries at or below", fmt=lambda v: f"{v:.0%}"))
 
@@ -275,7 +297,7 @@ def cdf(group: Sequence[View], wl: str, sc: str) -> str:
 STALLS_MARKED = 3  # the largest samples of at least twice the p99 (stalls) get a marker with their query number
 
 
-def timeline_chart(v: View, wl: str, sc: str) -> str:
+def timeline_chart(v: View, wl: str, sc: str, color: str = "") -> str:
     """Latency of each query in issue order, down-sampled keeping each bucket's maximum, with p50 and p99 lines."""
     x = v.samples_ns
     n = int(x.size)
@@ -290,14 +312,14 @@ def timeline_chart(v: View, wl: str, sc: str) -> str:
                                                 "maximum, so no stall is lost")
     refs = [RefLine(f"p99 {fmt_ns(lat.p99)}", y=float(lat.p99), color="#B00020"),
             RefLine(f"p50 {fmt_ns(lat.p50)}", y=float(lat.p50), color="#555555", label_at="start")]
-    svg = chart([Series(f"{v.config_label()} ({v.status})", pts, hollow=v.status != "VALID")],
+    svg = chart([Series(f"{v.config_label()} ({v.status})", pts, color=color, hollow=v.status != "VALID")],
                 kind="timeline", title=f"Latency over time: {wl} · {sc} · {v.config_label()}",
                 x=Axis("query, in issue order", fmt=fmt_count), y=Axis("latency (log scale)", log=True, fmt=fmt_ns),
                 refs=refs, width=900, height=300)
     return f'{svg}<p class="note">drawn: {escape(drawn)}.</p>'
 
 
-def timelines(group: Sequence[View], wl: str, sc: str) -> str:
+def timelines(group: Sequence[View], wl: str, sc: str, colors: dict[str, str] | None = None) -> str:
     """One collapsed ``<details>`` per cell of the leaderboard that kept its samples, in the leaderboard's order."""
     shown, _ = newest_per_config(group)
     shown = [v for v in shown if v.measured and v.samples_ns is not None and v.samples_ns.size]
@@ -308,11 +330,12 @@ def timelines(group: Sequence[View], wl: str, sc: str) -> str:
     o = ['<div class="timelines">']
     for v in shown:
         flags = [c for c, _, _ in stability_findings(v.rec)]
+        color = (colors or {}).get(v.backend, "")
         note = "".join(f' <span class="flag">{"drift" if c == "stability.drift" else "imprecise"}</span>'
                        for c in flags)
         o.append(f'<details class="timeline" id="tl-{slug(wl, sc, *v.config)}" data-status="{v.status}">'
                  f"<summary>Latency over time: {escape(v.config_label())} · {v.samples_ns.size:,} queries"
                  f"{'' if v.status == 'VALID' else f' · {v.status}'}{note}</summary>"
-                 f'<figure class="plot">{timeline_chart(v, wl, sc)}</figure></details>')
+                 f'<figure class="plot">{timeline_chart(v, wl, sc, color)}</figure></details>')
     o.append("</div>")
     return "".join(o)

@@ -88,6 +88,24 @@ class View:
         return "VALID" if self.rec.validity.valid else "INVALID"
 
 
+def backend_colors(views: Sequence[View]) -> dict[str, str]:
+    """One colour per backend for the whole report (every chart), in the order of the backends' names."""
+    from benchkit.results.report.svg import PALETTE
+
+    return {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(sorted({v.backend for v in views}))}
+
+
+def device_label(rec: ResultRecord) -> str:
+    """One spelling per device: adapters spell the same CPU differently ("cpu: AMD EPYC" from ONNX Runtime,
+    "CPU: AMD EPYC" from OpenVINO), so a CPU is written ``cpu: <name>`` (the name as given, else the record's
+    system CPU model), and spacing is normalised; other devices as the adapter wrote them."""
+    dev = " ".join(str(rec.backend.device if rec.backend else "?").split())
+    head, _, name = dev.partition(":")
+    if head.strip().lower() == "cpu":
+        return f"cpu: {name.strip() or rec.system.cpu_model}"
+    return dev
+
+
 def load_views(paths: Sequence[str | Path]) -> list[View]:
     from benchkit.results import records
     from benchkit.results.compare import load_with_samples

@@ -8,8 +8,8 @@ no orchestration: the launcher is handed its worker. Two exist:
 
 * :class:`LocalExecutor` (default): one cell after another on this machine.
 * ``benchkit.runner.executors.ray.RayExecutor``: each cell a Ray task on a node of a
-  cluster that has the resources the cell asks for (``pip install
-  'benchkit[ray]'``); the task calls the same runner there.
+  cluster that has the resources the cell asks for (the ``ray``
+  extra); the task calls the same runner there.
 
 Both stamp the record's ``placement`` block, so records of either have the
 same shape.

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchkit._install import install_hint
 from benchkit.results import records
 from benchkit.errors import BenchkitError, FleetError, WorkloadError
 from benchkit.runner.fleet import FleetSpec, NodeInfo, check_feasible, format_resources, load_fleet, runnable_on
@@ -48,7 +49,7 @@ from benchkit.runner.assemble import with_findings
 from benchkit.runner.worker import CellRunner
 
 MIN_RAY = (2, 9)
-_INSTALL = "pip install 'benchkit[ray]'"
+_INSTALL = install_hint("ray")
 _INLINE_BYTES = 1 << 20  # files up to this size travel inside the task's arguments, larger through the object store
 _HEAD = "node:__internal_head__"  # a resource Ray gives the head node only
 _POLL_S = 0.25  # how often the submitting loop looks at progress events when no record arrives

@@ -27,7 +27,9 @@ which end in :data:`BN_STAT_SUFFIXES`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -139,13 +141,26 @@ class GraphBuilder:
         ``gain=2`` is He init (keeps the second moment through ReLU),
         ``gain=1`` is LeCun/Xavier-style (keeps it through a linear layer).
         """
+        if _SHAPES_ONLY.get():
+            return self._placeholder(name, shape)
         std = np.float32(np.sqrt(gain / fan_in))
         w = self.rng.standard_normal(tuple(shape), dtype=np.float32) * std
         return self.const(name, w)
 
     def small(self, name: str, shape: Sequence[int], std: float = 0.02) -> str:
         """Add a normal(0, std) float32 initializer (biases, embeddings)."""
+        if _SHAPES_ONLY.get():
+            return self._placeholder(name, shape)
         return self.const(name, self.rng.standard_normal(tuple(shape), dtype=np.float32) * np.float32(std))
+
+    def _placeholder(self, name: str, shape: Sequence[int]) -> str:
+        """A float32 initializer with its dims and no values (:func:`shapes_only`): counts, never runs."""
+        name = self.fresh(name)
+        t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=list(shape))
+        t.data_location = TensorProto.EXTERNAL
+        t.external_data.add(key="location", value=_NOT_BUILT)
+        self._inits.append(t)
+        return name
 
     # -- generic node ----------------------------------------------------------
 
@@ -336,6 +351,22 @@ class GraphBuilder:
         return finalize(model, check=check)
 
 
+_SHAPES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("benchkit_shapes_only", default=False)
+_NOT_BUILT = "benchkit-shapes-only-not-built"
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Within this block, builders' random weights (``weight``, ``small``) are placeholders: the graph, its
+    shapes and its parameter counts are exact, no weight is drawn or held. For ``workloads --details`` (FLOPs,
+    params, bytes come from dims alone); such a model cannot run, and is never written to the cache."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
 def finalize(model: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
     """Stamp benchkit's fixed metadata on ``model`` (in place) and return it.
 
@@ -358,6 +389,6 @@ def finalize(model: onnx.ModelProto, *, check: bool = True) -> onnx.ModelProto:
     if len(keep) != len(model.opset_import):
         del model.opset_import[:]
         model.opset_import.extend(keep)
-    if check:
+    if check and not _SHAPES_ONLY.get():  # placeholders hold no data for the checker to find
         onnx.checker.check_model(model)
     return model

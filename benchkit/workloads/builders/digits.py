@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from benchkit._install import install_hint
 from benchkit.errors import WorkloadError
 from benchkit.workloads.builders._graph import GraphBuilder
 
@@ -140,7 +141,7 @@ def _dataset() -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits
     except ImportError as e:
         raise WorkloadError(
-            "the digits-mlp workload needs scikit-learn for its bundled digits data: pip install 'benchkit[digits]'"
+            "the digits-mlp workload needs scikit-learn for its bundled digits data: " + install_hint("digits")
         ) from e
     data = load_digits()
     x = np.asarray(data.data, dtype=np.float64) / 16.0  # exact: a power of two

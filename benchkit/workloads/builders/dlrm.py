@@ -32,7 +32,7 @@ import onnx
 from onnx import numpy_helper
 
 from benchkit.errors import WorkloadError
-from benchkit.workloads.builders._graph import GraphBuilder
+from benchkit.workloads.builders._graph import _SHAPES_ONLY, GraphBuilder
 
 CRITEO_TERABYTE_TABLE_ROWS: tuple[int, ...] = (
     39884406, 39043, 17289, 7420, 20263, 3, 7120, 1543, 63, 38532951, 2953546, 403346, 10,
@@ -81,14 +81,7 @@ def dlrm(params: Mapping[str, Any], rng: np.random.Generator) -> onnx.ModelProto
     x = _mlp(g, dense, [p["dense_features"], *bottom], "bottom_mlp", sigmoid_last=False)
 
     offsets = np.concatenate([[0], np.cumsum(rows[:-1])]).astype(np.int64)
-    weights = np.empty((sum(rows), dim), dtype=np.float32)
-    for start, n in zip(offsets.tolist(), rows):
-        block = weights[start : start + n]
-        rng.random(out=block, dtype=np.float32)  # drawn in place: the tables can be hundreds of MB
-        block *= np.float32(2.0 * np.sqrt(1.0 / n))
-        block -= np.float32(np.sqrt(1.0 / n))
-    table = g.const("embeddings", weights)
-    del weights, block
+    table = _tables(g, rng, rows, offsets, dim)
     local = g.node("Mod", [ids, _constant(g, "embeddings.rows", rows)], name="embeddings.hash")
     flat = g.node("Add", [local, _constant(g, "embeddings.offsets", offsets)], name="embeddings.row")
     emb = g.node("Gather", [table, flat], name="embeddings.lookup")  # [batch, tables, dim]
@@ -113,6 +106,22 @@ def dlrm(params: Mapping[str, Any], rng: np.random.Generator) -> onnx.ModelProto
         f"top MLP {'-'.join(map(str, [dim + n * (n - 1) // 2, *top]))}, sigmoid."
     )
 
+
+
+def _tables(g: GraphBuilder, rng: np.random.Generator, rows: list[int], offsets: np.ndarray, dim: int) -> str:
+    """The 26 embedding tables as one initializer, uniform(+-1/sqrt(rows)) per table (a placeholder under
+    ``shapes_only``: the tables are most of the model's bytes)."""
+    if _SHAPES_ONLY.get():
+        return g._placeholder("embeddings", (sum(rows), dim))
+    weights = np.empty((sum(rows), dim), dtype=np.float32)
+    for start, n in zip(offsets.tolist(), rows):
+        block = weights[start : start + n]
+        rng.random(out=block, dtype=np.float32)  # drawn in place: the tables can be hundreds of MB
+        block *= np.float32(2.0 * np.sqrt(1.0 / n))
+        block -= np.float32(np.sqrt(1.0 / n))
+    table = g.const("embeddings", weights)
+    del weights, block
+    return table
 
 def _mlp(g: GraphBuilder, x: str, sizes: Sequence[int], name: str, *, sigmoid_last: bool, out: str | None = None) -> str:
     """Gemm layers ``sizes[0] -> ... -> sizes[-1]``, ReLU between, and ReLU or sigmoid after the last."""

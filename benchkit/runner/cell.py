@@ -59,6 +59,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         wl = resolve(cell.workload, Path(ctx.base_dir), cell.origin, Path(ctx.cache_dir) if ctx.cache_dir else None)
         asked = scenario.samples_per_call
         shapes, effective_batch = wl.call_shapes(asked)
+        calls_per_query = measurement.calls_per_query(scenario, effective_batch)
         per_call = max(1, wl.bytes_per_call(asked))
         n_inputs = int(max(1, min(MAX_DISTINCT_INPUTS, INPUT_POOL_BYTES // per_call)))
         feeds, _ = wl.make_feeds(asked, n_inputs, cell.seed)
@@ -98,9 +99,12 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         phase("measure")
         log_dir = Path(ctx.run_dir) / f"{cell.cell_id}.mlperf" if ctx.run_dir else None
         computes = getattr(cls, "computes_outputs", True)
-        capture = audits.capture_positions(scenario.min_duration_ms * 1_000_000 // max(1, call_ns), cell.seed) \
-            if computes else ()
-        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir, capture)
+        capture = audits.capture_positions(scenario.min_duration_ms * 1_000_000 // max(1, call_ns * calls_per_query),
+                                           cell.seed) if computes else ()
+        if calls_per_query > 1:  # the grouped loop captures by call: the last call of each chosen query
+            capture = frozenset(q * calls_per_query + calls_per_query - 1 for q in capture)
+        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir, capture,
+                       calls_per_query)
 
         phase("check")
         r = backend.run(staged[0])
@@ -167,6 +171,7 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     prov = provenance.adapter_provenance(cls)
     found: list[Finding] = [
         *measurement.run_length(scenario, m),
+        *measurement.query_size(scenario, effective_batch, m.samples_per_query),
         *measurement.precision_claim(bspec.precision, info.precision, bspec.allow_precision_mismatch),
         *output_findings,
         *accuracy.findings(acc, required=audited),

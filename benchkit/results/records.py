@@ -327,11 +327,13 @@ class Validity(_Model):
 
 
 class ErrorInfo(_Model):
-    """Why a cell produced no measurement."""
+    """Why a cell failed: before its measurement (no metrics), or after it (the metrics are kept, INVALID)."""
 
     type: str = Field(description="Exception type, or WorkerCrash | Timeout.")
     message: str = Field(description="What went wrong, in one line.")
-    phase: str = Field(description="load | stage | warmup | measure | worker | resolve ...")
+    phase: str = Field(description="resolve | load | stage | first_inference | warmup | measure (no measurement), "
+                       "or check | accuracy | audit | record (after the measurement: the metrics are kept), "
+                       "worker | close ...")
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
 
@@ -429,6 +431,10 @@ class OutputAccuracy(_Model):
     )
     top5_agreement: float | None = Field(
         None, description="Share of samples whose reference top-1 class is in the output's top 5 (>= 10 classes)."
+    )
+    not_comparable: str | None = Field(
+        None, description="Why the output was not compared (it has no numeric form: neither a tensor, a sequence of "
+        "maps nor a sequence of tensors); null: compared."
     )
 
 

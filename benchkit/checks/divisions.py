@@ -201,6 +201,9 @@ def _inputs_changed(wl: Any, entry: Any) -> tuple[str, ...]:
         decl = declared.get(inp.name)
         if inp.shape_override is not None:
             out.append(f"{inp.name}: shape overridden to {list(inp.shape_override)}")
+        if getattr(inp, "data", None) is not None:
+            out.append(f"{inp.name}: real samples from {inp.data.source}, not the catalog's generated values")
+            continue
         want = tuple(decl.range) if decl is not None and decl.range is not None else (None, None)
         got = (inp.low, inp.high)
         if got != want and not (want == (None, None) and got == (None, None)):

@@ -92,11 +92,19 @@ class _Model(BaseModel):
 
 
 class InputInfo(_Model):
-    """One generated graph input."""
+    """One graph input as the cell fed it: generated values, or real samples (then with their SHA-256)."""
 
     name: str = Field(description="Graph input name.")
     dtype: str = Field(description="numpy dtype name, e.g. float32, int64.")
     shape: list[int] = Field(description="Shape of one inference call's input.")
+    data_source: str | None = Field(
+        None, description="Where the real samples came from (spec `inputs.NAME.data`: file, `archive.npz:NAME` or "
+        "`folder/`); null: generated values."
+    )
+    data_sha256: str | None = Field(
+        None, description="SHA-256 of the real samples read: the file's bytes, or for a folder, the SHA-256 of "
+        "its file list (`name  sha256` lines, in name order)."
+    )
 
 
 class WorkloadRecord(_Model):

@@ -60,7 +60,9 @@ def workload_block(wl: Any, effective_batch: int | None, cost: Any = None) -> re
         model_file=wl.path.name,
         graph_precision=wl.graph_precision,
         dims=dict(wl.dims),
-        inputs=[records.InputInfo(name=i.name, dtype=i.dtype.name, shape=list(shapes[i.name])) for i in wl.inputs],
+        inputs=[records.InputInfo(name=i.name, dtype=i.dtype.name, shape=list(shapes[i.name]),
+                                  data_source=i.data.source if i.data is not None else None,
+                                  data_sha256=i.data.sha256 if i.data is not None else None) for i in wl.inputs],
         effective_batch_size=effective_batch,
         **roofline,
     )

@@ -135,3 +135,243 @@ def test_a_check_raising_after_the_measurement_keeps_the_metrics(tmp_path, tiny_
     assert rec["error"]["phase"] == where
     assert any(x.startswith(f"{where} failed after the measurement (the metrics are kept): RuntimeError: injected")
                for x in rec["validity"]["reasons"]), rec["validity"]["reasons"]
+
+
+# --------------------------------------------------------------------------- benchkit run MODEL.onnx
+
+
+def _old_cnn(path: Path) -> Path:
+    """A small CNN as old exporters wrote them: opset 9, weights listed as graph inputs, batch fixed at 1."""
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv.w")
+    b = numpy_helper.from_array(np.zeros(4, np.float32), "conv.b")
+    fc = numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc.w")
+    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 8, 8])] + [
+        helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims)) for t in (w, b, fc)]
+    nodes = [helper.make_node("Conv", ["data", "conv.w", "conv.b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc.w"], ["logits"])]
+    g = helper.make_graph(nodes, "oldcnn", inputs, [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                                                   [1, 5])], [w, b, fc])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)], producer_name="an-old-exporter")
+    m.ir_version = 4
+    onnx.save(m, str(path))
+    return path
+
+
+def test_run_an_onnx_file_in_one_command(tmp_path):
+    model = _old_cnn(tmp_path / "old cnn.onnx")
+    out = tmp_path / "out"
+    r = run_cli("run", model, "--quick", "--inline", "--out", out, "--scenario", "single_stream",
+                "--scenario", "multi_stream", "--batch", "4")
+    recs = {x["scenario"]["kind"]: x for x in _records(out)}
+    assert set(recs) == {"single_stream", "multi_stream"}, (r.stdout, r.stderr)
+    assert all(x["metrics"] is not None for x in recs.values())
+    assert recs["multi_stream"]["scenario"]["settings"]["samples_per_query"] == 4
+    assert recs["multi_stream"]["metrics"]["extra"]["calls_per_query"] == 4  # batch fixed at 1
+    assert "benchkit results" in r.stdout and "old-cnn" in r.stdout  # the same summary as a spec's run
+    # --print-spec prints the spec that run stood for (its SHA-256 is the records'), and runs nothing
+    p = run_cli("run", model, "--quick", "--inline", "--out", tmp_path / "none", "--scenario", "single_stream",
+                "--scenario", "multi_stream", "--batch", "4", "--print-spec")
+    assert p.returncode == 0 and not (tmp_path / "none").exists()
+    import hashlib
+
+    assert hashlib.sha256(p.stdout.encode()).hexdigest() == recs["single_stream"]["spec_sha256"]
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(p.stdout)
+    v = run_cli("validate", saved)
+    assert v.returncode == 0 and "2 cell(s)" in v.stdout, v.stderr
+    assert recs["single_stream"]["workload"]["model_sha256"] in p.stdout  # pinned: the rerun is the same model
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a model at all", "is not a valid ONNX model"),
+    (None, "model file not found"),
+])
+def test_run_a_bad_onnx_file_is_exit_2_naming_it(tmp_path, content, message):
+    path = tmp_path / "m.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    r = run_cli("run", path, "--out", tmp_path / "out")
+    assert r.returncode == 2 and message in r.stderr and "m.onnx" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_flags_for_a_model_are_refused_with_a_spec(tmp_path, tiny_model):
+    spec = write_spec(tmp_path, _ONE.format(model=tiny_model))
+    r = run_cli("run", spec, "--scenario", "offline")
+    assert r.returncode == 2 and "--scenario" in r.stderr and "benchkit run MODEL.onnx" in r.stderr
+    r = run_cli("run", tiny_model, "--scenario", "server")
+    assert r.returncode == 2 and "--target-qps" in r.stderr
+
+
+# --------------------------------------------------------------------------- real inputs
+
+
+def test_real_samples_from_npy_npz_and_folders(tmp_path):
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import resolve
+
+    from conftest import write_tiny_add
+
+    write_tiny_add(tmp_path / "tiny.onnx")
+    samples = np.arange(5 * 16, dtype=np.float64).reshape(5, 16)  # float64 data into a float32 input
+    np.save(tmp_path / "x.npy", samples)
+    np.savez(tmp_path / "x.npz", x=samples)
+    (tmp_path / "dir").mkdir()
+    for i, s in enumerate(samples):
+        np.save(tmp_path / "dir" / f"{i:03d}.npy", s[None])  # saved with a batch dimension of 1 each
+    digests = set()
+    for data in ("x.npy", "x.npz", "dir"):
+        wl = resolve(WorkloadSpec(name="t", model=Path("tiny.onnx"), inputs={"x": {"data": data}}), tmp_path, "t")
+        feeds, _ = wl.make_feeds(2, 6, seed=3)
+        got = np.concatenate([f["x"] for f in feeds])
+        assert got.dtype == np.float32 and got.shape == (12, 16)
+        rows = got[:, 0].astype(int) // 16  # which sample each row is
+        assert sorted(set(rows)) == [0, 1, 2, 3, 4] and all((b - a) % 5 == 1 for a, b in zip(rows, rows[1:]))
+        assert wl.inputs[0].data.sha256
+        digests.add((data, wl.inputs[0].data.sha256))
+    assert len({d for _, d in digests}) == 3
+
+
+def test_real_samples_reach_the_record_and_the_outputs(tmp_path):
+    from conftest import write_tiny_add
+
+    model = write_tiny_add(tmp_path / "tiny.onnx")
+    np.save(tmp_path / "x.npy", np.full((3, 16), 7.0, np.float32))
+    r = run_cli("run", model, "--quick", "--inline", "--data", f"x={tmp_path / 'x.npy'}", "--out", tmp_path / "o")
+    [rec] = _records(tmp_path / "o")
+    [inp] = rec["workload"]["inputs"]
+    import hashlib
+
+    assert inp["data_source"] == "x.npy"
+    assert inp["data_sha256"] == hashlib.sha256((tmp_path / "x.npy").read_bytes()).hexdigest()
+    assert rec["metrics"] is not None and rec["accuracy"]["passed"], (r.stderr, rec["validity"])
+    assert any("real samples from x.npy" in x for x in rec["division"]["reasons"]) or \
+        rec["division"]["name"] == "open"
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.zeros((4, 8), np.float32), "each sample must be [16]"),
+    (np.array(["a", "b"]), "holds <U1 values"),
+])
+def test_bad_real_samples_are_exit_2_naming_the_field(tmp_path, data, message):
+    from conftest import write_tiny_add
+
+    write_tiny_add(tmp_path / "tiny.onnx")
+    np.save(tmp_path / "x.npy", data)
+    spec = write_spec(tmp_path, "name: d\nworkloads: [{name: t, model: tiny.onnx, inputs: {x: {data: x.npy}}}]\n"
+                      "backends: [{name: onnxruntime}]\nscenarios: [{kind: single_stream}]\n")
+    r = run_cli("validate", spec)
+    assert r.returncode == 2 and "inputs.x.data" in r.stderr and message in r.stderr, r.stderr
+
+
+def _gather_model(path: Path, rows: int = 10) -> Path:
+    """Token ids into an embedding table (int64 ids through a Cast, as exporters write), no range metadata."""
+    table = numpy_helper.from_array(np.ones((rows, 4), np.float32), "emb")
+    g = helper.make_graph(
+        [helper.make_node("Cast", ["ids"], ["ids32"], to=TensorProto.INT32),
+         helper.make_node("Gather", ["emb", "ids32"], ["y"])], "emb",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6, 4])], [table])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    onnx.save(m, str(path))
+    return path
+
+
+def test_integer_inputs_indexing_a_table_take_its_size(tmp_path):
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import resolve
+
+    _gather_model(tmp_path / "emb.onnx", rows=10)
+    wl = resolve(WorkloadSpec(name="e", model=Path("emb.onnx")), tmp_path, "e")
+    assert (wl.inputs[0].low, wl.inputs[0].high) == (0, 10)
+    ids = np.concatenate([f["ids"] for f in wl.make_feeds(4, 16, 0)[0]])
+    assert ids.min() >= 0 and ids.max() < 10 and ids.max() > 5
+
+
+def test_an_error_in_the_first_run_is_named_so(tmp_path):
+    _gather_model(tmp_path / "emb.onnx", rows=10)
+    spec = write_spec(tmp_path, "name: e\nworkloads: [{name: e, model: emb.onnx, inputs: {ids: {low: 50, high: 60}}}]\n"
+                      "backends: [{name: onnxruntime}]\nscenarios: [{kind: single_stream}]\n"
+                      "run: {profile: quick, isolation: inline}\n")
+    r = run_cli("run", spec, "--out", tmp_path / "o")
+    [rec] = _records(tmp_path / "o")
+    assert r.returncode == 1 and rec["error"]["phase"] == "first_inference"
+    assert rec["validity"]["reasons"][0].startswith("first_inference failed:")
+
+
+def test_a_catalog_export_runs_back_through_benchkit(tmp_path):
+    """`workloads export bert-base` carries its token ranges and sequence length: run back as a file, it works (a
+    one-layer, narrow build keeps this test fast; the full size takes the same path)."""
+    small = ["--param", "layers=1", "--param", "hidden=64", "--param", "heads=2", "--param", "intermediate=128"]
+    cache = tmp_path / "cache"
+    e = run_cli("workloads", "export", "bert-base", *small, "-o", tmp_path / "bert.onnx",
+                env={"BENCHKIT_CACHE_DIR": str(cache)})
+    assert e.returncode == 0, e.stderr
+    before = sorted(p.name for p in cache.glob("*.onnx"))
+    r = run_cli("run", tmp_path / "bert.onnx", "--quick", "--inline", "--out", tmp_path / "o", "--cache-dir", cache)
+    [rec] = _records(tmp_path / "o")
+    assert rec["error"] is None and rec["metrics"] is not None, (r.stderr, rec["validity"])
+    assert {i["name"]: i["shape"] for i in rec["workload"]["inputs"]}["input_ids"] == [1, 128]
+    assert rec["accuracy"]["passed"], rec["accuracy"]
+    # the division was decided without building bert-base or bert-large at their default size
+    assert sorted(p.name for p in cache.glob("*.onnx")) == before
+    assert rec["division"]["name"] == "open"
+    assert not any("differs from" in x for x in rec["division"]["reasons"]), rec["division"]["reasons"]
+
+
+# --------------------------------------------------------------------------- divisions without building
+
+
+def _bert_named(path: Path) -> Path:
+    """A user model with BERT's input names (not BERT): what made benchkit build bert-base and bert-large."""
+    table = numpy_helper.from_array(np.ones((30522, 2), np.float32), "emb")
+    nodes = [helper.make_node("Gather", ["emb", "input_ids"], ["e"]),
+             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["token_type_ids"], ["t"], to=TensorProto.FLOAT),
+             helper.make_node("Add", ["m", "t"], ["mt"]),
+             helper.make_node("Unsqueeze", ["mt"], ["mt3"], axes=[2]),
+             helper.make_node("Mul", ["e", "mt3"], ["y"])]
+    ins = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"])
+           for n in ("input_ids", "attention_mask", "token_type_ids")]
+    g = helper.make_graph(nodes, "bertish", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                                ["batch", "seq", 2])], [table])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+    m.ir_version = 6
+    onnx.save(m, str(path))
+    return path
+
+
+def test_the_division_of_a_bert_named_model_builds_nothing(tmp_path):
+    model = _bert_named(tmp_path / "bert-base.onnx")  # named like the catalog entry, too
+    cache = tmp_path / "cache"
+    r = run_cli("run", model, "--quick", "--inline", "--dim", "seq=8", "--out", tmp_path / "o", "--cache-dir", cache)
+    [rec] = _records(tmp_path / "o")
+    assert rec["metrics"] is not None, (r.stderr, rec["validity"])
+    assert list(cache.rglob("*.onnx")) == []  # nothing built: not bert-base, not bert-large
+    reasons = rec["division"]["reasons"]
+    assert rec["division"]["name"] == "open" and rec["division"]["standard_workload"] is None
+    assert any("no fp32 catalog build with its inputs has its SHA-256 or its graph structure" in x for x in reasons)
+
+
+def test_a_changed_export_is_named_after_its_own_build(tmp_path):
+    """A re-export with its batch fixed has other bytes but the structure of its build: the record names that
+    build, not the first candidate with the same inputs in alphabetical order."""
+    from benchkit.checks import divisions
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import resolve
+
+    cache = tmp_path / "cache"
+    e = run_cli("workloads", "export", "tiny-add", "--batch", "1", "-o", tmp_path / "t.onnx",
+                env={"BENCHKIT_CACHE_DIR": str(cache)})
+    assert e.returncode == 0, e.stderr
+    for p in cache.glob("*.onnx"):
+        p.unlink()  # the table alone decides
+    wl = resolve(WorkloadSpec(name="mine", model=Path("t.onnx")), tmp_path, "t", cache)
+    build = divisions.standard_build(wl, cache)
+    assert build.label == "tiny-add fp32" and build.sha256 != wl.sha256
+    assert list(cache.glob("*.onnx")) == []

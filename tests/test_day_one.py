@@ -390,3 +390,20 @@ def test_a_changed_export_is_named_after_its_own_build(tmp_path):
     build = divisions.standard_build(wl, cache)
     assert build.label == "tiny-add fp32" and build.sha256 != wl.sha256
     assert list(cache.glob("*.onnx")) == []
+
+
+@pytest.mark.slow  # builds resnet50-v1.5 once (about 100 MB) to export it
+def test_a_resnet50_export_is_named_resnet50_not_the_first_candidate(tmp_path):
+    """mobilenet-v2 and resnet50-v1.5 take the same input; a re-exported resnet50 is said to depart from resnet50."""
+    from benchkit.checks import divisions
+    from benchkit.spec import WorkloadSpec
+    from benchkit.workloads import resolve
+
+    cache = tmp_path / "cache"
+    e = run_cli("workloads", "export", "resnet50-v1.5", "--batch", "1", "-o", tmp_path / "r50.onnx",
+                env={"BENCHKIT_CACHE_DIR": str(cache)})
+    assert e.returncode == 0, e.stderr
+    empty = tmp_path / "empty"
+    wl = resolve(WorkloadSpec(name="resnet50", model=Path("r50.onnx")), tmp_path, "t", empty)
+    build = divisions.standard_build(wl, empty)
+    assert build.label == "resnet50-v1.5 fp32" and build.sha256 != wl.sha256 and not empty.exists()

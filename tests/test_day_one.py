@@ -306,6 +306,15 @@ def test_integer_inputs_indexing_a_table_take_its_size(tmp_path):
     assert (wl.inputs[0].low, wl.inputs[0].high) == (0, 10)
     ids = np.concatenate([f["ids"] for f in wl.make_feeds(4, 16, 0)[0]])
     assert ids.min() >= 0 and ids.max() < 10 and ids.max() > 5
+    # a range the model declares in its metadata is honoured, but never past the table it indexes
+    from benchkit.workloads.model import RANGES_METADATA_KEY
+
+    m = onnx.load(str(tmp_path / "emb.onnx"))
+    prop = m.metadata_props.add()
+    prop.key, prop.value = RANGES_METADATA_KEY, '{"ids": [2, 1000]}'
+    onnx.save(m, str(tmp_path / "declared.onnx"))
+    wl = resolve(WorkloadSpec(name="e", model=Path("declared.onnx")), tmp_path, "e")
+    assert (wl.inputs[0].low, wl.inputs[0].high, wl.inputs[0].range_source) == (2, 10, "declared")
 
 
 def test_an_error_in_the_first_run_is_named_so(tmp_path):

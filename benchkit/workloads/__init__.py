@@ -63,11 +63,10 @@ def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -
         raise WorkloadError(
             f"{origin}.sha256: model {path.name} has SHA-256 {digest}{covers}, but the spec pins {entry.sha256}"
         )
-    inferred = None
+    # an integer input indexing a table (Gather) takes its size, and never more, whatever is declared
+    inferred = gather_ranges(model)
     if source == "file":
-        # benchkit's exports declare their inputs' ranges; an integer input indexing a table has its size
-        declared_ranges = metadata_ranges(model) or None
-        inferred = gather_ranges(model)
+        declared_ranges = metadata_ranges(model) or None  # benchkit's exports declare their inputs' ranges
         dims = {**metadata_dims(model), **dims}  # the spec's dims win over the defaults the model declares
     data = _input_data(model, entry, base_dir, origin)
     inputs, outputs, used_dims = signature(model, origin, dims, entry.inputs, declared_ranges, data, inferred)

@@ -426,6 +426,8 @@ def signature(
         if declared_ranges and vi.name in declared_ranges:
             low, high = declared_ranges[vi.name]
             range_source = "declared"
+            if inferred_ranges and vi.name in inferred_ranges:  # never past the table it indexes
+                high = min(high, inferred_ranges[vi.name][1])
         elif inferred_ranges and vi.name in inferred_ranges and np.issubdtype(_ONNX_DTYPES[tt.elem_type], np.integer):
             low, high = inferred_ranges[vi.name]
             range_source = "gather"

@@ -81,8 +81,21 @@ class InputOverride(_Frozen):
     )
     low: float | None = Field(None, strict=True, description="Lower bound (inclusive) of generated values. Default: 0 for integers.")
     high: float | None = Field(
-        None, strict=True, description="Upper bound (exclusive) of generated values. Default: 100 for integers; floats are N(0, 1)."
+        None, strict=True, description="Upper bound (exclusive) of generated values. Default for integers: the range the model "
+        "declares (benchkit's exports carry it in their metadata), else the size of the table an integer input "
+        "indexes (Gather), else 100; floats are N(0, 1)."
     )
+    data: Path | None = Field(
+        None, description="Real samples instead of generated values, relative to the spec: a .npy file "
+        "([samples, ...]), a .npz archive (the array named like the input) or a folder of .npy files (one sample "
+        "each). Cycled through the input pool; its SHA-256 goes into the record."
+    )
+
+    @model_validator(mode="after")
+    def _data_or_range(self) -> InputOverride:
+        if self.data is not None and (self.low is not None or self.high is not None):
+            raise ValueError("give either `data` (real samples) or `low`/`high` (generated values), not both")
+        return self
 
     @model_validator(mode="after")
     def _ordered(self) -> InputOverride:

@@ -249,20 +249,24 @@ def test_show_and_summary_print_the_division(division_records):
     assert "accuracy  passed (fp32 tolerances" in out  # the accuracy gate ran on every record
 
 
-def test_a_candidate_that_cannot_be_built_here_vouches_for_nothing(division_records, monkeypatch):
-    """An optional extra missing for one catalog build must not fail the cell; the file just is not closed."""
-    from benchkit.errors import WorkloadError
+def test_deciding_a_file_s_division_builds_nothing(division_records, monkeypatch, tmp_path):
+    """The table of standard-build hashes vouches for a file: no catalog model is built to compare it with, and a
+    cache that does not hold the build changes nothing."""
     from benchkit.workloads import resolve
     from benchkit.spec import WorkloadSpec
 
-    _, tmp, cache = division_records
-    wl = resolve(WorkloadSpec(name="copy", model=Path("copy.onnx")), tmp, "test", cache)
+    _, tmp, _ = division_records
+    empty = tmp_path / "empty-cache"
+    wl = resolve(WorkloadSpec(name="copy", model=Path("copy.onnx")), tmp, "test", empty)
 
-    def unavailable(*_a, **_k):
-        raise WorkloadError("needs scikit-learn: the digits extra")
+    def no_building(*_a, **_k):
+        raise AssertionError("a division decision built a catalog model")
 
-    monkeypatch.setattr(catalog, "materialize", unavailable)
-    assert divisions.standard_build(wl, cache) is None
+    monkeypatch.setattr(catalog, "materialize", no_building)
+    monkeypatch.setattr(catalog, "build", no_building)
+    build = divisions.standard_build(wl, empty)
+    assert (build.label, build.sha256) == ("tiny-add fp32", wl.sha256)
+    assert not empty.exists()
 
 
 def test_a_backend_that_computes_nothing_is_open(division_records):

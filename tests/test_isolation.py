@@ -98,7 +98,7 @@ scenarios: [{{kind: single_stream, min_duration_ms: 10, min_query_count: 5}}]
                            str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     rec = records.load(next((tmp_path / "o").rglob("*.json")))
-    assert rec.error.phase in ("warmup", "stage") and "injected failure in run()" in rec.error.message
+    assert rec.error.phase in ("warmup", "first_inference") and "injected failure in run()" in rec.error.message
     assert rec.backend is not None and rec.backend.name == "fault-inject"
 
 
@@ -224,7 +224,7 @@ def test_each_cell_runs_in_its_own_process_forked_from_one_zygote(tmp_path, tiny
     # ... and named in `ps` as a fresh worker would be: `python -m benchkit.runner.child CELL.json RECORD.json`
     assert watch_a.cmdlines[pid_a][1:3] == [b"-m", b"benchkit.runner.child"]
     assert watch_a.cmdlines[pid_a][3].endswith(b"/cell.json")
-    assert watch_a.phases[:4] == ["load", "stage", "warmup", "measure"]  # phases relayed as they happen
+    assert watch_a.phases[:5] == ["load", "stage", "first_inference", "warmup", "measure"]  # phases relayed as they happen
     # The zygote itself never loads a runtime, a model or an adapter: its children do, and end.
     maps = Path(f"/proc/{zygote_a}/maps").read_text()
     assert "onnxruntime" not in maps and "benchkit_test_fakes" not in maps

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from benchkit._fsutil import loads_json, open_regular, write_atomic
+from benchkit.checks import structured
 from benchkit.errors import BenchkitError, WorkloadError
 from benchkit.results.records import Accuracy, OutputAccuracy, OutputArray, StoredOutputs, TaskMetric
 
@@ -268,6 +269,8 @@ def _write_reference_cache(path: Path, key: Mapping[str, Any], desc: str, outs: 
     secret = _cache_secret()
     if secret is None:
         return  # nothing written could be verified later
+    if any(not structured.is_tensor(np.asarray(a)) for call in outs for a in call):
+        return  # sequences and maps have no array file form (np.load refuses pickles): recomputed each time
     arrays = {f"c{c}_o{o}": a for c, call in enumerate(outs) for o, a in enumerate(call)}
     meta = {"key": dict(key), "reference": desc, "outputs": [len(c) for c in outs],
             "tag": _cache_tag(secret, key, desc, outs)}
@@ -343,13 +346,21 @@ def compare_outputs(
         scale = 0.0
         cosines: list[float] = []
         agree = agree5 = rows = 0
-        bad = None
+        bad = not_comparable = None
         for c, (out, ref) in enumerate(zip(outputs, refs)):
             if o >= len(out):
                 bad = f"output {name!r}: the backend returned {len(out)} outputs, the reference {len(ref)}"
                 break
-            a = np.asarray(out[o])
-            r = np.asarray(ref[o])
+            # sequences and maps (a ZipMap's) are compared through their numeric form, structure first
+            r, r_form, r_why = structured.numeric_view(ref[o])
+            if r_why is not None:
+                not_comparable = f"the reference's output is {r_why}: no numeric form to compare"
+                break
+            a, a_form, a_why = structured.numeric_view(out[o])
+            if a_why is not None or a_form != r_form:
+                bad = f"output {name!r}: " + (f"the output is {a_why}" if a_why is not None
+                                              else structured.structure_mismatch(a_form, r_form))
+                break
             if a.shape != r.shape:
                 bad = f"output {name!r}: shape {list(a.shape)} differs from the reference's {list(r.shape)}"
                 break
@@ -376,6 +387,10 @@ def compare_outputs(
                     top5 = np.argsort(-a64, axis=-1)[:, :5]
                     agree5 += int(np.sum(np.any(top5 == top[:, None], axis=-1)))
                 rows += r.shape[0]
+        if not_comparable is not None:
+            per_output.append(OutputAccuracy(name=name, max_abs_error=None, max_rel_error=None,
+                                             not_comparable=not_comparable))
+            continue
         if bad is not None:
             failures.append(bad)
             per_output.append(OutputAccuracy(name=name, max_abs_error=None, max_rel_error=None))
@@ -847,7 +862,8 @@ def check(
     finite = [o for o in per_output if o.max_abs_error is not None]
     cos = [o.cosine_similarity for o in per_output if o.cosine_similarity is not None]
     top1 = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
-    bad = len(finite) < len(per_output)  # an output could not be compared at all (shape, count, NaN)
+    # an output could not be compared at all (shape, count, NaN); one with no numeric form is reported as such
+    bad = len(finite) < len([o for o in per_output if o.not_comparable is None])
     return Accuracy(
         passed=not failures,
         reference=desc,

@@ -23,8 +23,8 @@ request for ``closed`` that fails a rule makes the record INVALID with the
 reasons, so a submission cannot be mislabelled by accident.
 
 :func:`decide` is a pure function of the record and of the standard build it is
-compared with; :func:`standard_build` (which may build and hash catalog models)
-finds that build; :func:`apply` puts the decision into a record.
+compared with; :func:`standard_build` (which never builds: it reads the table of
+standard-build hashes and the workload cache) finds that build; :func:`apply` puts the decision into a record.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class StandardBuild:
     """``key=value`` of each builder parameter that differs from the manifest default."""
     inputs_changed: tuple[str, ...] = ()
     """One line per input generated otherwise than the manifest declares (shape or value range)."""
+    unverified: str | None = None
+    """Why the file could not be compared byte for byte with this build (its SHA-256 is not known here)."""
 
     @property
     def label(self) -> str:
@@ -82,12 +84,15 @@ def decide(record: Any, build: StandardBuild | None, requested: str = "auto"):
     reasons: list[str] = []
     if build is None:
         what = f"model file {wl.model_file}" if wl.source == "file" else f"workload {wl.name}"
-        reasons.append(f"{what} is not a standard catalog workload: no catalog entry with its inputs has a "
-                       f"{wl.graph_precision} build here to compare it with")
+        reasons.append(f"{what} is not a standard catalog workload: no {wl.graph_precision} catalog build with its "
+                       "inputs has its SHA-256 or its graph structure")
     else:
         if build.params_overridden:
             reasons.append(f"catalog parameters changed from {build.name}'s defaults: "
                            + ", ".join(build.params_overridden))
+        elif build.unverified is not None:
+            reasons.append(f"model has the graph structure of {build.label} but cannot be compared with benchkit's "
+                           f"build byte for byte: {build.unverified}")
         elif build.sha256 is not None and build.sha256 != wl.model_sha256:
             reasons.append(f"model SHA-256 {wl.model_sha256[:16]}… differs from benchkit's build of "
                            f"{build.label} ({build.sha256[:16]}…): the graph was changed")
@@ -142,13 +147,13 @@ def standard_build(wl: Any, cache_dir: Path | None = None) -> StandardBuild | No
     default build is not even made: the params alone make it open). A
     ``model:`` file is compared with the catalog entries whose declared inputs
     it has (names, dtypes, fixed dims), at the variant of its graph precision,
-    the entry named like the workload first: each is built once into the
-    workload cache (``catalog.materialize``), and the first whose bytes match
-    is the answer. When none matches, the first candidate is returned with its
-    SHA-256, so the record says which build the file departs from.
+    the entry named like the workload first, through the table of standard-build
+    hashes (:mod:`benchkit.workloads.hashes`) and the builds already in the
+    workload cache: nothing is built here. When no build has the file's bytes,
+    the candidate whose graph structure the file has is returned (the record says
+    which build the file departs from), or None when it has none's.
     """
-    from benchkit.errors import BenchkitError
-    from benchkit.workloads import catalog
+    from benchkit.workloads import catalog, hashes
     from benchkit.workloads.model import model_sha256
 
     if wl.source == "catalog":
@@ -162,21 +167,48 @@ def standard_build(wl: Any, cache_dir: Path | None = None) -> StandardBuild | No
     candidates.sort(key=lambda e: (e.name != wl.name, e.name))
     if not candidates:
         return None
+    # 1. the table of standard-build hashes, then builds already in the cache: nothing is built here
     size = Path(wl.path).stat().st_size
-    first: StandardBuild | None = None
     for entry in candidates:
-        try:
-            path = catalog.materialize(entry.name, None, variant, cache_dir=cache_dir)
-        except BenchkitError:
-            continue  # a build this machine cannot make (an optional extra missing) cannot vouch for the file
-        if path.stat().st_size != size and first is not None:
-            continue  # cannot match; only the first candidate is hashed for the record
-        digest = model_sha256(path)
-        build = StandardBuild(entry.name, variant, digest, (), _inputs_changed(wl, entry))
-        if digest == wl.sha256:
-            return build
-        first = first or build
-    return first
+        known = hashes.known(entry.name, variant)
+        if known is not None and known.sha256 == wl.sha256:
+            return StandardBuild(entry.name, variant, known.sha256, (), _inputs_changed(wl, entry))
+    for entry in candidates:
+        cached = _cached_build(entry.name, variant, cache_dir)
+        if cached is not None and cached.stat().st_size == size and model_sha256(cached) == wl.sha256:
+            return StandardBuild(entry.name, variant, wl.sha256, (), _inputs_changed(wl, entry))
+    # 2. no build has these bytes: name the one whose structure the file has (a re-export, other weights), or none
+    try:
+        import onnx
+
+        structure = hashes.structure_sha256(onnx.load(str(wl.path), load_external_data=False))
+    except Exception:  # noqa: BLE001 - resolve() parsed this file already; a second failure leaves it unmatched
+        return None
+    for entry in candidates:
+        recorded = hashes.recorded(entry.name, variant)
+        if recorded is None or recorded.structure != structure:
+            continue
+        known = hashes.known(entry.name, variant)
+        if known is None:  # the table is stale for it: its bytes now are unknown without a build
+            return StandardBuild(entry.name, variant, None, (), _inputs_changed(wl, entry),
+                                 unverified="its SHA-256 is not in benchkit's table of standard builds for this "
+                                 "version (python -m benchkit.workloads.hashes regenerates it)")
+        return StandardBuild(entry.name, variant, known.sha256, (), _inputs_changed(wl, entry))
+    return None
+
+
+def _cached_build(name: str, variant: str, cache_dir: Path | None) -> Path | None:
+    """The default build of ``name`` when the workload cache already holds it (never built here)."""
+    from benchkit.errors import BenchkitError
+    from benchkit.workloads import catalog
+
+    try:
+        key = catalog.cache_key(name, None, variant)
+    except (BenchkitError, ImportError):
+        return None
+    folder = Path(cache_dir) if cache_dir is not None else catalog.cache_dir()
+    path = folder / f"{name}-{variant}-{key[:16]}.onnx"
+    return path if path.is_file() else None
 
 
 def _same_inputs(wl: Any, entry: Any) -> bool:
@@ -201,6 +233,9 @@ def _inputs_changed(wl: Any, entry: Any) -> tuple[str, ...]:
         decl = declared.get(inp.name)
         if inp.shape_override is not None:
             out.append(f"{inp.name}: shape overridden to {list(inp.shape_override)}")
+        if getattr(inp, "data", None) is not None:
+            out.append(f"{inp.name}: real samples from {inp.data.source}, not the catalog's generated values")
+            continue
         want = tuple(decl.range) if decl is not None and decl.range is not None else (None, None)
         got = (inp.low, inp.high)
         if got != want and not (want == (None, None) and got == (None, None)):

@@ -56,6 +56,28 @@ def in_flight(m: Measurement) -> list[Finding]:
                                f"({alone / 1e3:,.1f} µs): the adapter reports completions before the work is done")]
 
 
+def calls_per_query(scenario: Any, effective_batch: int) -> int:
+    """Calls of ``effective_batch`` samples one query takes: for MultiStream on a model whose batch dimension is
+    fixed below ``samples_per_query``, enough calls to carry them all (rounded up; :func:`query_size` judges a
+    batch that does not divide the query); one everywhere else."""
+    if scenario.kind != "multi_stream" or effective_batch >= scenario.samples_per_query:
+        return 1
+    return -(-scenario.samples_per_query // max(1, int(effective_batch)))
+
+
+def query_size(scenario: Any, effective_batch: int | None, samples_per_query: int) -> list[Finding]:
+    """A MultiStream query must carry exactly ``samples_per_query`` samples, whatever the model's batch dimension:
+    a fixed batch that does not make up the query (above it, or not dividing it) measures other queries."""
+    if scenario.kind != "multi_stream" or samples_per_query == scenario.samples_per_query:
+        return []
+    how = (f"in calls of the model's fixed batch {effective_batch}, which does not divide it"
+           if effective_batch is not None and effective_batch < scenario.samples_per_query
+           else f"the model fixes its batch dimension to {effective_batch}")
+    return [reason("multi_stream", f"each query carried {samples_per_query} samples, not samples_per_query "
+                   f"{scenario.samples_per_query} ({how}); export the model with a dynamic batch dimension or "
+                   f"a batch that divides {scenario.samples_per_query}")]
+
+
 def precision_claim(claimed: str, effective: str, allow_mismatch: bool) -> list[Finding]:
     """The adapter ran at another precision than the result claims."""
     if effective == claimed:

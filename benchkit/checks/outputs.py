@@ -70,14 +70,16 @@ def findings(outputs: list[Any], wl: Any, batch: int | None, expect_all: bool = 
     ``expect_all`` is False for an adapter that computes nothing by contract (``null``): it returns no outputs."""
     import numpy as np
 
+    from benchkit.checks.structured import numeric_view
     from benchkit.checks.verdict import reason
 
     names = wl.output_names
     problems = []
     if expect_all and names and len(outputs) != len(names):
         problems.append(f"adapter returned {len(outputs)} outputs, the graph has {len(names)}")
-    for name, arr in zip(names, outputs):
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+    for name, out in zip(names, outputs):
+        arr, _, _ = numeric_view(out)  # a sequence of maps (ZipMap) is checked through its values
+        if arr is not None and np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
             problems.append(f"output {name!r} contains NaN or Inf")
     problems += output_shape_problems(wl, batch, outputs)
     return [reason("outputs", p) for p in problems]

@@ -20,10 +20,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"benchkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run a spec's suite and write one record per cell")
-    r.add_argument("spec", help="spec file (YAML/JSON), or the name of a standard spec such as ci-smoke")
+    r = sub.add_parser(
+        "run", help="run a spec's suite, or one ONNX file, and write one record per cell",
+        description="Run a spec's suite (benchkit run SPEC), or benchmark one ONNX file with the flags below "
+        "(benchkit run MODEL.onnx [--backend B] [--scenario S] [--batch N] [--precision P] [--profile P]): the "
+        "same records and summary either way. --print-spec prints the spec a model run stands for and exits, so "
+        "the run can be repeated exactly: benchkit run MODEL.onnx --print-spec > m.yaml && benchkit run m.yaml.")
+    r.add_argument("spec", help="spec file (YAML/JSON), the name of a standard spec such as ci-smoke, or an ONNX "
+                   "model file (*.onnx)")
     r.add_argument("--out", default=DEFAULT_OUT, help="results directory (default: %(default)s)")
-    r.add_argument("--backend", action="append", default=[], metavar="NAME", help="only this backend (repeatable)")
+    r.add_argument("--backend", action="append", default=[], metavar="NAME",
+                   help="with a spec: only this backend; with an ONNX file: run on this backend (default: "
+                   "onnxruntime). Repeatable")
+    m = r.add_argument_group("running an ONNX file (benchkit run MODEL.onnx)")
+    m.add_argument("--scenario", action="append", default=[], metavar="KIND",
+                   choices=["single_stream", "multi_stream", "server", "offline"],
+                   help="single_stream | multi_stream | server | offline (repeatable; default: single_stream)")
+    m.add_argument("--batch", type=int, metavar="N",
+                   help="offline batch_size and multi_stream samples_per_query (default: the scenarios' own, 1 and 8)")
+    m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8", "mixed"],
+                   help="precision the result claims (default: %(default)s); the adapter reports what ran")
+    m.add_argument("--dim", action="append", default=[], metavar="NAME=N",
+                   help="value of a named dynamic dimension, e.g. --dim seq=128 (repeatable)")
+    m.add_argument("--data", action="append", default=[], metavar="INPUT=PATH",
+                   help="real samples for an input: .npy, .npz (the array named like the input) or a folder of "
+                   ".npy files (repeatable)")
+    m.add_argument("--target-qps", type=float, metavar="QPS", help="server: arrival rate (queries per second)")
+    m.add_argument("--target-latency-ms", type=float, metavar="MS", help="server: p99 latency bound")
+    m.add_argument("--print-spec", action="store_true",
+                   help="print the spec (YAML) this model run stands for, its model pinned by SHA-256, and exit "
+                   "without running")
     r.add_argument("--workload", action="append", default=[], metavar="NAME", help="only this workload (repeatable)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="use the quick profile (CI: seconds per cell)")

@@ -53,11 +53,12 @@ def cmd_run(args) -> int:
     from benchkit.runner.executors import make_executor
     from benchkit.runner.peak import PeakOptions
     from benchkit.runner.suite import RunOptions, plan_cells, run_suite
-    from benchkit.spec import load_spec
 
     if args.inline and args.executor != "local":
         raise BenchkitError("--inline runs cells in this process; it cannot be combined with --executor ray")
-    loaded = load_spec(args.spec)
+    loaded = _load_run_target(args)
+    if loaded is None:  # --print-spec: printed, nothing to run
+        return 0
     options = RunOptions(
         out_dir=Path(args.out), backends=tuple(args.backend), workloads=tuple(args.workload),
         profile="quick" if args.quick else args.profile, isolation="inline" if args.inline else None,
@@ -148,6 +149,30 @@ def run_summary(result) -> dict:
                          "unattainable": p.unattainable, "light_load_latency_ns": p.light_load_latency_ns}
                         for p in result.peaks]
     return out
+
+
+def _load_run_target(args):
+    """The spec ``benchkit run`` runs: a spec file, or the spec of a model run (``benchkit run MODEL.onnx``).
+    With ``--print-spec`` the model run's spec is printed and None returned."""
+    from benchkit.cli.model_spec import is_model_path, load_model_spec
+    from benchkit.spec import load_spec
+
+    model_flags = [f for f, v in (("--scenario", args.scenario), ("--batch", args.batch), ("--dim", args.dim),
+                                  ("--data", args.data), ("--target-qps", args.target_qps),
+                                  ("--target-latency-ms", args.target_latency_ms), ("--print-spec", args.print_spec),
+                                  ("--precision", args.precision != "fp32")) if v]
+    if not is_model_path(args.spec):
+        if model_flags:
+            raise BenchkitError(f"{', '.join(model_flags)}: for benchkit run MODEL.onnx; {args.spec} is a spec, "
+                                "which says its own scenarios, batch and precision")
+        return load_spec(args.spec)
+    if args.workload:
+        raise BenchkitError("--workload: for specs; a model run has one workload")
+    loaded, text = load_model_spec(args.spec, args)
+    if args.print_spec:
+        sys.stdout.write(text)
+        return None
+    return loaded
 
 
 def cmd_backends(args) -> int:

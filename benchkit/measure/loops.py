@@ -328,3 +328,62 @@ def _raise_first(errors: list[tuple[int, BaseException]], n: int) -> None:
     tag, first = errors[0]
     raise BackendError(f"{len(errors)} of {n} offline queries failed; first (query {tag}): "
                        f"{type(first).__name__}: {first}") from first
+
+
+def grouped_loop(
+    backend: Any,
+    staged: Sequence[Any],
+    rule: StopRule,
+    samples_per_call: int,
+    calls_per_query: int,
+    clock: Clock = perf_counter_ns,
+    capture: Collection[int] = (),
+) -> Measurement:
+    """:func:`closed_loop` for queries that take ``calls_per_query`` calls: a MultiStream query of
+    ``samples_per_query`` samples on a model whose batch dimension is fixed below it.
+
+    A query's latency runs from its first ``run`` to its last ``synchronize``; each call is synchronised before
+    the next (the protocol allows one outstanding call), and the calls walk the pool in order, so call ``i``
+    of the run uses pool input ``i % len(staged)``. ``capture`` holds *call* indices (the last call of a
+    captured query is fetched after the query's timed region), so the loop-output audit maps each captured
+    call to its pool input as for one call per query.
+    """
+    run, sync, fetch = backend.run, backend.synchronize, backend.fetch
+    k = len(staged)
+    c = int(calls_per_query)
+    samples: list[int] = []
+    append = samples.append
+    reason = rule.reason
+    captured: dict[int, list[np.ndarray]] = {}
+    fetch_ns: list[int] = []
+    n = 0
+    call = 0
+    start = clock()
+    t1 = start
+    while True:
+        t0 = clock()
+        for _ in range(c):
+            r = run(staged[call % k])
+            sync()
+            call += 1
+        t1 = clock()
+        append(t1 - t0)
+        if call - 1 in capture:
+            outs = [np.array(a, copy=True) for a in fetch(r)]
+            fetch_ns.append(clock() - t1)
+            captured[call - 1] = outs
+        n += 1
+        why = reason(t1 - start, n)
+        if why is not None:
+            break
+    return Measurement(
+        samples_ns=np.asarray(samples, dtype=np.int64),
+        start_ns=start,
+        end_ns=t1,
+        query_count=n,
+        samples_per_query=samples_per_call * c,
+        stop_reason=why,
+        extra={"calls_per_query": c, "samples_per_call": samples_per_call},
+        captured=captured,
+        fetch_ns=fetch_ns,
+    )

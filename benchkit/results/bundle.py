@@ -798,6 +798,7 @@ def _figures_problems(r: Any) -> list[str]:
     x = np.asarray(r.samples_ns, dtype=np.int64)
     srt = np.sort(x)
     spq = (r.workload.effective_batch_size if r.workload is not None else None) or 1
+    spq *= int(m.extra.get("calls_per_query", 1))  # a MultiStream query of several calls (measure.grouped_loop)
     out = []
     if m.count != x.size:
         out.append(f"count {m.count} but {x.size} samples")

@@ -92,11 +92,19 @@ class _Model(BaseModel):
 
 
 class InputInfo(_Model):
-    """One generated graph input."""
+    """One graph input as the cell fed it: generated values, or real samples (then with their SHA-256)."""
 
     name: str = Field(description="Graph input name.")
     dtype: str = Field(description="numpy dtype name, e.g. float32, int64.")
     shape: list[int] = Field(description="Shape of one inference call's input.")
+    data_source: str | None = Field(
+        None, description="Where the real samples came from (spec `inputs.NAME.data`: file, `archive.npz:NAME` or "
+        "`folder/`); null: generated values."
+    )
+    data_sha256: str | None = Field(
+        None, description="SHA-256 of the real samples read: the file's bytes, or for a folder, the SHA-256 of "
+        "its file list (`name  sha256` lines, in name order)."
+    )
 
 
 class WorkloadRecord(_Model):
@@ -327,11 +335,13 @@ class Validity(_Model):
 
 
 class ErrorInfo(_Model):
-    """Why a cell produced no measurement."""
+    """Why a cell failed: before its measurement (no metrics), or after it (the metrics are kept, INVALID)."""
 
     type: str = Field(description="Exception type, or WorkerCrash | Timeout.")
     message: str = Field(description="What went wrong, in one line.")
-    phase: str = Field(description="load | stage | warmup | measure | worker | resolve ...")
+    phase: str = Field(description="resolve | load | stage | first_inference | warmup | measure (no measurement), "
+                       "or check | accuracy | audit | record (after the measurement: the metrics are kept), "
+                       "worker | close ...")
     detail: str = Field("", description="Traceback or worker stderr tail, for the developer.")
 
 
@@ -445,6 +455,10 @@ class OutputAccuracy(_Model):
     )
     top5_agreement: float | None = Field(
         None, description="Share of samples whose reference top-1 class is in the output's top 5 (>= 10 classes)."
+    )
+    not_comparable: str | None = Field(
+        None, description="Why the output was not compared (it has no numeric form: neither a tensor, a sequence of "
+        "maps nor a sequence of tensors); null: compared."
     )
 
 

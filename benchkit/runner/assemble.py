@@ -60,7 +60,9 @@ def workload_block(wl: Any, effective_batch: int | None, cost: Any = None) -> re
         model_file=wl.path.name,
         graph_precision=wl.graph_precision,
         dims=dict(wl.dims),
-        inputs=[records.InputInfo(name=i.name, dtype=i.dtype.name, shape=list(shapes[i.name])) for i in wl.inputs],
+        inputs=[records.InputInfo(name=i.name, dtype=i.dtype.name, shape=list(shapes[i.name]),
+                                  data_source=i.data.source if i.data is not None else None,
+                                  data_sha256=i.data.sha256 if i.data is not None else None) for i in wl.inputs],
         effective_batch_size=effective_batch,
         **roofline,
     )
@@ -111,7 +113,9 @@ def metrics_block(cell: Cell, m: Measurement, lat: stats.LatencyStats, head: rec
                   first_ns: int, n_warm: int, cost: Any, peak: float | None, early_stopping: Any,
                   stage_ns: list[int] = (), fetch_ns: list[int] = ()) -> records.Metrics:
     thr = stats.throughput_per_s(m.sample_count, m.duration_ns)
-    achieved = cost.flops / m.samples_per_query * thr if cost is not None and cost.flops else None
+    # `cost` is per inference call; a MultiStream query may take several calls (measure.grouped_loop)
+    per_call = m.samples_per_query // int(m.extra.get("calls_per_query", 1))
+    achieved = cost.flops / per_call * thr if cost is not None and cost.flops else None
     extra = dict(m.extra)
     return records.Metrics(
         latency_ns=lat,

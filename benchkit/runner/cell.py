@@ -54,13 +54,16 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
     started = records.utcnow()
     mem_start = memory.start()
     phase = _Phase(cell.cell_id, progress)
-    wl = backend = info = None
+    wl = backend = info = m = None
     effective_batch = None
+    calls_per_query = 1
+    kept: dict = {}  # what the record of a measurement needs, as the phases produce it
     scenario, bspec = cell.scenario, cell.backend
     try:
         wl = resolve(cell.workload, Path(ctx.base_dir), cell.origin, Path(ctx.cache_dir) if ctx.cache_dir else None)
         asked = scenario.samples_per_call
         shapes, effective_batch = wl.call_shapes(asked)
+        calls_per_query = measurement.calls_per_query(scenario, effective_batch)
         per_call = max(1, wl.bytes_per_call(asked))
         n_inputs = int(max(1, min(MAX_DISTINCT_INPUTS, INPUT_POOL_BYTES // per_call)))
         feeds, _ = wl.make_feeds(asked, n_inputs, cell.seed)
@@ -87,6 +90,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
 
         phase("stage")
         staged, stage_ns = _staged(backend, feeds)
+        phase("first_inference")  # the first run() is its own phase: a runtime failing there did not fail stage()
         first_ns = timed_call(backend, staged[0])
 
         phase("warmup")
@@ -100,9 +104,14 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         phase("measure")
         log_dir = Path(ctx.run_dir) / f"{cell.cell_id}.mlperf" if ctx.run_dir else None
         computes = getattr(cls, "computes_outputs", True)
-        capture = audits.capture_positions(scenario.min_duration_ms * 1_000_000 // max(1, call_ns), cell.seed) \
-            if computes else ()
-        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir, capture)
+        capture = audits.capture_positions(scenario.min_duration_ms * 1_000_000 // max(1, call_ns * calls_per_query),
+                                           cell.seed) if computes else ()
+        if calls_per_query > 1:  # the grouped loop captures by call: the last call of each chosen query
+            capture = frozenset(q * calls_per_query + calls_per_query - 1 for q in capture)
+        m = run_engine(ctx.engine, scenario, backend, staged, effective_batch, cell.seed, call_ns, log_dir, capture,
+                       calls_per_query)
+        kept = dict(cost=cost, cost_warning=cost_warning, cls=cls, load_ns=load_ns, first_ns=first_ns, n_warm=n_warm,
+                    stage_ns=stage_ns, fetch_ns=list(m.fetch_ns))
 
         phase("check")
         r = backend.run(staged[0])
@@ -132,6 +141,7 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         if audited:
             audit_block = _audit(cell, backend, wl, staged, m, asked, n_inputs, effective_batch, audit_block)
 
+        phase("record")
         record = _record(cell, ctx, started, wl, info, effective_batch, m, cost, cost_warning, acc, audit_block,
                          audited, output_findings, cls, load_ns=load_ns, first_ns=first_ns, n_warm=n_warm,
                          stage_ns=stage_ns, fetch_ns=fetch_ns)
@@ -139,8 +149,12 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
         if isinstance(e, KeyboardInterrupt):
             raise
         detail = "" if isinstance(e, BenchkitError) else traceback.format_exc(limit=8)
-        record = assemble.error_record(cell, ctx, started, f"{type(e).__name__}: {e}", type(e).__name__, phase.name,
-                                       detail, wl=wl, info=info, effective_batch=effective_batch)
+        message = f"{type(e).__name__}: {e}"
+        record = _kept_measurement(cell, ctx, started, wl, info, effective_batch, m, kept, phase.name, message,
+                                   type(e).__name__, detail) if m is not None else None
+        if record is None:
+            record = assemble.error_record(cell, ctx, started, message, type(e).__name__, phase.name,
+                                           detail, wl=wl, info=info, effective_batch=effective_batch)
     finally:
         close_error = None
         device_peak = memory.device_peak(backend)  # before close(): the adapter's counters go with it
@@ -156,7 +170,8 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
 
 def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: int, m, cost, cost_warning,
             acc, audit_block, audited: bool, output_findings: list[Finding], cls: type, *, load_ns: int,
-            first_ns: int, n_warm: int, stage_ns: list[int], fetch_ns: list[int]) -> ResultRecord:
+            first_ns: int, n_warm: int, stage_ns: list[int], fetch_ns: list[int],
+            decide_division: bool = True) -> ResultRecord:
     """The measured record: every check's findings, in the order a reader expects them, then one verdict."""
     bspec, scenario = cell.backend, cell.scenario
     sorted_ns = np.sort(m.samples_ns)
@@ -171,6 +186,7 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     found: list[Finding] = [
         *measurement.run_length(scenario, m),
         *measurement.in_flight(m),
+        *measurement.query_size(scenario, effective_batch, m.samples_per_query),
         *measurement.precision_claim(bspec.precision, info.precision, bspec.allow_precision_mismatch),
         *output_findings,
         *accuracy.findings(acc, required=audited),
@@ -202,8 +218,29 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
         accuracy=acc,
         audits=audit_block,
     )
+    if not decide_division:
+        return record
     division = divisions.decide(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
     return assemble.with_findings(record, divisions.findings(division), division=division)
+
+
+def _kept_measurement(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: int, m, kept: dict,
+                      phase: str, message: str, etype: str, detail: str) -> ResultRecord | None:
+    """The record of a cell whose measurement finished but a later step (output check, accuracy gate, audit,
+    record assembly) raised: the metrics are kept and the record is INVALID, naming the step. None when even this
+    record cannot be written (the caller then writes an error record)."""
+    from benchkit.checks.verdict import reason
+
+    try:
+        record = _record(cell, ctx, started, wl, info, effective_batch, m, kept["cost"], kept["cost_warning"], None,
+                         records.Audits(), False,
+                         [reason(phase, f"{phase} failed after the measurement (the metrics are kept): {message}")],
+                         kept["cls"], load_ns=kept["load_ns"], first_ns=kept["first_ns"], n_warm=kept["n_warm"],
+                         stage_ns=kept["stage_ns"], fetch_ns=kept["fetch_ns"], decide_division=False)
+    except Exception:  # noqa: BLE001 - the error record below still says what failed first
+        return None
+    return record.model_copy(update={"error": records.ErrorInfo(type=etype, message=message, phase=phase,
+                                                                 detail=detail[-4000:])})
 
 
 def _accuracy_picks(pool: int, samples: int | None, seed: int) -> list[int]:

@@ -8,11 +8,14 @@ dynamic dimension except the batch fixed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from benchkit.errors import WorkloadError
-from benchkit.workloads.model import (BATCH, GraphInput, ResolvedWorkload, file_sha256, graph_precision, model_sha256, read_model,
-                    signature)
+from benchkit.workloads.model import (BATCH, GraphInput, ResolvedWorkload, file_sha256, gather_ranges, graph_precision,
+                                     metadata_dims, metadata_ranges, model_sha256, read_model, signature)
 
 __all__ = ["resolve", "ResolvedWorkload", "GraphInput", "file_sha256", "model_sha256"]
 
@@ -60,11 +63,17 @@ def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -
         raise WorkloadError(
             f"{origin}.sha256: model {path.name} has SHA-256 {digest}{covers}, but the spec pins {entry.sha256}"
         )
-    inputs, outputs, used_dims = signature(model, origin, dims, entry.inputs, declared_ranges)
+    # an integer input indexing a table (Gather) takes its size, and never more, whatever is declared
+    inferred = gather_ranges(model)
+    if source == "file":
+        declared_ranges = metadata_ranges(model) or None  # benchkit's exports declare their inputs' ranges
+        dims = {**metadata_dims(model), **dims}  # the spec's dims win over the defaults the model declares
+    data = _input_data(model, entry, base_dir, origin)
+    inputs, outputs, used_dims = signature(model, origin, dims, entry.inputs, declared_ranges, data, inferred)
     unused = sorted(set(entry.dims) - set(used_dims))
     if unused:
         raise WorkloadError(f"{origin}.dims: {', '.join(unused)} is not a dynamic dimension of any input")
-    return ResolvedWorkload(
+    resolved = ResolvedWorkload(
         name=entry.name,
         path=path,
         sha256=digest,
@@ -78,3 +87,29 @@ def resolve(entry, base_dir: Path, origin: str, cache_dir: Path | None = None) -
         params=dict(entry.params),
         origin=origin,
     )
+    if data:
+        from benchkit.workloads.data import check_sample_shape
+
+        shapes, _ = resolved.call_shapes(1)
+        fixed = tuple(replace(i, data=check_sample_shape(i.data, shapes[i.name], f"{origin}.inputs.{i.name}.data"))
+                      if i.data is not None else i for i in resolved.inputs)
+        resolved = replace(resolved, inputs=fixed)
+    return resolved
+
+
+def _input_data(model, entry, base_dir: Path, origin: str) -> dict:
+    """Real samples the spec names for the graph's inputs (``inputs.NAME.data``), read and hashed."""
+    from benchkit.workloads.data import load_input_data
+    from benchkit.workloads.model import _ONNX_DTYPES
+
+    wanted = {name: ov.data for name, ov in entry.inputs.items() if ov.data is not None}
+    if not wanted:
+        return {}
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.input}
+    out = {}
+    for name, rel in wanted.items():
+        where = f"{origin}.inputs.{name}.data"
+        if types.get(name) not in _ONNX_DTYPES:
+            continue  # signature() reports the unknown input or type, naming the field
+        out[name] = load_input_data((base_dir / rel).resolve(), name, np.dtype(_ONNX_DTYPES[types[name]]), where)
+    return out

@@ -58,6 +58,9 @@ from benchkit._version import __version__
 from benchkit.errors import WorkloadError
 from benchkit.workloads.builders._graph import finalize
 
+BUILD_FORMAT = "2"  # 2: integer inputs' ranges and named dims' defaults in metadata_props; 1: first version
+# (part of the cache key: a build of another format is another file)
+
 VARIANTS = ("fp32", "fp16", "int8")
 """Precision variants a manifest may list; ``fp32`` is the reference and always present."""
 
@@ -426,6 +429,22 @@ def build(name: str, params: Mapping[str, Any] | None = None, variant: str = "fp
         model = to_fp16(model)
     elif variant == "int8":
         model = quantize_int8(model, decls, entry.dims, seed=entry.weights_seed)
+    return _stamp_inputs(model, decls, entry.dims)
+
+
+def _stamp_inputs(model: onnx.ModelProto, decls: tuple[InputDecl, ...], dims: Mapping[str, int]) -> onnx.ModelProto:
+    """Declare the integer inputs' valid values and the named dims' defaults in the model's metadata, so the graph
+    carries them wherever it goes (``benchkit workloads export``, then ``benchkit run FILE``): token ids or indices
+    out of range fail inside the graph, and a sequence length must come from somewhere. Graphs with float inputs
+    and no named dim but the batch are left as they are."""
+    from benchkit.workloads.model import DIMS_METADATA_KEY, RANGES_METADATA_KEY
+
+    ranges = {d.name: [d.range[0], d.range[1]] for d in decls if d.range is not None and d.dtype in _INT_DTYPES}
+    named = {k: int(v) for k, v in dims.items() if k != "batch"}
+    for key, value in ((RANGES_METADATA_KEY, ranges), (DIMS_METADATA_KEY, named)):
+        if value:
+            prop = model.metadata_props.add()
+            prop.key, prop.value = key, json.dumps(value, sort_keys=True, separators=(",", ":"))
     return model
 
 
@@ -462,6 +481,7 @@ def cache_key(name: str, params: Mapping[str, Any] | None = None, variant: str =
         entry.builder.encode(),
         json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode(),
         variant.encode(),
+        BUILD_FORMAT.encode(),
         __version__.encode(),
         _library_versions(variant).encode(),
     ):

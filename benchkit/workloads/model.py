@@ -36,6 +36,8 @@ class GraphInput:
     low: float | None = None
     high: float | None = None
     shape_override: tuple[int, ...] | None = None
+    data: Any = field(default=None, compare=False, repr=False)  # workloads.data.InputData: real samples
+    range_source: str | None = None  # where low/high came from when the spec does not say: metadata | gather
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,9 @@ class ResolvedWorkload:
         """
         rng = np.random.default_rng(seed)
         feeds = []
-        for _ in range(count):
-            feeds.append({inp.name: _generate(rng, inp, tuple(shapes[inp.name])) for inp in self.inputs})
+        for call in range(count):
+            feeds.append({inp.name: _generate(rng, inp, tuple(shapes[inp.name])) if inp.data is None
+                          else inp.data.take(shapes[inp.name][0], call, seed) for inp in self.inputs})
         return feeds
 
     def bytes_per_call(self, batch_size: int) -> int:
@@ -303,14 +306,93 @@ def graph_precision(model) -> str:
     return {1: "fp32", 10: "fp16", 11: "fp64", 16: "bf16"}[top]
 
 
+RANGES_METADATA_KEY = "benchkit.input_ranges"
+"""metadata_props key under which benchkit's catalog builds (and so their exports) declare their integer inputs'
+valid values: JSON ``{"input name": [low, high), ...}``."""
+
+DIMS_METADATA_KEY = "benchkit.dims"
+"""metadata_props key under which benchkit's catalog builds declare the defaults of their named dynamic dims (the
+batch aside): JSON ``{"seq": 128, ...}``."""
+
+
+def metadata_dims(model) -> dict[str, int]:
+    """The named dims' defaults a model declares in its metadata (:data:`DIMS_METADATA_KEY`); {} when none."""
+    import json
+
+    for p in model.metadata_props:
+        if p.key == DIMS_METADATA_KEY:
+            try:
+                data = json.loads(p.value)
+                return {str(k): int(v) for k, v in data.items() if int(v) > 0 and k != BATCH}
+            except (ValueError, TypeError, AttributeError):
+                return {}
+    return {}
+
+
+# Ops an integer input may pass through on its way to a Gather's indices without changing its values.
+_VALUE_PRESERVING = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Transpose"})
+
+
+def metadata_ranges(model) -> dict[str, tuple[float, float]]:
+    """The input ranges a model declares in its metadata (:data:`RANGES_METADATA_KEY`); {} when none or unreadable."""
+    import json
+
+    for p in model.metadata_props:
+        if p.key == RANGES_METADATA_KEY:
+            try:
+                data = json.loads(p.value)
+                return {str(k): (float(v[0]), float(v[1])) for k, v in data.items()
+                        if isinstance(v, (list, tuple)) and len(v) == 2 and float(v[0]) < float(v[1])}
+            except (ValueError, TypeError, AttributeError):
+                return {}
+    return {}
+
+
+def gather_ranges(model) -> dict[str, tuple[float, float]]:
+    """[0, rows) for each graph input that indexes a table: the indices of a Gather whose data is an initializer
+    (an embedding), reached directly or through value-preserving ops; the smallest table when it indexes several."""
+    inits = {t.name: t for t in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out: dict[str, tuple[float, float]] = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        seen, frontier, rows = set(), [vi.name], []
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for n in consumers.get(name, ()):
+                if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == name and n.input[0] in inits:
+                    axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+                    dims = inits[n.input[0]].dims
+                    if -len(dims) <= axis < len(dims) and dims[axis] > 0:
+                        rows.append(int(dims[axis]))
+                elif n.op_type in _VALUE_PRESERVING and n.input and n.input[0] == name:
+                    frontier.extend(n.output)
+        if rows:
+            out[vi.name] = (0.0, float(min(rows)))
+    return out
+
+
 def signature(
     model,
     origin: str,
     dims: Mapping[str, int],
     overrides: Mapping[str, Any],
     declared_ranges: Mapping[str, tuple[float, float]] | None = None,
+    data: Mapping[str, Any] | None = None,
+    inferred_ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[tuple[GraphInput, ...], tuple[str, ...], dict[str, int]]:
-    """The inputs to feed (weights-as-inputs excluded), output names, and resolved named dims."""
+    """The inputs to feed (weights-as-inputs excluded), output names, and resolved named dims.
+
+    An integer input's values come from the spec's low/high, else ``declared_ranges`` (the catalog manifest or
+    the model's metadata), else ``inferred_ranges`` (the size of the table it indexes); ``data`` holds real
+    samples by input name."""
     initializers = {t.name for t in model.graph.initializer}
     feeds: list[GraphInput] = []
     needed: dict[str, int] = {}
@@ -362,14 +444,23 @@ def signature(
                 needed[d] = dims[d]
             if shape and isinstance(shape[0], str) and shape[0] in dims and shape[0] != BATCH:
                 needed[shape[0]] = dims[shape[0]]
-        low = high = None
+        low = high = range_source = None
         if declared_ranges and vi.name in declared_ranges:
             low, high = declared_ranges[vi.name]
+            range_source = "declared"
+            if inferred_ranges and vi.name in inferred_ranges:  # never past the table it indexes
+                high = min(high, inferred_ranges[vi.name][1])
+        elif inferred_ranges and vi.name in inferred_ranges and np.issubdtype(_ONNX_DTYPES[tt.elem_type], np.integer):
+            low, high = inferred_ranges[vi.name]
+            range_source = "gather"
         if ov is not None:
             low = ov.low if ov.low is not None else low
             high = ov.high if ov.high is not None else high
+        if ov is not None and (ov.low is not None or ov.high is not None):
+            range_source = None  # the spec's own
         feeds.append(
-            GraphInput(vi.name, np.dtype(_ONNX_DTYPES[tt.elem_type]), tuple(shape), low, high, override_shape)
+            GraphInput(vi.name, np.dtype(_ONNX_DTYPES[tt.elem_type]), tuple(shape), low, high, override_shape,
+                       (data or {}).get(vi.name), range_source)
         )
     if not feeds:
         raise WorkloadError(f"{origin}: the graph has no inputs to feed")

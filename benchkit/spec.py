@@ -315,16 +315,28 @@ class Offline(ScenarioBase):
         None, gt=0, description="Minimum number of samples (LoadGen counts Offline's minimum in samples). Profile default."
     )
     max_query_count: int | None = Field(None, gt=0, description="Stop when this many samples ran. Default: none.")
+    concurrency: PositiveInt | tuple[PositiveInt, ...] = Field(
+        1, description="Calls kept in flight, closed loop: each completion issues the next (perf_analyzer's "
+        "--concurrency-range). 1 issues calls back to back. A list is a concurrency sweep: one cell per value."
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod
     def _sweep_values(cls, v: Any) -> Any:
         return _check_sweep(v, "batch_size", "a positive integer", int)
 
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency_values(cls, v: Any) -> Any:
+        return _check_sweep(v, "concurrency", "a positive integer", int)
+
     def sweep(self) -> list[tuple[str, dict[str, Any]]]:
-        if isinstance(self.batch_size, tuple):
-            return [(f"-b{b}", {"batch_size": b}) for b in self.batch_size]
-        return [("", {})]
+        batches = [(f"-b{b}", {"batch_size": b}) for b in self.batch_size] if isinstance(self.batch_size, tuple) \
+            else [("", {})]
+        if not isinstance(self.concurrency, tuple):
+            return batches
+        # batch x concurrency: every batch size at every concurrency, batch first in the cell id
+        return [(f"{bs}-c{c}", {**bo, "concurrency": c}) for bs, bo in batches for c in self.concurrency]
 
     @property
     def samples_per_call(self) -> int:

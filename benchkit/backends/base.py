@@ -43,6 +43,24 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Endpoint(BaseModel):
+    """A deployed inference server an adapter measured over the network, and what it reported about the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(description="Where the server was reached, e.g. 'http://127.0.0.1:8080' or 'grpc://10.0.0.5:8001'.")
+    protocol: str = Field(description="Wire protocol, e.g. 'oip-rest', 'oip-grpc' (Open Inference Protocol).")
+    model: str = Field(description="Model name on the server.")
+    version: str = Field("", description="Model version asked for ('' = the server's default).")
+    server: str = Field("", description="Server name and version as its metadata reports them, e.g. 'kserve 0.21.0'.")
+    platform: str = Field("", description="Model platform as the server reports it ('' when it reports none).")
+    model_sha256: str | None = Field(
+        None, description="SHA-256 of the model file the server reports it loaded; None when it reports none "
+        "(then which graph ran cannot be told, and the result is open).")
+    inputs: list[dict[str, Any]] = Field(default_factory=list, description="Inputs as the server's metadata lists them.")
+    outputs: list[dict[str, Any]] = Field(default_factory=list, description="Outputs as the server's metadata lists them.")
+
+
 class BackendInfo(BaseModel):
     """What an adapter reports about itself; stored as the record's ``backend`` block."""
 
@@ -56,6 +74,8 @@ class BackendInfo(BaseModel):
     adapter: str = Field("", description="Python path of the adapter class.")
     adapter_version: str = Field("", description="Version of the package providing the adapter.")
     peak_flops_per_s: float | None = Field(None, description="Device peak at the effective precision, if known.")
+    endpoint: Endpoint | None = Field(
+        None, description="Set by adapters that measure a deployed server (`oip`): the server and model measured.")
 
 
 Done = Callable[[int, "BaseException | None"], None]
@@ -82,6 +102,10 @@ class Backend(abc.ABC):
 
     #: Entry-point name; also the ``backend.name`` of records.
     name: ClassVar[str] = ""
+    #: True for adapters that measure a server over the network: its runtime and device are the server's,
+    #: which this machine cannot inspect, so the local provenance checks of runtime version and device are not
+    #: applied to what it reports (the record's ``backend.endpoint`` says what the server reported).
+    remote: ClassVar[bool] = False
     #: False only for adapters that measure the harness and compute nothing (``null``): their records carry
     #: an accuracy block marked skipped, can never pass the certify profile, and the conformance kit skips
     #: its output checks for them.

@@ -39,6 +39,11 @@ def measure(
     if kind == "offline":
         # Offline's min/max_query_count count samples, as in LoadGen.
         rule = rule.in_calls(samples_per_query)
+    concurrency = getattr(scenario, "concurrency", 1)
+    if kind == "offline" and concurrency > 1:
+        from benchkit.measure.concurrency import run_concurrent
+
+        return run_concurrent(backend, staged, rule, samples_per_query, concurrency, clock)
     if kind in ("single_stream", "multi_stream", "offline"):
         return closed_loop(backend, staged, rule, samples_per_query, clock, capture)
     if kind == "server":

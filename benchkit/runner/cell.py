@@ -181,8 +181,7 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
                                           require_peak=cell.profile in AUDITED_PROFILES),
         # what ran is what the adapter says ran
         *provenance.provenance_findings(prov),
-        *provenance.check_runtime_claims(info, prov.distribution, cls),
-        *provenance.check_device_claims(info, provenance.probe_accelerators()),
+        *_claims(info, prov, cls),
     ]
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
@@ -200,6 +199,15 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
     )
     division = divisions.decide(record, divisions.standard_build(wl, ctx.cache_dir), ctx.division)
     return assemble.with_findings(record, divisions.findings(division), division=division)
+
+
+def _claims(info, prov, cls: type) -> list[Finding]:
+    """The runtime version and device the adapter reports, against this machine; a remote server's cannot be."""
+    if getattr(cls, "remote", False):
+        return [warning("provenance.remote", f"runtime {info.version!r} and device {info.device!r} are what the "
+                        "server reports: benchkit cannot inspect a remote machine")]
+    return [*provenance.check_runtime_claims(info, prov.distribution, cls),
+            *provenance.check_device_claims(info, provenance.probe_accelerators())]
 
 
 def _accuracy_picks(pool: int, samples: int | None, seed: int) -> list[int]:

@@ -34,11 +34,17 @@ FAULTS = ("error", "wrong-shape", "hang", "wrong-values")
 
 def unavailable_reason() -> str | None:
     """Why a KServe test server cannot run here (None: it can)."""
-    for mod, extra in (("kserve", "test"), ("tritonclient.grpc", "serving"), ("tritonclient.http", "serving")):
+    import importlib.util
+
+    # kserve is looked for, never imported here: its protobuf definitions share the `inference` package with
+    # tritonclient's, and one process cannot hold both (the server runs in its own process)
+    if importlib.util.find_spec("kserve") is None:
+        return "kserve is not installed: pip install 'benchkit[test]'"
+    for mod in ("tritonclient.grpc", "tritonclient.http"):
         try:
             __import__(mod)
         except ImportError as e:
-            return f"{mod} is not importable ({e}): pip install 'benchkit[{extra}]'"
+            return f"{mod} is not importable ({e}): pip install 'benchkit[serving]'"
     return None
 
 
@@ -236,7 +242,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     faults = [f for f in args.faults.split(",") if f]
     models = [OnnxModel(args.name, None), *(OnnxModel(f"{args.name}-{f}", f) for f in faults)]
-    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=1).start(models)
+    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=1, grace_period=1).start(models)
 
 
 def main() -> None:

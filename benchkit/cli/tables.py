@@ -137,7 +137,8 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
                      else "left")
     for p in result.pairs:
         k = p.key
-        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else "")
+        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else
+                             f" @c{k.concurrency}" if k.concurrency is not None else "")
         be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
         for m in p.metrics:
             ratio = f"{m.ratio:.3f}" if m.ci_low is None else f"{m.ratio:.3f} ({m.ci_low:.3f}-{m.ci_high:.3f})"

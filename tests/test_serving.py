@@ -136,8 +136,8 @@ def test_faults_give_error_records_and_the_suite_goes_on(servers, model, tmp_pat
   - {{name: oip, label: gone, options: {{url: "{dying.grpc_url}", protocol: grpc, model: m}}}}
   - {{name: oip, label: values, options: {{url: "{good.rest_url}", model: m-wrong-values}}}}
   - {{name: oip, label: absent, options: {{url: "{good.rest_url}", model: nosuch}}}}
-  - {{name: oip, label: ok, options: {{url: "{good.rest_url}", model: m}}}}""", f"""
-  - {{kind: single_stream, min_duration_ms: 400, min_query_count: 80, warmup_ms: 10, warmup_queries: 2}}""")
+  - {{name: oip, label: ok, options: {{url: "{good.rest_url}", model: m}}}}""", """
+  - {kind: single_stream, min_duration_ms: 400, min_query_count: 80, warmup_ms: 10, warmup_queries: 2}""")
     proc, recs = _run(tmp_path, cache)
     assert proc.returncode == 1, proc.stderr + proc.stdout
     r = {cid.split("__")[1]: rec for cid, rec in recs.items()}

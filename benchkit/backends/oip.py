@@ -56,8 +56,7 @@ def _triton(kind: str):
     """tritonclient's http or grpc package, imported on first use."""
     try:
         if kind == "grpc":
-            import grpc  # noqa: F401
-            import tritonclient.grpc as mod
+            import tritonclient.grpc as mod  # imports grpcio
         else:
             import tritonclient.http as mod
         import tritonclient.utils as utils

@@ -5,6 +5,7 @@ one exits mid-run. Cells run inline (the subject is the adapter and its records,
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import EntryPoint
 
 import numpy as np
@@ -18,8 +19,8 @@ from benchkit.results import records
 import oip_server
 from conftest import run_cli
 
-pytestmark = pytest.mark.skipif(oip_server.unavailable_reason() is not None,
-                                reason=str(oip_server.unavailable_reason()))
+needs_serving = pytest.mark.skipif(oip_server.unavailable_reason() is not None,
+                                   reason=str(oip_server.unavailable_reason()))
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,7 @@ def _run(tmp, cache):
 SHORT = "min_duration_ms: 120, min_query_count: 20, warmup_ms: 10, warmup_queries: 2"
 
 
+@needs_serving
 def test_binds_loopback_only(servers):
     for srv in servers:
         addrs = srv.listening()
@@ -80,6 +82,7 @@ def test_binds_loopback_only(servers):
         assert all(a.rsplit(":", 1)[0] in ("127.0.0.1", "::ffff:127.0.0.1") for a in addrs), addrs
 
 
+@needs_serving
 def test_served_rest_and_grpc_records(servers, model, tmp_path):
     good, _ = servers
     _, cache = model
@@ -125,6 +128,7 @@ def test_served_rest_and_grpc_records(servers, model, tmp_path):
     assert "offline @ concurrency 3" in out.stdout and "ort → grpc" in out.stdout, out.stdout
 
 
+@needs_serving
 def test_faults_give_error_records_and_the_suite_goes_on(servers, model, tmp_path):
     good, dying = servers
     _, cache = model
@@ -160,6 +164,7 @@ def _winfo(**changes):
     return WorkloadInfo(**{**base, **changes})
 
 
+@needs_serving
 @pytest.mark.parametrize("change, message", [
     ({"input_dtypes": {"input": np.dtype("float16")}}, "input 'input' is FP32 on the server, the workload feeds FP16"),
     ({"inputs": {"input": (1, 8)}}, "input 'input' has shape [-1, 16] on the server, the workload feeds [1, 8]"),
@@ -179,6 +184,7 @@ def test_metadata_must_match_the_workload(servers, model, protocol, change, mess
     assert message in str(e.value) and "model 'm' on" in str(e.value)
 
 
+@needs_serving
 @pytest.mark.parametrize("options, message", [
     ({"url": "127.0.0.1:1", "model": "m", "protocl": "rest"}, "protocl: unknown option; expected one of url, "),
     ({"url": "127.0.0.1", "model": "m"}, "url: '127.0.0.1' is not host:port"),
@@ -193,6 +199,7 @@ def test_bad_options_are_named(options, message):
     assert message in str(e.value)
 
 
+@needs_serving
 def test_json_tensors_and_binary_give_the_same_answers(servers, model):
     """REST with and without the binary tensor extension, and gRPC: the same outputs as ONNX Runtime in-process."""
     import onnxruntime as ort
@@ -209,3 +216,13 @@ def test_json_tensors_and_binary_give_the_same_answers(servers, model):
         got = b.fetch(b.run(b.stage({"input": x})))
         b.close()
         np.testing.assert_allclose(got[0], want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("missing", ["tritonclient.http", "tritonclient.grpc"])
+def test_without_the_client_the_error_names_the_extra(monkeypatch, missing):
+    from benchkit.backends.oip import OipBackend
+    from benchkit.errors import BackendUnavailable
+
+    monkeypatch.setitem(sys.modules, missing, None)  # what an environment without tritonclient imports
+    with pytest.raises(BackendUnavailable, match=r"the oip backend needs tritonclient .*pip install 'benchkit\[serving\]'"):
+        OipBackend({"url": "127.0.0.1:1", "model": "m", "protocol": missing.rsplit(".", 1)[1].replace("http", "rest")})

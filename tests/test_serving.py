@@ -101,6 +101,9 @@ def test_served_rest_and_grpc_records(servers, model, tmp_path):
     for cid, r in recs.items():
         assert r.error is None, (cid, r.error)
         assert r.accuracy.passed, (cid, r.accuracy)
+        # the protocol's codec (serialization, parsing) is what the untimed phases hold, within the served budget
+        assert r.audits.boundary.passed, (cid, r.audits.boundary.summary)
+        assert r.audits.timed_outputs.passed is not False, (cid, r.audits.timed_outputs)
         assert r.audits.boundary is not None and r.metrics.stage_ns is not None and r.metrics.fetch_ns is not None
         if "__ort__" in cid:
             assert r.backend.endpoint is None

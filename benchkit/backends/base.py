@@ -75,7 +75,9 @@ class BackendInfo(BaseModel):
     adapter_version: str = Field("", description="Version of the package providing the adapter.")
     peak_flops_per_s: float | None = Field(None, description="Device peak at the effective precision, if known.")
     endpoint: Endpoint | None = Field(
-        None, description="Set by adapters that measure a deployed server (`oip`): the server and model measured.")
+        None, description="Set by adapters that measure a deployed server (`oip`): the server and model measured. "
+        "Its runtime version and device are then the server's, not checked against this machine, and the result is "
+        "open unless the server reports the SHA-256 of the workload's model.")
 
 
 Done = Callable[[int, "BaseException | None"], None]
@@ -102,10 +104,6 @@ class Backend(abc.ABC):
 
     #: Entry-point name; also the ``backend.name`` of records.
     name: ClassVar[str] = ""
-    #: True for adapters that measure a server over the network: its runtime and device are the server's,
-    #: which this machine cannot inspect, so the local provenance checks of runtime version and device are not
-    #: applied to what it reports (the record's ``backend.endpoint`` says what the server reported).
-    remote: ClassVar[bool] = False
     #: False only for adapters that measure the harness and compute nothing (``null``): their records carry
     #: an accuracy block marked skipped, can never pass the certify profile, and the conformance kit skips
     #: its output checks for them.

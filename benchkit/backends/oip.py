@@ -78,7 +78,6 @@ class OipOptions(BaseModel):
 
 class OipBackend(Backend):
     name = "oip"
-    remote = True
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
@@ -99,6 +98,7 @@ class OipBackend(Backend):
         self._host, self._port = parts.hostname, parts.port
         self._mod, self._utils = _triton(self.opts.protocol)
         self._local = threading.local()  # REST: one keep-alive connection per calling thread
+        self._conns: list[http.client.HTTPConnection] = []
         self._channel = None
         self._infer = None
         self._endpoint: Endpoint | None = None
@@ -232,6 +232,7 @@ class OipBackend(Backend):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = http.client.HTTPConnection(self._host, self._port, timeout=self.opts.timeout_s)
+            self._conns.append(conn)  # every thread's, so close() can close them all
         body, headers = staged
         try:
             conn.request("POST", self._path, body, headers)
@@ -279,9 +280,10 @@ class OipBackend(Backend):
         return outs
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        for conn in self._conns:
             conn.close()
+        self._conns.clear()
+        self._local = threading.local()
         if self._channel is not None:
             self._channel.close()
             self._channel = self._infer = None

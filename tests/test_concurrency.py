@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -146,4 +147,9 @@ run: {profile: quick}
     assert r.error is None and r.accuracy.passed and r.scenario.settings["concurrency"] == 3
     assert r.metrics.extra["issue_mode"] == "async"  # ORT's run_async with an intra-op pool
     assert r.metrics.sample_count == 4 * r.metrics.count and r.metrics.count >= 10
-    assert np.isfinite(r.metrics.extra["achieved_concurrency"])
+    f = r.metrics.in_flight
+    assert f.concurrency == 3 and f.issue_mode == "async" and 0 < f.achieved_mean <= 3.05
+    assert f.achieved_mean == r.metrics.extra["achieved_concurrency"] and np.isfinite(f.achieved_mean)
+    assert recs["tiny-add__onnxruntime__offline-c1"].metrics.in_flight is None
+    # the record reads back as written (the typed block round-trips through JSON)
+    assert records.parse(json.loads(r.model_dump_json()), "r").metrics.in_flight == f

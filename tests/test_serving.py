@@ -122,7 +122,8 @@ def test_served_rest_and_grpc_records(servers, model, tmp_path):
         assert c3.scenario.settings["concurrency"] == 3 and c1.scenario.settings["concurrency"] == 1
         assert c3.metrics.extra["concurrency"] == 3 and 0 < c3.metrics.extra["achieved_concurrency"] <= 3.05
         assert c3.metrics.extra["issue_mode"] == ("async" if b == "grpc" else "threads")  # ORT: 1 thread, no pool
-        assert "concurrency" not in c1.metrics.extra  # concurrency 1 is the plain closed loop
+        assert "concurrency" not in c1.metrics.extra and c1.metrics.in_flight is None  # the plain closed loop
+        assert c3.metrics.in_flight.concurrency == 3 and c3.metrics.in_flight.issue_mode == c3.metrics.extra["issue_mode"]
     assert recs["tiny-add__grpc__server"].metrics.extra["issue_mode"] == "async"
     assert recs["tiny-add__rest__server"].metrics.extra["issue_mode"] == "workers"
 

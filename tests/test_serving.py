@@ -127,6 +127,10 @@ def test_served_rest_and_grpc_records(servers, model, tmp_path):
     assert recs["tiny-add__grpc__server"].metrics.extra["issue_mode"] == "async"
     assert recs["tiny-add__rest__server"].metrics.extra["issue_mode"] == "workers"
 
+    shown = run_cli("show", next((tmp_path / "out").rglob("*__grpc__offline-c3.json")))
+    assert shown.returncode == 0 and "endpoint  oip-grpc grpc://127.0.0.1:" in shown.stdout, shown.stdout
+    assert "model sha256 not reported" in shown.stdout and "calls in flight (asked / achieved)" in shown.stdout
+
     # compare: served vs in-process on the same workload, the concurrency points kept apart
     files = {side: sorted(str(p) for p in (tmp_path / "out").rglob(f"*__{side}__*.json")) for side in ("ort", "grpc")}
     out = run_cli("compare", *files["ort"], "vs", *files["grpc"], "--format", "markdown", cwd=tmp_path)

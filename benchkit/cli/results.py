@@ -42,6 +42,11 @@ def cmd_show(args) -> int:
         b = r.backend
         con.print(f"backend   {b.id}: {b.name} {b.version} on {b.device}, precision {b.precision} "
                   f"(claimed {b.claimed_precision})")
+        if b.endpoint is not None:
+            e = b.endpoint
+            con.print(f"endpoint  {e.protocol} {e.url} model {e.model}" + (f" version {e.version}" if e.version else "")
+                      + f", server {e.server or '?'}, model sha256 "
+                      + (f"{e.model_sha256[:16]}…" if e.model_sha256 else "not reported"))
     if r.division:
         d = r.division
         con.print(f"division  {d.name} (rules {d.rules_version}"
@@ -93,6 +98,9 @@ def cmd_show(args) -> int:
                           f"needs {es.queries_needed:,} queries ({state})")
             else:
                 t.add_row("early stopping", f"needs {es.queries_needed:,} queries ({state})")
+        if m.in_flight is not None:
+            f = m.in_flight
+            t.add_row("calls in flight (asked / achieved)", f"{f.concurrency} / {f.achieved_mean:.2f} ({f.issue_mode})")
         if m.issue_lateness_ns is not None:
             late = m.issue_lateness_ns
             t.add_row("issue lateness p50/p99/max", f"{fmt_ns(late.p50)} / {fmt_ns(late.p99)} / {fmt_ns(late.max)}")

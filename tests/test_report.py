@@ -84,6 +84,7 @@ def test_self_contained_and_complete():
     assert 'class="nodata"' not in html
     assert html.count('<table class="sortable leaderboard"') == 4  # resnet50 x 3 scenarios + bert-base
     assert 'data-status="INVALID"' in html and 'data-status="FAILED"' in html
+    assert html.count(">in flight</th>") == 1  # the Offline table of resnet50, which has calls-in-flight records
     assert "stopped at max_duration before the minimums were met" in html
 
 

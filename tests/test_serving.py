@@ -111,7 +111,8 @@ def test_served_rest_and_grpc_records(servers, model, tmp_path):
         ep = r.backend.endpoint
         proto = cid.split("__")[1]
         assert ep.protocol == f"oip-{proto}" and ep.model == "m" and ep.server.startswith("kserve")
-        assert [t["name"] for t in ep.inputs] == ["input"] and ep.inputs[0]["datatype"] == "FP32"
+        assert [(t.name, t.datatype, t.shape) for t in ep.inputs] == [("input", "FP32", [-1, 16])]
+        assert [(t.name, t.datatype, t.shape) for t in ep.outputs] == [("output", "FP32", [-1, 16])]
         assert r.backend.device.startswith("remote: kserve") and r.backend.version == ep.server.split()[-1]
         # the server cannot say which graph it loaded: open, with that reason, and no local provenance claims
         assert r.division.name == "open" and any("does not report the SHA-256" in x for x in r.division.reasons)

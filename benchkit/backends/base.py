@@ -43,6 +43,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class TensorMetadata(BaseModel):
+    """One input or output of a served model, as the server's metadata describes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Tensor name.")
+    datatype: str = Field(description="Protocol datatype: FP32, FP16, INT64, BYTES ...")
+    shape: list[int] = Field(description="Dimensions; -1 where any size is accepted.")
+
+
 class Endpoint(BaseModel):
     """A deployed inference server an adapter measured over the network, and what it reported about the model."""
 
@@ -57,8 +67,9 @@ class Endpoint(BaseModel):
     model_sha256: str | None = Field(
         None, description="SHA-256 of the model file the server reports it loaded; None when it reports none "
         "(then which graph ran cannot be told, and the result is open).")
-    inputs: list[dict[str, Any]] = Field(default_factory=list, description="Inputs as the server's metadata lists them.")
-    outputs: list[dict[str, Any]] = Field(default_factory=list, description="Outputs as the server's metadata lists them.")
+    inputs: list[TensorMetadata] = Field(default_factory=list, description="Inputs as the server's metadata lists them.")
+    outputs: list[TensorMetadata] = Field(default_factory=list,
+                                          description="Outputs as the server's metadata lists them.")
 
 
 class BackendInfo(BaseModel):

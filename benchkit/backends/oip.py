@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from benchkit.backends.base import Backend, BackendInfo, Done, Endpoint, WorkloadInfo
+from benchkit.backends.base import Backend, BackendInfo, Done, Endpoint, TensorMetadata, WorkloadInfo
 from benchkit.errors import BackendError, BackendUnavailable
 
 _EXTRA = "pip install 'benchkit[serving]'"
@@ -164,7 +164,8 @@ class OipBackend(Backend):
             url=self._where, protocol=f"oip-{o.protocol}", model=o.model, version=o.version,
             server=f"{server.get('name', '')} {server.get('version', '')}".strip(),
             platform=str(meta.get("platform", "") or ""), model_sha256=str(sha) if sha else None,
-            inputs=[_tensor(t) for t in meta.get("inputs", [])], outputs=[_tensor(t) for t in meta.get("outputs", [])])
+            inputs=[TensorMetadata(**_tensor(t)) for t in meta.get("inputs", [])],
+            outputs=[TensorMetadata(**_tensor(t)) for t in meta.get("outputs", [])])
         self._server_version = str(server.get("version", "") or "unknown")
 
     def _check_metadata(self, meta: Mapping[str, Any], wl: WorkloadInfo) -> None:

@@ -112,7 +112,9 @@ class OipBackend(Backend):
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            return {"client": f"tritonclient {version('tritonclient')}", "device": "a remote server (options.url)"}
+            # the runtime is the server's, known only once connected: the column shows the protocol client
+            return {"version": f"client: tritonclient {version('tritonclient')}",
+                    "device": "a remote server (options.url)"}
         except PackageNotFoundError:
             raise BackendUnavailable(f"the oip backend needs tritonclient: {_EXTRA}") from None
 

@@ -191,7 +191,8 @@ def cmd_results(args) -> int:
                          overflow="fold")
         for r in rows:
             head = "-" if r.headline_value is None else fmt_value(r.headline_value, r.headline_unit or "")
-            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else "")
+            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else
+                                 f" @c{r.concurrency}" if r.concurrency is not None else "")
             valid = "[green]VALID[/]" if r.valid else (f"[red]FAILED[/] ({r.error_phase})" if r.error_phase
                                                         else "[red]INVALID[/]")
             t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.workload or "-", r.backend or "-", scen,

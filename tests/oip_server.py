@@ -245,7 +245,22 @@ def _serve(args: argparse.Namespace) -> None:
     kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, workers=1, grace_period=1).start(models)
 
 
+def _die_with_parent() -> None:
+    """Linux: end this server when the process that started it ends, even by SIGKILL (no orphan keeps a port)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before prctl took effect
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--name", default="m")

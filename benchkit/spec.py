@@ -56,7 +56,7 @@ MAX_QPS = 1e9
 MAX_LATENCY_NS = 3_600 * 10**9
 """Longest latency bound (target_latency_ns): one hour."""
 MAX_WORKERS = 1024
-"""Most Server worker threads."""
+"""Most Server worker threads, and most Offline calls in flight (concurrency)."""
 MAX_CELL_TIMEOUT_S = 7 * 24 * 3_600.0
 """Longest cell_timeout_s: 7 days."""
 MAX_DIM = 2**31 - 1
@@ -384,16 +384,29 @@ class Offline(ScenarioBase):
     )
     max_query_count: int | None = Field(None, gt=0, le=MAX_QUERY_COUNT, strict=True,
                                         description="Stop when this many samples ran. Default: none.")
+    concurrency: PositiveInt | tuple[PositiveInt, ...] = Field(
+        1, description="Calls kept in flight, closed loop: each completion issues the next (perf_analyzer's "
+        "--concurrency-range). 1: one call at a time, or on an adapter that runs several at once (`max_in_flight`, "
+        "OpenVINO) as many as it runs. A list is a concurrency sweep: one cell per value."
+    )
 
     @field_validator("batch_size", mode="before")
     @classmethod
     def _sweep_values(cls, v: Any) -> Any:
         return _check_sweep(v, "batch_size", "a positive integer", int, MAX_BATCH)
 
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency_values(cls, v: Any) -> Any:
+        return _check_sweep(v, "concurrency", "a positive integer", int, MAX_WORKERS)
+
     def sweep(self) -> list[tuple[str, dict[str, Any]]]:
-        if isinstance(self.batch_size, tuple):
-            return [(f"-b{b}", {"batch_size": b}) for b in self.batch_size]
-        return [("", {})]
+        batches = [(f"-b{b}", {"batch_size": b}) for b in self.batch_size] if isinstance(self.batch_size, tuple) \
+            else [("", {})]
+        if not isinstance(self.concurrency, tuple):
+            return batches
+        # batch x concurrency: every batch size at every concurrency, batch first in the cell id
+        return [(f"{bs}-c{c}", {**bo, "concurrency": c}) for bs, bo in batches for c in self.concurrency]
 
     @property
     def samples_per_call(self) -> int:

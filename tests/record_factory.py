@@ -64,6 +64,7 @@ def make_record(
     memory_bandwidth_bytes_per_s: float | None = None,
     seed: int = 0,
     failed: bool = False,
+    concurrency: int = 1,
 ) -> ResultRecord:
     """A VALID (unless told otherwise) record whose metrics are computed from ``samples_ns``."""
     label = backend_label or backend
@@ -71,6 +72,8 @@ def make_record(
                                 "max_query_count": None, "warmup_ms": 50, "warmup_queries": 5, "kind": kind}
     if kind == "offline":
         settings["batch_size"] = batch
+        if concurrency != 1:
+            settings["concurrency"] = concurrency
     if kind == "single_stream":
         settings["target_latency_percentile"] = 90.0
     if kind == "multi_stream":

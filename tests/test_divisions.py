@@ -56,6 +56,24 @@ def test_a_different_model_hash_is_open_and_says_so():
     assert len(d.reasons) == 1 and "differs from benchkit's build of tiny-add fp32" in d.reasons[0]
 
 
+@pytest.mark.parametrize("reported, reason", [
+    (None, "which does not report the SHA-256 of the model it loaded: which graph ran cannot be told"),
+    ("cd" * 32, "the server reports model SHA-256 cdcdcdcdcdcdcdcd…, not the workload's 2b18eff696af7141…"),
+    (TINY_SHA, None),
+], ids=["not-reported", "another-model", "the-workload"])
+def test_a_served_model_is_closed_only_when_the_server_vouches_for_its_bytes(reported, reason):
+    from benchkit.backends.base import Endpoint
+
+    ep = Endpoint(url="grpc://10.0.0.5:8001", protocol="oip-grpc", model="m", server="triton 2.60",
+                  model_sha256=reported)
+    d = decide(_record(workload={"model_sha256": TINY_SHA}, backend={"endpoint": ep}), _build())
+    if reason is None:
+        assert (d.name, d.reasons) == ("closed", [])
+    else:
+        assert d.name == "open" and len(d.reasons) == 1 and reason in d.reasons[0], d.reasons
+        assert d.reasons[0].startswith("served by grpc://10.0.0.5:8001 (triton 2.60)") or reported is not None
+
+
 def test_no_catalog_counterpart_is_open():
     d = decide(_record(workload={"source": "file", "catalog": None, "model_file": "mine.onnx"}), None)
     assert d.name == "open" and "model file mine.onnx is not a standard catalog workload" in d.reasons[0]

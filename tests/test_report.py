@@ -33,7 +33,7 @@ from benchkit.results.report.leaderboard import fmt_range, fmt_ratio
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-CHART_KINDS = {"cdf", "throughput-batch", "latency-load", "roofline", "variance", "timeline"}
+CHART_KINDS = {"cdf", "throughput-batch", "latency-load", "throughput-latency", "roofline", "variance", "timeline"}
 
 CPU = ("cpu: AMD EPYC 9654", 2.0e12, 4.6e11)
 GPU = ("cuda:0 NVIDIA H200", 9.9e14, 4.8e12)
@@ -54,6 +54,10 @@ def every_chart_records() -> list:
             x = lognormal_ns(600, median_ns=4_000_000 * scale * b ** 0.7, seed=100 + b + bi)
             recs.append(make_record(x, kind="offline", batch=b, run_id="run0", bytes_per_sample=100_000_000 // b,
                                     started_at=T0 + timedelta(hours=1 + b), **kw))
+        for c in (2, 4, 8):  # throughput vs latency: calls in flight
+            x = lognormal_ns(600, median_ns=4_000_000 * scale * c ** 0.6, seed=200 + c + bi)
+            recs.append(make_record(x, kind="offline", batch=4, concurrency=c, run_id="run0",
+                                    started_at=T0 + timedelta(hours=20 + c), **kw))
         for q in (50, 100, 200, 400):  # latency vs load
             x = lognormal_ns(800, median_ns=8_000_000 * scale * (1 + 4 * (q / 450) ** 3), seed=1000 + q + bi)
             late = be == "onnxruntime" and q == 400
@@ -80,6 +84,7 @@ def test_self_contained_and_complete():
     assert 'class="nodata"' not in html
     assert html.count('<table class="sortable leaderboard"') == 4  # resnet50 x 3 scenarios + bert-base
     assert 'data-status="INVALID"' in html and 'data-status="FAILED"' in html
+    assert html.count(">in flight</th>") == 1  # the Offline table of resnet50, which has calls-in-flight records
     assert "stopped at max_duration before the minimums were met" in html
 
 
@@ -87,7 +92,7 @@ def test_missing_data_says_so():
     html = build_html(views_of([make_record(lognormal_ns(300, seed=1)),
                                 make_record(workload="gemm", keep_samples=False)]))
     kinds = dict(re.findall(r'<p class="nodata" data-kind="([a-z-]+)">no data: ([^<]+)</p>', html))
-    assert set(kinds) == {"cdf", "latency-load", "roofline", "variance"}
+    assert set(kinds) == {"cdf", "latency-load", "throughput-latency", "roofline", "variance"}
     assert "no Server records" in kinds["latency-load"] and "more than one run" in kinds["variance"]
     assert "keep_samples" in kinds["cdf"]
     with pytest.raises(ReportError):

@@ -29,7 +29,7 @@ def populate(root: Path) -> list[Path]:
         dict(workload="resnet50-v1.5", kind="server", precision="fp32", backend="openvino",
              started_at=T0 + timedelta(days=43)),
         dict(workload="resnet50-v1.5", kind="offline", precision="int8", backend="openvino", batch=8,
-             started_at=T0 + timedelta(days=44)),
+             started_at=T0 + timedelta(days=44), concurrency=4),
         dict(workload="bert-base", kind="server", precision="int8", backend="openvino",
              started_at=T0 + timedelta(days=45)),
         dict(workload="resnet50-v1.5", kind="server", precision="int8", backend="openvino",
@@ -50,6 +50,9 @@ def test_query_filters(tmp_path):
                            since=since)
         assert [Path(h.path) for h in hits] == [paths[1], paths[0]]  # newest first
         assert hits[0].target_qps == 600.0 and not hits[0].valid and hits[1].valid
+        assert hits[0].concurrency is None
+        offline = store.query(scenario="offline")
+        assert [(h.batch, h.concurrency, h.target_qps) for h in offline] == [(8, 4, None)]
         assert [h.path for h in store.query(workload="resnet50-v1.5", scenario="server", precision="int8",
                                             backend="openvino", since=since, valid=True)] == [str(paths[0])]
         # the backend filter matches the spec label and the adapter name

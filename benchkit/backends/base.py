@@ -44,6 +44,35 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class TensorMetadata(BaseModel):
+    """One input or output of a served model, as the server's metadata describes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Tensor name.")
+    datatype: str = Field(description="Protocol datatype: FP32, FP16, INT64, BYTES ...")
+    shape: list[int] = Field(description="Dimensions; -1 where any size is accepted.")
+
+
+class Endpoint(BaseModel):
+    """A deployed inference server an adapter measured over the network, and what it reported about the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(description="Where the server was reached, e.g. 'http://127.0.0.1:8080' or 'grpc://10.0.0.5:8001'.")
+    protocol: str = Field(description="Wire protocol, e.g. 'oip-rest', 'oip-grpc' (Open Inference Protocol).")
+    model: str = Field(description="Model name on the server.")
+    version: str = Field("", description="Model version asked for ('' = the server's default).")
+    server: str = Field("", description="Server name and version as its metadata reports them, e.g. 'kserve 0.21.0'.")
+    platform: str = Field("", description="Model platform as the server reports it ('' when it reports none).")
+    model_sha256: str | None = Field(
+        None, description="SHA-256 of the model file the server reports it loaded; None when it reports none "
+        "(then which graph ran cannot be told, and the result is open).")
+    inputs: list[TensorMetadata] = Field(default_factory=list, description="Inputs as the server's metadata lists them.")
+    outputs: list[TensorMetadata] = Field(default_factory=list,
+                                          description="Outputs as the server's metadata lists them.")
+
+
 class BackendInfo(BaseModel):
     """What an adapter reports about itself; stored as the record's ``backend`` block."""
 
@@ -57,6 +86,10 @@ class BackendInfo(BaseModel):
     adapter: str = Field("", description="Python path of the adapter class.")
     adapter_version: str = Field("", description="Version of the package providing the adapter.")
     peak_flops_per_s: float | None = Field(None, description="Device peak at the effective precision, if known.")
+    endpoint: Endpoint | None = Field(
+        None, description="Set by adapters that measure a deployed server (`oip`): the server and model measured. "
+        "Its runtime version and device are then the server's, not checked against this machine, and the result is "
+        "open unless the server reports the SHA-256 of the workload's model.")
 
 
 Done = Callable[[int, "BaseException | None"], None]

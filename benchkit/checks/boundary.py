@@ -125,16 +125,27 @@ HOST_ALLOWANCE = TransferAllowance(fixed_ns=50_000, per_tensor_ns=5_000, bandwid
 """For adapters whose device is the host CPU: staging and fetching are at most one memory copy."""
 
 
-def allowance_for(device: str, declared_bandwidth_bytes_per_s: float | None = None) -> TransferAllowance:
+SERVED_ALLOWANCE = TransferAllowance(fixed_ns=300_000, per_tensor_ns=50_000, bandwidth_bytes_per_s=100e6)
+"""For adapters that measure a deployed server (``info().endpoint`` set): the untimed phases hold the protocol's
+codec, serializing the request (a JSON header, tensor bytes or a protobuf) and parsing the response, which costs
+Python-level work per query and per tensor and copies the bytes a few times. JSON tensors (REST without the
+binary extension) are slower still on large tensors and may exceed it: the binary extension is the default."""
+
+
+def allowance_for(device: str, declared_bandwidth_bytes_per_s: float | None = None,
+                  served: bool = False) -> TransferAllowance:
     """The transfer allowance for an adapter's device (``info().device``) and a declared host-device bandwidth.
 
-    A declared bandwidth wins; a device named ``cpu...`` (all of it: no
-    accelerator in a ``;``-separated list) gets :data:`HOST_ALLOWANCE`; any other
+    A declared bandwidth wins; ``served`` (the adapter measured a server and reported its endpoint, which makes the
+    result open unless the server vouches for the model's bytes) gets :data:`SERVED_ALLOWANCE`; a device named
+    ``cpu...`` (all of it: no accelerator in a ``;``-separated list) gets :data:`HOST_ALLOWANCE`; any other
     the accelerator default. Checked against the accelerator probe
     (``benchkit.provenance``), a false device claim does not buy the larger allowance unnoticed.
     """
     if declared_bandwidth_bytes_per_s is not None and declared_bandwidth_bytes_per_s > 0:
         return TransferAllowance(bandwidth_bytes_per_s=float(declared_bandwidth_bytes_per_s))
+    if served:
+        return SERVED_ALLOWANCE
     parts = [p.strip().lower() for p in str(device).split(";") if p.strip()]
     if parts and all(p.startswith("cpu") for p in parts):
         return HOST_ALLOWANCE
@@ -239,5 +250,5 @@ def _p50(values: Sequence[int] | np.ndarray) -> int:
 
 
 __all__ = ["TransferAllowance", "EndToEndSamples", "BoundaryAudit", "audit_boundary", "time_end_to_end",
-           "allowance_for", "HOST_ALLOWANCE", "DEFAULT_HOST_DEVICE_BANDWIDTH_BYTES_PER_S", "HOST_COPY_BYTES_PER_S",
+           "allowance_for", "HOST_ALLOWANCE", "SERVED_ALLOWANCE", "DEFAULT_HOST_DEVICE_BANDWIDTH_BYTES_PER_S", "HOST_COPY_BYTES_PER_S",
            "FRESH_MAX_RATIO"]

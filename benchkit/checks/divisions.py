@@ -14,9 +14,12 @@ A result is ``closed`` only when every one of these holds; otherwise it is
 3. the effective precision is the claimed one, and it is the graph's own
    precision; a lower compute precision (bf16, fp16, mixed on an fp32 graph)
    is permitted only with a passed accuracy gate;
-4. the accuracy gate passed (a gate that compared nothing is not a pass; a
+4. a result measured on a deployed server (``backend.endpoint``) counts only when
+   the server reports the SHA-256 of the model it loaded and that is the
+   workload's (what the benchkit machine holds proves nothing about the server);
+5. the accuracy gate passed (a gate that compared nothing is not a pass; a
    record from before the gate existed, which has no ``accuracy`` block, is
-   judged by rules 1-3).
+   judged by rules 1-4).
 
 benchkit decides; a spec can only *request* a division (``run.division``). A
 request for ``closed`` that fails a rule makes the record INVALID with the
@@ -97,6 +100,15 @@ def decide(record: Any, build: StandardBuild | None, requested: str = "auto"):
             reasons.append(f"model SHA-256 {wl.model_sha256[:16]}… differs from benchkit's build of "
                            f"{build.label} ({build.sha256[:16]}…): the graph was changed")
         reasons.extend(f"input {line}" for line in build.inputs_changed)
+
+    endpoint = getattr(be, "endpoint", None)
+    if endpoint is not None:
+        if endpoint.model_sha256 is None:
+            reasons.append(f"served by {endpoint.url} ({endpoint.server or 'server'}), which does not report the "
+                           "SHA-256 of the model it loaded: which graph ran cannot be told")
+        elif endpoint.model_sha256 != wl.model_sha256:
+            reasons.append(f"the server reports model SHA-256 {endpoint.model_sha256[:16]}…, not the workload's "
+                           f"{wl.model_sha256[:16]}…")
 
     accuracy = getattr(record, "accuracy", None)
     accuracy_passed = accuracy is not None and accuracy.passed is True

@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "compare", help="candidate vs base: ratios with bootstrap confidence intervals, verdicts, a CI gate",
-        description="Match records by workload, scenario, precision and batch; for p50, p99, throughput and the "
+        description="Match records by workload, scenario, precision, batch and load (Server target_qps, Offline concurrency); for p50, p99, throughput and the "
         "headline metric print cand/base with a bootstrap confidence interval from the raw samples and a verdict. "
         "Exit 1 only when --fail-on is given and a regression is both significant and beyond its threshold.",
     )

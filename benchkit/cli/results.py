@@ -44,6 +44,11 @@ def cmd_show(args) -> int:
         con.print(f"backend   {term_text(b.id)}: {term_text(b.name)} {term_text(b.version)} on {term_text(b.device)}, "
                   f"precision {b.precision} "
                   f"(claimed {b.claimed_precision})")
+        if b.endpoint is not None:
+            e = b.endpoint
+            con.print(f"endpoint  {e.protocol} {e.url} model {e.model}" + (f" version {e.version}" if e.version else "")
+                      + f", server {e.server or '?'}, model sha256 "
+                      + (f"{e.model_sha256[:16]}…" if e.model_sha256 else "not reported"))
     if r.division:
         d = r.division
         con.print(f"division  {d.name} (rules {d.rules_version}"
@@ -97,6 +102,9 @@ def cmd_show(args) -> int:
                           f"needs {es.queries_needed:,} queries ({state})")
             else:
                 t.add_row("early stopping", f"needs {es.queries_needed:,} queries ({state})")
+        if m.in_flight is not None:
+            f = m.in_flight
+            t.add_row("calls in flight (asked / achieved)", f"{f.concurrency} / {f.achieved_mean:.2f} ({f.issue_mode})")
         if m.issue_lateness_ns is not None:
             late = m.issue_lateness_ns
             t.add_row("issue lateness p50/p99/max", f"{fmt_ns(late.p50)} / {fmt_ns(late.p99)} / {fmt_ns(late.max)}")
@@ -208,7 +216,8 @@ def cmd_results(args) -> int:
                          overflow="fold")
         for r in rows:
             head = "-" if r.headline_value is None else fmt_value(r.headline_value, r.headline_unit or "")
-            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else "")
+            scen = r.scenario + (f" @{r.target_qps:g}qps" if r.target_qps is not None else
+                                 f" @c{r.concurrency}" if r.concurrency is not None else "")
             valid = "[green]VALID[/]" if r.valid else (f"[red]FAILED[/] ({r.error_phase})" if r.error_phase
                                                         else "[red]INVALID[/]")
             t.add_row(r.started_at.strftime("%Y-%m-%d %H:%M:%S"), term_text(r.workload or "-"),

@@ -171,7 +171,8 @@ def compare_table(result, cand: str, base: str, to_terminal: bool) -> str:
                      or col.startswith("ratio") else "left", no_wrap=col in ("runs", "verdict"))
     for p in result.pairs:
         k = p.key
-        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else "")
+        scen = k.scenario + (f" @{k.target_qps:g}qps" if k.target_qps is not None else
+                             f" @c{k.concurrency}" if k.concurrency is not None else "")
         be = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend}→{p.cand.backend}"
         # How many records each side pooled: one run a side leaves between-run variation to a default.
         runs = f"{len(p.runs('base'))}/{len(p.runs('cand'))}"

@@ -655,7 +655,8 @@ class _Kit:
                 probes = bd.time_end_to_end(backend, wl.make_feeds(1, _BOUNDARY_PROBES, _SEED + 3)[0], rung.pool)
                 rung.probe_ns = min(probes.end_to_end_ns)
                 rung.untimed_ns = int(np.median(np.add(probes.stage_ns, probes.fetch_ns)))
-                rung.allowance = bd.allowance_for(backend.info().device)
+                info = backend.info()
+                rung.allowance = bd.allowance_for(info.device, served=info.endpoint is not None)
                 rung.out_bytes, rung.tensors = sum(int(a.nbytes) for a in outs), len(wl.inputs) + len(outs)
                 limit = _raised(rung.allowance, base.untimed_ns).ns(wl.bytes_per_call(1), rung.out_bytes,
                                                                      rung.tensors)

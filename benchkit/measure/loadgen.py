@@ -230,6 +230,12 @@ def measure_with_loadgen(
     ``extra["mlperf"]``, which go into the record with ``engine: mlperf``.
     """
     kind = scenario.kind
+    if getattr(scenario, "concurrency", 1) != 1:
+        from benchkit.errors import BackendError
+
+        # LoadGen's Offline hands the SUT every sample at once: it has no closed loop of N calls to drive.
+        raise BackendError(f"offline.concurrency {scenario.concurrency} is run by benchkit's engine only; "
+                           "MLPerf LoadGen has no concurrency setting (use --engine benchkit)")
     lg = require_loadgen()
     if log_dir is None:
         import tempfile

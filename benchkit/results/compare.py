@@ -1,8 +1,9 @@
 """Compare result records: candidate / base, per metric, with confidence intervals that include run-to-run variation.
 
 Matching. Records are matched by workload name, scenario kind, effective
-batch size and precision (and, for Server, the offered load ``target_qps``:
-latency at 100 QPS says nothing about latency at 200). The backend may differ:
+batch size and precision (and by the offered load: for Server ``target_qps``,
+for Offline ``concurrency``, the calls kept in flight: latency at 100 QPS
+says nothing about latency at 200). The backend may differ:
 comparing vendors is the point. A different model SHA-256 under the same
 workload name, or a different system fingerprint, gives a warning, not a
 refusal.
@@ -165,13 +166,20 @@ class MatchKey(NamedTuple):
     batch: int
     precision: str
     target_qps: float | None  # Server only
+    concurrency: int | None = None  # Offline with calls in flight (offline.concurrency > 1) only
+
+    def load(self) -> str:
+        """The offered load, as the scenario column shows it: ' @ 100 QPS', ' @ concurrency 4' or ''."""
+        if self.target_qps is not None:
+            return f" @ {self.target_qps:g} QPS"
+        return f" @ concurrency {self.concurrency}" if self.concurrency is not None else ""
 
     def label(self) -> str:
-        load = f" @ {self.target_qps:g} QPS" if self.target_qps is not None else ""
-        return f"{self.workload}/{self.scenario}/{self.precision}/batch {self.batch}{load}"
+        return f"{self.workload}/{self.scenario}/{self.precision}/batch {self.batch}{self.load()}"
 
     def sort_key(self) -> tuple:
-        return (self.workload, self.scenario, self.batch, self.precision, self.target_qps or -1.0)
+        return (self.workload, self.scenario, self.batch, self.precision, self.target_qps or -1.0,
+                self.concurrency or 1)
 
 
 @dataclass(frozen=True)
@@ -290,7 +298,7 @@ class PairResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "workload": self.key.workload, "scenario": self.key.scenario, "batch": self.key.batch,
-            "precision": self.key.precision, "target_qps": self.key.target_qps,
+            "precision": self.key.precision, "target_qps": self.key.target_qps, "concurrency": self.key.concurrency,
             "base": self.base.to_dict(), "cand": self.cand.to_dict(),
             "base_runs": [r.to_dict() for r in self.runs("base")],
             "cand_runs": [r.to_dict() for r in self.runs("cand")],
@@ -418,8 +426,9 @@ def match_key(r: ResultRecord) -> MatchKey | None:
     if r.metrics is None or r.workload is None or r.backend is None:
         return None
     qps = r.scenario.settings.get("target_qps") if r.scenario.kind == "server" else None
+    conc = r.scenario.settings.get("concurrency", 1) if r.scenario.kind == "offline" else 1
     return MatchKey(r.workload.name, r.scenario.kind, r.workload.effective_batch_size or 1, r.backend.precision,
-                    float(qps) if qps is not None else None)
+                    float(qps) if qps is not None else None, int(conc) if conc and conc > 1 else None)
 
 
 @dataclass(frozen=True)
@@ -689,7 +698,8 @@ def _verdict(ratio: float, lo: float | None, hi: float | None, hib: bool, thresh
 
 
 def _key_seed(k: MatchKey) -> int:
-    return zlib.crc32(repr(k).encode())
+    # a key without concurrency seeds as it did before the field existed: the same records, the same intervals
+    return zlib.crc32(repr(k).replace(", concurrency=None)", ")").encode())
 
 
 def _metric_order(name: str) -> tuple[bool, float]:
@@ -1038,7 +1048,7 @@ def render_markdown(c: Comparison) -> str:
         lines.append("|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---|")
         for p in c.pairs:
             k = p.key
-            scen = k.scenario + (f" @ {k.target_qps:g} QPS" if k.target_qps is not None else "")
+            scen = k.scenario + k.load()
             backends = p.base.backend if p.base.backend == p.cand.backend else f"{p.base.backend} → {p.cand.backend}"
             runs = f"{len(p.runs('base'))} / {len(p.runs('cand'))}"
             note = _invalid_note(p)

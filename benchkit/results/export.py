@@ -84,6 +84,8 @@ def _entry(r: ResultRecord, samples_ns: Sequence[int], path: str | None, include
     scen = r.scenario.kind
     if scen == "server" and settings.get("target_qps") is not None:
         scen += f" @ {settings['target_qps']:g} QPS"
+    if scen == "offline" and settings.get("concurrency", 1) != 1:
+        scen += f" @ concurrency {settings['concurrency']}"
     param = f"{b.id}-{b.precision}-b{batch}"
     st = Stats()
     st.data = [x / 1e9 for x in samples_ns]

@@ -272,6 +272,21 @@ class Metrics(_Model):
         None, description="The untimed fetch() calls: the measured loop's captured queries and the never-seen audit "
         "queries."
     )
+    in_flight: InFlight | None = Field(
+        None, description="Offline with `concurrency` above 1: the calls kept in flight, asked and achieved; with "
+        "throughput_per_s and latency_ns, one point of a throughput-vs-latency curve."
+    )
+
+
+class InFlight(_Model):
+    """Calls kept in flight in a closed loop (Offline's ``concurrency``, perf_analyzer's ``--concurrency-range``)."""
+
+    concurrency: int = Field(description="Calls the loop kept outstanding: each completion issued the next.")
+    achieved_mean: float = Field(
+        description="Mean calls actually in flight over the run (Little's law: summed latency / duration); well "
+        "below `concurrency`, the harness or client could not keep up.")
+    issue_mode: Literal["async", "threads"] = Field(
+        description="async: the adapter's submit() from one issuing thread; threads: one thread per call in flight.")
 
 
 class EarlyStopping(_Model):

@@ -29,7 +29,7 @@ from benchkit._fsutil import inside
 from benchkit.errors import BenchkitError
 
 INDEX_NAME = ".index.sqlite"
-INDEX_VERSION = 1  # PRAGMA user_version; 1: first version. Any other value: the index is rebuilt.
+INDEX_VERSION = 2  # PRAGMA user_version; 2: concurrency; 1: first version. Any other value: the index is rebuilt.
 
 # Indexed fields of a record and their SQL types (started_us: UTC microseconds since the epoch).
 _COLUMN_TYPES = {
@@ -37,7 +37,7 @@ _COLUMN_TYPES = {
     "precision": "TEXT", "backend": "TEXT", "backend_name": "TEXT", "device": "TEXT", "batch": "INTEGER",
     "target_qps": "REAL", "started_us": "INTEGER", "valid": "INTEGER", "headline_name": "TEXT",
     "headline_value": "REAL", "headline_unit": "TEXT", "p50_ns": "INTEGER", "p99_ns": "INTEGER",
-    "throughput_per_s": "REAL", "error_phase": "TEXT",
+    "throughput_per_s": "REAL", "error_phase": "TEXT", "concurrency": "INTEGER",
 }
 _COLUMNS = tuple(_COLUMN_TYPES)
 
@@ -84,6 +84,7 @@ class IndexedRecord:
     p99_ns: int | None
     throughput_per_s: float | None
     error_phase: str | None
+    concurrency: int | None = None  # Offline's calls in flight, when more than one
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -132,6 +133,8 @@ def _row_of(rec) -> tuple:
         m.headline.name if m else None, m.headline.value if m else None, m.headline.unit if m else None,
         m.latency_ns.p50 if m else None, m.latency_ns.p99 if m else None, m.throughput_per_s if m else None,
         rec.error.phase if rec.error else None,
+        int(conc) if rec.scenario.kind == "offline" and (conc := rec.scenario.settings.get("concurrency", 1)) > 1
+        else None,
     )
 
 

@@ -136,6 +136,8 @@ def metrics_block(cell: Cell, m: Measurement, lat: stats.LatencyStats, head: rec
         issue_lateness_ns=m.issue_lateness_ns,
         stage_ns=stats.summarize(np.asarray(stage_ns, dtype=np.int64)) if len(stage_ns) else None,
         fetch_ns=stats.summarize(np.asarray(fetch_ns, dtype=np.int64)) if len(fetch_ns) else None,
+        in_flight=records.InFlight(concurrency=extra["concurrency"], achieved_mean=extra["achieved_concurrency"],
+                                   issue_mode=extra["issue_mode"]) if "achieved_concurrency" in extra else None,
     )
 
 

@@ -201,8 +201,7 @@ def _record(cell: Cell, ctx: SuiteContext, started, wl, info, effective_batch: i
                                           require_peak=cell.profile in AUDITED_PROFILES),
         # what ran is what the adapter says ran
         *provenance.provenance_findings(prov),
-        *provenance.check_runtime_claims(info, prov.distribution, cls),
-        *provenance.check_device_claims(info, provenance.probe_accelerators()),
+        *_claims(info, prov, cls),
     ]
     binfo = info.model_dump()
     binfo["peak_flops_per_s"] = peak
@@ -241,6 +240,15 @@ def _kept_measurement(cell: Cell, ctx: SuiteContext, started, wl, info, effectiv
         return None
     return record.model_copy(update={"error": records.ErrorInfo(type=etype, message=message, phase=phase,
                                                                  detail=detail[-4000:])})
+
+
+def _claims(info, prov, cls: type) -> list[Finding]:
+    """The runtime version and device the adapter reports, against this machine; a remote server's cannot be."""
+    if info.endpoint is not None:  # which also makes the result open unless the server vouches for the model
+        return [warning("provenance.remote", f"runtime {info.version!r} and device {info.device!r} are what the "
+                        "server reports: benchkit cannot inspect a remote machine")]
+    return [*provenance.check_runtime_claims(info, prov.distribution, cls),
+            *provenance.check_device_claims(info, provenance.probe_accelerators())]
 
 
 def _accuracy_picks(pool: int, samples: int | None, seed: int) -> list[int]:
@@ -312,7 +320,7 @@ def _integrity(cell: Cell, ctx: SuiteContext, backend, wl, info, feeds: list, st
         audit = boundary.audit_boundary(
             e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(asked),
             output_bytes=out_bytes, tensors=len(wl.inputs) + len(outs),
-            allowance=boundary.allowance_for(info.device))
+            allowance=boundary.allowance_for(info.device, served=info.endpoint is not None))
         if audit.passed:
             break
     figures = {**audit.figures(), "passes": attempt + 1}

@@ -13,6 +13,7 @@ or an e-mail attachment, and prints. Sections:
 * latency CDF per backend, from the raw samples, and each cell's latency over time in issue order (collapsed;
   down-sampled keeping every bucket's maximum, so stalls stay visible), with its p50 and p99;
 * throughput vs batch size, per workload; latency vs load (Server records at several ``target_qps``);
+  throughput vs latency (Offline records at several ``concurrency``: calls kept in flight);
 * a roofline: achieved FLOP/s against arithmetic intensity, with each device's compute peak and memory roof;
 * run-to-run variance of each cell measured in several runs or repeat sessions, beside each run's own
   precision (:mod:`.charts`).
@@ -29,7 +30,8 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from benchkit.results.report.charts import latency_vs_load, roofline, throughput_vs_batch, variance
+from benchkit.results.report.charts import (latency_vs_load, roofline, throughput_vs_batch, throughput_vs_latency,
+                                           variance)
 from benchkit.results.report.leaderboard import cdf, leaderboard, timelines
 from benchkit.results.report.views import ReportError, View, backend_colors, load_views, slug, views_of
 
@@ -159,7 +161,8 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
             f"spec(s) {escape(', '.join(specs))} · {escape('; '.join(systems))} · generated "
             f"{when.strftime('%Y-%m-%d %H:%M UTC')} by benchkit {escape(__version__)}</p>",
             '<nav><a href="#leaderboards">Leaderboards</a><a href="#throughput-batch">Throughput vs batch</a>'
-            '<a href="#latency-load">Latency vs load</a><a href="#roofline">Roofline</a>'
+            '<a href="#latency-load">Latency vs load</a><a href="#throughput-latency">Throughput vs latency</a>'
+            '<a href="#roofline">Roofline</a>'
             '<a href="#variance">Run-to-run variance</a></nav>']
     if warnings:
         body.append('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>")
@@ -178,6 +181,8 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
                     + (f"<div>{tl}</div>" if (tl := timelines(g, wl, sc, colors)) else "") + "</section>")
     body.append(f'<h2 id="throughput-batch">Throughput vs batch size</h2>{throughput_vs_batch(views, colors)}')
     body.append(f'<h2 id="latency-load">Latency vs load</h2>{latency_vs_load(views, colors)}')
+    body.append(f'<h2 id="throughput-latency">Throughput vs latency (calls in flight)</h2>'
+                f"{throughput_vs_latency(views, colors)}")
     body.append(f'<h2 id="roofline">Roofline</h2>{roofline(views, colors)}')
     body.append(f'<h2 id="variance">Run-to-run variance</h2>{variance(views, colors)}')
     return (

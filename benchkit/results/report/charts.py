@@ -1,4 +1,5 @@
-"""The charts across cells: throughput vs batch, latency vs load, the roofline, and run-to-run variance."""
+"""The charts across cells: throughput vs batch, latency vs load, throughput vs latency (concurrency), the roofline,
+and run-to-run variance."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def throughput_vs_batch(views: Sequence[View], colors: dict[str, str] | None = N
     colors = colors or backend_colors(views)
     by_wl: dict[str, list[View]] = defaultdict(list)
     for v in views:
-        if v.measured and v.scenario in ("offline", "multi_stream", "single_stream"):
+        # calls in flight are another load dimension: throughput_vs_latency draws those
+        if v.measured and v.scenario in ("offline", "multi_stream", "single_stream") and v.concurrency is None:
             by_wl[v.workload].append(v)
     if not by_wl:
         return nodata("throughput-batch", "no closed-loop (Offline, MultiStream, SingleStream) records")
@@ -92,6 +94,45 @@ def latency_vs_load(views: Sequence[View], colors: dict[str, str] | None = None)
                     x=Axis("offered load, target QPS", fmt=fmt_count),
                     y=Axis("latency (log scale)", log=True, fmt=fmt_ns), refs=refs)
         out.append(f'<figure class="plot">{svg}{note}</figure>')
+    return "".join(out)
+
+
+def throughput_vs_latency(views: Sequence[View], colors: dict[str, str] | None = None) -> str:
+    """Offline records at several ``concurrency`` values: samples/s against p50 and p99 latency, one point per
+    concurrency (perf_analyzer's curve): where added calls in flight stop buying throughput and start costing latency."""
+    colors = colors or backend_colors(views)
+    offline = [v for v in views if v.measured and v.scenario == "offline"]
+    by_wl: dict[str, list[View]] = defaultdict(list)
+    for v in offline:
+        by_wl[v.workload].append(v)
+    if not any(v.concurrency is not None for v in offline):
+        return nodata("throughput-latency", "no Offline records with calls in flight (run a concurrency sweep: "
+                                            "offline.concurrency: [1, 2, 4, 8])")
+    out = []
+    for wl in sorted(by_wl):
+        if not any(v.concurrency is not None for v in by_wl[wl]):
+            continue
+        groups: dict[tuple, dict[int, View]] = defaultdict(dict)
+        for v in by_wl[wl]:
+            g, c = groups[(v.backend, v.precision, v.batch)], v.concurrency or 1
+            if c not in g or v.rec.started_at > g[c].rec.started_at:
+                g[c] = v
+        series = []
+        for (be, prec, b), pts in sorted(groups.items()):
+            color = colors[be]
+            invalid = any(v.status != "VALID" for v in pts.values())
+            for pct, dashed in (("p99", False), ("p50", True)):
+                ps = [Point(float(getattr(v.rec.metrics.latency_ns, pct)), v.rec.metrics.throughput_per_s,
+                            f"{be} {prec} b{b} concurrency {c}: {fmt_rate(v.rec.metrics.throughput_per_s)} at "
+                            f"{pct} {fmt_ns(getattr(v.rec.metrics.latency_ns, pct))}, {v.status}")
+                      for c, v in sorted(pts.items())]
+                series.append(Series(f"{be} {prec} b{b} {pct}" + (" (has INVALID)" if invalid and pct == "p99" else ""),
+                                     ps, color=color, dashed=dashed, hollow=invalid))
+        svg = chart(series, kind="throughput-latency", title=f"Throughput vs latency: {wl} (Offline, calls in flight)",
+                    x=Axis("latency per call (log scale)", log=True, fmt=fmt_ns),
+                    y=Axis("samples/s", fmt=fmt_count), y_min_zero=True)
+        out.append(f'<figure class="plot">{svg}<p class="note">one point per concurrency, in order along each '
+                   "line; hover a point for its value.</p></figure>")
     return "".join(out)
 
 

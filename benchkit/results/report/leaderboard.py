@@ -117,12 +117,13 @@ def _ratio_entry(row: View, base: View | None, why: str, hib: bool, name: str,
 
 def _baseline_row(rows: Sequence[View], key: tuple[str, str], row: View) -> tuple[View | None, str]:
     cands = [v for v in rows if (v.backend, v.precision) == key and v.rec.metrics is not None]
-    same = [v for v in cands if (v.batch, v.target_qps) == (row.batch, row.target_qps)]
+    same = [v for v in cands if (v.batch, v.target_qps, v.concurrency) == (row.batch, row.target_qps, row.concurrency)]
     if same:
         return same[0], ""
     if len(cands) == 1:
         return cands[0], ""
-    where = f"batch {row.batch}" + (f" at {row.target_qps:g} QPS" if row.target_qps is not None else "")
+    where = f"batch {row.batch}" + (f" at {row.target_qps:g} QPS" if row.target_qps is not None else "") \
+        + (f" with {row.concurrency} in flight" if row.concurrency is not None else "")
     return None, f"the baseline {key[0]} {key[1]} has no row at {where}"
 
 
@@ -155,6 +156,9 @@ def leaderboard(group: Sequence[View], wl: str, sc: str, baseline: str | None = 
     cols = [("#", "num"), ("backend", "text"), ("precision", "text"), ("batch", "num")]
     if sc == "server":
         cols.append(("target QPS", "num"))
+    in_flight = sc == "offline" and any(v.concurrency is not None for v in group)
+    if in_flight:
+        cols.append(("in flight", "num"))
     cols += [(f"{short} {'↑' if hib else '↓'}", "num"), (f"{CONFIDENCE:.0%} interval", "num"),
              ("vs baseline", "num"), ("p50", "num"), ("p99", "num")] + ([] if rate_headline else [("samples/s", "num")])
     cols.append(("peak memory", "num"))
@@ -199,6 +203,8 @@ def leaderboard(group: Sequence[View], wl: str, sc: str, baseline: str | None = 
         o.append(td(str(v.batch), v.batch, "num"))
         if sc == "server":
             o.append(td(f"{v.target_qps:g}" if v.target_qps is not None else "-", v.target_qps or "", "num"))
+        if in_flight:
+            o.append(td(str(v.concurrency or 1), v.concurrency or 1, "num"))
         if m is not None:
             h = m.headline
             o.append(td(escape(fmt_value(h.value, h.unit)), h.value, "num head"))

@@ -70,8 +70,15 @@ class View:
         return float(q) if q is not None else None
 
     @property
+    def concurrency(self) -> int | None:
+        """Offline's calls in flight, when more than one (None: the plain closed loop, or another scenario)."""
+        c = self.rec.scenario.settings.get("concurrency", 1) if self.scenario == "offline" else 1
+        return int(c) if c and int(c) > 1 else None
+
+    @property
     def config(self) -> tuple:
-        return (self.backend, self.precision, self.batch, self.target_qps)
+        return (self.backend, self.precision, self.batch, self.target_qps) + \
+            ((self.concurrency,) if self.concurrency is not None else ())
 
     def config_label(self, with_batch: bool = True) -> str:
         s = f"{self.backend} {self.precision}"
@@ -79,6 +86,8 @@ class View:
             s += f" b{self.batch}"
         if self.target_qps is not None:
             s += f" @{self.target_qps:g}qps"
+        if self.concurrency is not None:
+            s += f" c{self.concurrency}"
         return s
 
     @property

@@ -105,9 +105,10 @@ def test_spec_field_and_sweep():
 
 
 @pytest.mark.parametrize("value, message", [
-    ("0", "concurrency must be a positive integer or a list of them (a sweep), got 0"),
+    ("0", "concurrency must be a positive integer (at most 1024) or a list of them (a sweep), got 0"),
+    ("2000", "concurrency must be a positive integer (at most 1024) or a list of them (a sweep), got 2000"),
     ("[2, 2]", "concurrency sweep values must be distinct, repeated: 2"),
-    ("[1, 2.5]", "each concurrency in the sweep must be a positive integer, got 2.5"),
+    ("[1, 2.5]", "each concurrency in the sweep must be a positive integer (at most 1024), got 2.5"),
 ])
 def test_bad_concurrency_is_named(tmp_path, value, message):
     text = f"name: c\nworkloads: [{{name: tiny-add}}]\nbackends: [{{name: onnxruntime}}]\n" \

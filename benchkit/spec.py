@@ -333,6 +333,108 @@ class Offline(ScenarioBase):
         return self.batch_size
 
 
+class Generative(ScenarioBase):
+    """Requests that generate tokens (a language model's prefill, then one decode step per further token).
+
+    Each request has an input (prompt) length and an output length drawn, seeded,
+    from ``input_tokens`` and ``output_tokens`` (or from ``lengths_file``);
+    generation stops at exactly the drawn output length (an end-of-sequence token
+    is not a stop). ``mode: offline`` issues every request at once (headline:
+    output tokens/s); ``mode: server`` issues them at Poisson arrivals of
+    ``target_qps`` and is VALID only when the p99 time to first token and the p99
+    time per output token are within ``target_ttft_ns`` and ``target_tpot_ns``
+    (MLPerf's LLM rules), with early stopping on both. ``min_query_count`` and
+    ``max_query_count`` count requests. See docs/rules.md, "Generative scenarios".
+    """
+
+    kind: Literal["generative"]
+    mode: Literal["offline", "server"] = Field("offline", description="offline: every request issued at once; "
+                                                "server: Poisson arrivals at target_qps.")
+    input_tokens: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="Prompt length: a number (fixed) or [low, high] (uniform, both included). "
+        "Default: 32, or the lengths file.")
+    output_tokens: PositiveInt | tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="Tokens generated per request, the first included: a number or [low, high]. "
+        "Default: 16, or the lengths file.")
+    lengths_file: Path | None = Field(
+        None, description="File of (input_tokens, output_tokens) pairs, one 'input,output' line each (a header "
+        "line and # comments allowed), relative to the spec; requests draw pairs from it, seeded, with "
+        "replacement. Excludes input_tokens and output_tokens.")
+    target_qps: PositiveFloat | tuple[PositiveFloat, ...] | None = Field(
+        None, description="server: mean request arrival rate per second (a list is a load sweep). Required there.")
+    target_ttft_ns: int | None = Field(
+        None, gt=0, description="server: bound on the p99 time to first token. Required there "
+        "(MLPerf Llama-2-70B: 2 s).")
+    target_tpot_ns: int | None = Field(
+        None, gt=0, description="server: bound on the p99 time per output token. Required there "
+        "(MLPerf Llama-2-70B: 200 ms).")
+    target_latency_percentile: float = Field(99.0, gt=0, lt=100, description="Percentile held to both bounds.")
+    max_batch_size: PositiveInt = Field(
+        8, description="Most requests one prefill or decode call carries (requests of equal length run together).")
+    agreement_tokens: PositiveInt = Field(
+        16, description="Accuracy: the first N tokens of each checked request are compared with the reference "
+        "runtime's greedy tokens.")
+    agreement_requests: PositiveInt = Field(16, description="Accuracy: requests checked (seeded positions).")
+    min_token_agreement: float = Field(
+        0.95, gt=0, le=1, description="Accuracy: lowest passing mean share of those tokens that agree (each "
+        "request scores its longest agreeing prefix, since one wrong token changes every later one).")
+
+    @field_validator("input_tokens", "output_tokens", mode="before")
+    @classmethod
+    def _length(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or x <= 0 for x in v):
+                raise ValueError(f"expected a positive integer or [low, high] of positive integers, got {v!r}")
+            if v[0] > v[1]:
+                raise ValueError(f"[low, high] needs low <= high, got {list(v)}")
+            return tuple(v)
+        return v
+
+    @field_validator("target_qps", mode="before")
+    @classmethod
+    def _sweep_values(cls, v: Any) -> Any:
+        return None if v is None else _check_sweep(v, "target_qps", "a positive number", float)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Generative:
+        if self.lengths_file is not None and (self.input_tokens is not None or self.output_tokens is not None):
+            raise ValueError("give either lengths_file or input_tokens/output_tokens, not both")
+        if self.mode == "server":
+            missing = [k for k in ("target_qps", "target_ttft_ns", "target_tpot_ns") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"mode server needs {', '.join(missing)}")
+        else:
+            extra = [k for k in ("target_qps", "target_ttft_ns", "target_tpot_ns") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} apply to mode server only")
+        return self
+
+    def effective(self, profile: Profile) -> Self:
+        # The profile's values for the form it takes: server's floor is early stopping's (662 at p99).
+        base = super().effective(profile)
+        filled = {}
+        for key, default in profile_defaults(profile, self.mode).items():
+            if getattr(self, key) is None:
+                filled[key] = default
+        if self.lengths_file is None:
+            filled["input_tokens"] = 32 if self.input_tokens is None else self.input_tokens
+            filled["output_tokens"] = 16 if self.output_tokens is None else self.output_tokens
+        if self.max_query_count is not None and "min_query_count" in filled:
+            filled["min_query_count"] = min(filled["min_query_count"], self.max_query_count)
+        if self.max_duration_ms is not None and "min_duration_ms" in filled:
+            filled["min_duration_ms"] = min(filled["min_duration_ms"], self.max_duration_ms)
+        return base.model_copy(update=filled)
+
+    def sweep(self) -> list[tuple[str, dict[str, Any]]]:
+        if isinstance(self.target_qps, tuple):
+            return [(f"-q{format_number(q)}", {"target_qps": q}) for q in self.target_qps]
+        return [("", {})]
+
+    @property
+    def latency_percentile(self) -> float | None:
+        return self.target_latency_percentile if self.mode == "server" else None
+
+
 def _check_sweep(v: Any, name: str, what: str, kind: type) -> Any:
     """One value or a list of distinct values, each `what`; checked here so an error names the bad item plainly."""
 
@@ -358,7 +460,7 @@ def _check_sweep(v: Any, name: str, what: str, kind: type) -> Any:
     return v
 
 
-Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline], Field(discriminator="kind")]
+Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline, Generative], Field(discriminator="kind")]
 
 
 class PowerMeterSpec(_Frozen):
@@ -519,7 +621,7 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
                 label = f" ({tag})" if isinstance(tag, str) else ""
             out += f"[{part}]{label}"
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
-        elif part in ("single_stream", "multi_stream", "server", "offline", "function-after"):
+        elif part in ("single_stream", "multi_stream", "server", "offline", "generative", "function-after"):
             continue  # union tag / validator names add nothing for the reader
         else:
             out += f".{part}" if out else str(part)
@@ -535,9 +637,9 @@ def format_validation_error(source: str, err: ValidationError, data: Any) -> str
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `benchkit schema spec` lists every field)"
         elif e["type"] == "union_tag_invalid":
-            msg = f"unknown scenario kind {e.get('input', {}).get('kind')!r}; expected one of single_stream, multi_stream, server, offline"
+            msg = f"unknown scenario kind {e.get('input', {}).get('kind')!r}; expected one of single_stream, multi_stream, server, offline, generative"
         elif e["type"] == "union_tag_not_found":
-            msg = "missing `kind`; expected one of single_stream, multi_stream, server, offline"
+            msg = "missing `kind`; expected one of single_stream, multi_stream, server, offline, generative"
         elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"  {where}: {msg}")

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -120,6 +120,7 @@ def expand(
             for si, s in enumerate(spec.scenarios):
                 if find_peak and s.kind != "server":
                     continue
+                _check_pairing(w, wi, s, si, src)
                 suffix = f"-{si}" if kinds.count(s.kind) > 1 else ""
                 points = s.points(prof)
                 if find_peak:
@@ -141,6 +142,19 @@ def expand(
     return cells
 
 
+def _check_pairing(w: WorkloadSpec, wi: int, s: Any, si: int, src: str) -> None:
+    """A generative scenario runs a generation workload, and a generation workload runs only under one."""
+    from benchkit.workloads.generation import MODELS, is_generation_model
+
+    generative = s.kind == "generative"
+    if generative != is_generation_model(w.catalog_name):
+        if generative:
+            raise SpecError(f"{src}: scenarios[{si}] (generative) needs generation workloads ({', '.join(sorted(MODELS))}"
+                            f"); workloads[{wi}] ({w.name}) is not one: put it in a spec of its own")
+        raise SpecError(f"{src}: workloads[{wi}] ({w.name}) is a generation workload: it runs under kind: generative "
+                        f"only, not scenarios[{si}] ({s.kind})")
+
+
 def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = None) -> None:
     """Fail fast, before anything is measured: every workload resolves, every backend imports and accepts its options."""
     from benchkit.backends import load_backend_class
@@ -152,14 +166,19 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
     for c in cells:
         if c.workload_name not in seen_w:
             seen_w.add(c.workload_name)
-            resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
+            if c.kind == "generative":
+                from benchkit.workloads import generation
+
+                generation.materialize(c.workload.catalog_name, cache_dir)
+            else:
+                resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
         if c.backend_id not in seen_b:
             seen_b.add(c.backend_id)
             b = c.backend
             index = [x.id for x in loaded.spec.backends].index(b.id)
             where = f"{src}: backends[{index}] ({b.id})"
             try:
-                cls = load_backend_class(b.name)
+                cls = _generator_class(b.name) if c.kind == "generative" else load_backend_class(b.name)
             except BenchkitError as e:
                 raise SpecError(f"{where}.name: {e}") from None
             try:
@@ -175,6 +194,12 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
             if b.device_file is not None:
                 load_device_file(Path(b.device_file), f"{where}.device_file")
     _check_power_meters(loaded, src)
+
+
+def _generator_class(name: str) -> type:
+    from benchkit.backends.generative import load_generator_class
+
+    return load_generator_class(name)
 
 
 def _check_power_meters(loaded: LoadedSpec, src: str) -> None:

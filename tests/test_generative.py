@@ -214,3 +214,28 @@ def test_a_backend_that_emits_tokens_without_computing_them_is_invalid(tmp_path,
 def test_a_request_longer_than_the_context_is_an_error_record(tmp_path):
     r = _run(tmp_path, "{kind: generative, input_tokens: 250, output_tokens: 10}")
     assert r.error is not None and "longer than the model's context of 256" in r.error.message
+
+
+# -- the OpenAI-compatible streaming client, against a real server on 127.0.0.1 ---------------------------------
+
+def test_openai_client_measures_a_streaming_server_by_the_same_rules(tmp_path, graphs):
+    from generation_server import serving
+
+    with serving(graphs) as url:
+        r = _run(tmp_path, OFFLINE, backend=f"{{name: openai, options: {{url: '{url}', concurrency: 4, "
+                                            "precision: fp32}}")
+    assert r.validity.valid, r.validity.reasons
+    assert r.backend.name == "openai" and r.backend.device == f"remote: {url}"
+    assert r.backend.options["model"] == TINY and r.accuracy.token_agreement.mean_agreement == 1.0
+    t = r.metrics.tokens
+    assert t.output_tokens == sum(t.output_lengths) and t.ttft_ns.count == t.requests >= 24
+
+
+def test_openai_client_errors_name_the_server(tmp_path, graphs):
+    from generation_server import serving
+
+    with serving(graphs) as url:
+        r = _run(tmp_path, OFFLINE, backend=f"{{name: openai, options: {{url: '{url}', model: llama}}}}")
+    assert r.error is not None and "'llama' is not served at" in r.error.message and r.error.phase == "load"
+    r = _run(tmp_path, OFFLINE, backend=f"{{name: openai, options: {{url: '{url}'}}}}")  # stopped by now
+    assert r.error is not None and f"cannot reach {url}/models" in r.error.message

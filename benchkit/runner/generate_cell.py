@@ -173,8 +173,9 @@ def _record(cell: Cell, ctx: SuiteContext, started, graphs, info, cls, m, agreem
     head = records.Headline(name="output_tokens_per_s", value=tokens.output_tokens_per_s, unit="tokens/s",
                             higher_is_better=True)
     metrics = records.Metrics(
-        latency_ns=stats.summarize(e2e), count=m.count, sample_count=m.count, duration_ns=m.duration_ns,
-        throughput_per_s=tokens.requests_per_s, queries_per_s=tokens.requests_per_s, first_inference_ns=first_ns,
+        # a generative run's samples are its output tokens: throughput_per_s is the headline, tokens/s
+        latency_ns=stats.summarize(e2e), count=m.count, sample_count=tokens.output_tokens, duration_ns=m.duration_ns,
+        throughput_per_s=tokens.output_tokens_per_s, queries_per_s=tokens.requests_per_s, first_inference_ns=first_ns,
         load_ns=load_ns, warmup_queries=n_warm, stop_reason=m.stop_reason, headline=head,
         extra={"max_batch_size": scenario.max_batch_size, "prefill_sha256": graphs.prefill_sha256,
                "decode_sha256": graphs.decode_sha256}, issue_lateness_ns=m.issue_lateness_ns, tokens=tokens)

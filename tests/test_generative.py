@@ -170,6 +170,11 @@ OFFLINE = ("{kind: generative, input_tokens: [6, 10], output_tokens: [3, 6], min
            "min_query_count: 24, warmup_queries: 4, warmup_ms: 0, agreement_requests: 8}")
 
 
+SERVER = ("{kind: generative, mode: server, target_qps: 400, target_ttft_ns: 5000000000, target_tpot_ns: 1000000000, "
+          "input_tokens: 8, output_tokens: 4, min_duration_ms: 100, min_query_count: 60, warmup_queries: 4, "
+          "warmup_ms: 0, agreement_requests: 4}")
+
+
 def _run(tmp_path: Path, scenario: str, **kw) -> records.ResultRecord:
     import benchkit
 
@@ -179,12 +184,23 @@ def _run(tmp_path: Path, scenario: str, **kw) -> records.ResultRecord:
     return records.load(path)  # what a reader gets back from the file
 
 
-def test_offline_cell_is_valid_and_judged_by_tokens(tmp_path):
-    r = _run(tmp_path, OFFLINE)
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> dict[str, tuple[Path, records.ResultRecord]]:
+    """One offline and one server record of the tiny model on ONNX Runtime, as files."""
+    out = {}
+    for name, scenario in (("offline", OFFLINE), ("server", SERVER)):
+        d = tmp_path_factory.mktemp(name)
+        r = _run(d, scenario)
+        out[name] = (next((d / "out").rglob(f"{r.cell_id}.json")), r)
+    return out
+
+
+def test_offline_cell_is_valid_and_judged_by_tokens(measured):
+    _, r = measured["offline"]
     assert r.validity.valid, r.validity.reasons
     t = r.metrics.tokens
     assert r.scenario.kind == "generative" and r.metrics.headline.name == "output_tokens_per_s"
-    assert t.requests == r.metrics.count >= 24 and t.output_tokens == sum(t.output_lengths)
+    assert t.requests == r.metrics.count >= 24 and t.output_tokens == sum(t.output_lengths) == r.metrics.sample_count
     assert set(t.input_lengths) <= set(range(6, 11)) and set(t.output_lengths) <= set(range(3, 7))
     assert len(t.ttft_samples_ns) == t.requests == len(r.samples_ns) and t.itl_ns.count == t.output_tokens - t.requests
     assert r.metrics.headline.value == pytest.approx(t.output_tokens / (r.metrics.duration_ns / 1e9))
@@ -193,16 +209,32 @@ def test_offline_cell_is_valid_and_judged_by_tokens(tmp_path):
     assert r.metrics.duration_ns >= 150_000_000
 
 
-def test_server_cell_reports_ttft_tpot_lateness_and_early_stopping(tmp_path):
-    r = _run(tmp_path, "{kind: generative, mode: server, target_qps: 400, target_ttft_ns: 5000000000, "
-                       "target_tpot_ns: 1000000000, input_tokens: 8, output_tokens: 4, min_duration_ms: 100, "
-                       "min_query_count: 60, warmup_queries: 4, warmup_ms: 0, agreement_requests: 4}")
+def test_server_cell_reports_ttft_tpot_lateness_and_early_stopping(measured):
+    _, r = measured["server"]
     t = r.metrics.tokens
     assert t.mode == "server" and t.requests == 60 and r.metrics.issue_lateness_ns.count == 60
     assert t.early_stopping_ttft.queries_needed > 60 and t.target_tpot_ns == 1_000_000_000
     # within both bounds, but 60 requests are too few for early stopping at p99: only that is wrong
     assert [f.check for f in r.validity.findings if f.severity == "reason"] == ["latency", "latency"]
     assert all("early stopping" in m for m in r.validity.reasons)
+
+
+def test_show_compare_and_report_read_token_metrics(measured, tmp_path, capsys):
+    from benchkit.cli import main
+    from benchkit.results.compare import compare_paths
+    from benchkit.results.report import write_report
+
+    path, _ = measured["server"]
+    assert main(["show", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "TTFT p50/p90/p99/max" in shown and "early stopping TPOT" in shown and "token agreement 1.000" in shown
+    c = compare_paths([path], [path])
+    names = [m.metric for m in c.pairs[0].metrics]
+    assert {"ttft_p99", "tpot_p99", "throughput"} <= set(names)
+    assert all(m.ratio == pytest.approx(1.0) for m in c.pairs[0].metrics)
+    html = write_report([p for p, _ in measured.values()], tmp_path / "r.html").read_text()
+    for kind in ("generative-table", "tokens-load", "token-latency-load"):
+        assert f'data-kind="{kind}"' in html
 
 
 def test_a_backend_that_emits_tokens_without_computing_them_is_invalid(tmp_path, fakes_on_path):

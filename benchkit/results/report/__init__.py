@@ -30,6 +30,7 @@ from html import escape
 from pathlib import Path
 
 from benchkit.results.report.charts import latency_vs_load, roofline, throughput_vs_batch, variance
+from benchkit.results.report.generative import generative
 from benchkit.results.report.leaderboard import cdf, leaderboard, timelines
 from benchkit.results.report.views import ReportError, View, load_views, slug, views_of
 
@@ -158,7 +159,7 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
             f"spec(s) {escape(', '.join(specs))} · {escape('; '.join(systems))} · generated "
             f"{when.strftime('%Y-%m-%d %H:%M UTC')} by benchkit {escape(__version__)}</p>",
             '<nav><a href="#leaderboards">Leaderboards</a><a href="#throughput-batch">Throughput vs batch</a>'
-            '<a href="#latency-load">Latency vs load</a><a href="#roofline">Roofline</a>'
+            '<a href="#latency-load">Latency vs load</a><a href="#generative">Generation</a><a href="#roofline">Roofline</a>'
             '<a href="#variance">Run-to-run variance</a></nav>']
     if warnings:
         body.append('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>")
@@ -177,6 +178,7 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
                     + (f"<div>{tl}</div>" if (tl := timelines(g, wl, sc)) else "") + "</section>")
     body.append(f'<h2 id="throughput-batch">Throughput vs batch size</h2>{throughput_vs_batch(views)}')
     body.append(f'<h2 id="latency-load">Latency vs load</h2>{latency_vs_load(views)}')
+    body.append(f'<h2 id="generative">Generation: tokens</h2>{generative(views)}')
     body.append(f'<h2 id="roofline">Roofline</h2>{roofline(views)}')
     body.append(f'<h2 id="variance">Run-to-run variance</h2>{variance(views)}')
     return (

@@ -3,7 +3,6 @@ Runtime, the checks, and whole cells (inline) with their records."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -183,12 +183,12 @@ class _Arrivals:
 
 def run_steps(gen: Any, prompts: list[np.ndarray], out_lens: np.ndarray, max_batch: int, *,
               offsets: np.ndarray | None = None, capture: dict[int, int] | None = None,
-              clock: Clock = perf_counter_ns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int],
+              clock: Clock = perf_counter_ns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                        dict[int, list[int]], int]:
     """Run every request through a StepGenerator; Offline when ``offsets`` is None, else Server arrivals.
 
-    Returns (issued, first, done, scheduled-order unused, inter-token gaps, captured tokens, duration), times in
-    ns from the start. ``capture``: request -> how many of its first tokens to keep.
+    Returns (issued, first token, last token, inter-token gaps, captured tokens, duration), per request in request
+    order, times in ns from the start. ``capture``: request -> how many of its first tokens to keep.
     """
     n = len(prompts)
     in_lens = [int(p.size) for p in prompts]

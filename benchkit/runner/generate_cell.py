@@ -195,8 +195,8 @@ def _record(cell: Cell, ctx: SuiteContext, started, graphs, info, cls, m, agreem
     binfo = info.model_dump()
     workload = records.WorkloadRecord(
         name=cell.workload.name, source="catalog", catalog=graphs.name, variant="fp32", params=dict(graphs.params),
-        model_sha256=_pair_sha256(graphs), model_file=f"{graphs.prefill.name} + {graphs.decode.name}", graph_precision="fp32",
-        dims={"n_ctx": graphs.n_ctx})
+        model_sha256=_pair_sha256(graphs), model_file=f"{graphs.prefill.name} + {graphs.decode.name}",
+        graph_precision="fp32", dims={"n_ctx": graphs.n_ctx})
     return ResultRecord(
         **assemble.provenance(cell, ctx, started, "benchkit"),
         workload=workload,

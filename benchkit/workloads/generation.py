@@ -11,9 +11,10 @@ same weights (:func:`benchkit.workloads.builders.transformer.gpt2_prefill` and
 
 A backend runs them in a token loop (greedy: each next token is the arg-max of
 the last position's logits). ``gpt2-generate`` has GPT-2 small's architecture
-(124 M parameters, the catalog's ``gpt2-prefill`` and ``gpt2-decode`` graphs); ``gpt2-tiny-generate`` (2 layers, hidden 64,
-vocabulary 512) is the same network scaled down, for tests and smoke runs. Both are the catalog builders' graphs with the decoder
-blocks' weight matrices scaled by :data:`LAYER_WEIGHT_GAIN`.
+(124 M parameters, the catalog's ``gpt2-prefill`` and ``gpt2-decode`` graphs);
+``gpt2-tiny-generate`` (2 layers, hidden 64, vocabulary 512) is the same network
+scaled down, for tests and smoke runs. Both are the catalog builders' graphs with
+the decoder blocks' weight matrices scaled by :data:`LAYER_WEIGHT_GAIN`.
 
 Builds are deterministic and cached like the catalog's (:func:`materialize`).
 """
@@ -129,8 +130,8 @@ def _key(model: GenerationModel, part: str) -> str:
     import onnx
 
     h = hashlib.sha256()
-    for piece in (model.name, part, json.dumps(dict(model.params), sort_keys=True), str(model.weights_seed), str(LAYER_WEIGHT_GAIN),
-                  __version__, f"numpy={np.__version__};onnx={onnx.__version__}"):
+    for piece in (model.name, part, json.dumps(dict(model.params), sort_keys=True), str(model.weights_seed),
+                  str(LAYER_WEIGHT_GAIN), __version__, f"numpy={np.__version__};onnx={onnx.__version__}"):
         h.update(len(piece).to_bytes(8, "little"))
         h.update(piece.encode())
     return h.hexdigest()

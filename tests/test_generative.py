@@ -270,3 +270,17 @@ def test_openai_client_errors_name_the_server(tmp_path, graphs):
     assert r.error is not None and "'llama' is not served at" in r.error.message and r.error.phase == "load"
     r = _run(tmp_path, OFFLINE, backend=f"{{name: openai, options: {{url: '{url}'}}}}")  # stopped by now
     assert r.error is not None and f"cannot reach {url}/models" in r.error.message
+
+
+@pytest.mark.parametrize("scenario, message", [
+    ("{kind: generative, lengths_file: none.csv}", "gen.yaml: scenarios[0] (generative).lengths_file: cannot read"),
+    ("{kind: generative, input_tokens: [8, 250], output_tokens: 16}",
+     "gen.yaml: scenarios[0] (generative).input_tokens + output_tokens: a request of up to 266 tokens"),
+])
+def test_validate_refuses_lengths_that_cannot_run(scenario, message, tmp_path, capsys):
+    from benchkit.cli import main
+
+    _spec(scenario, tmp_path)
+    assert main(["validate", str(tmp_path / "gen.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("gen.yaml", str(tmp_path / "gen.yaml")) in err and "Traceback" not in err

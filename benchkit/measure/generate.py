@@ -136,6 +136,22 @@ def draw_lengths(scenario: Any, n: int, seed: int, base_dir: Path, origin: str) 
     return one(scenario.input_tokens, DEFAULT_INPUT_TOKENS), one(scenario.output_tokens, DEFAULT_OUTPUT_TOKENS)
 
 
+def check_lengths(scenario: Any, base_dir: Path, origin: str, n_ctx: int) -> None:
+    """Before anything runs: the lengths file reads, and no request the scenario can draw exceeds the context."""
+    if scenario.lengths_file is not None:
+        pairs = read_lengths_file((base_dir / scenario.lengths_file).resolve(), origin)
+        longest, where = int(pairs.sum(axis=1).max()), f"{origin}.lengths_file"
+    else:
+        def top(spec: Any, default: int) -> int:
+            return default if spec is None else (spec[1] if isinstance(spec, tuple) else int(spec))
+
+        longest = top(scenario.input_tokens, DEFAULT_INPUT_TOKENS) + top(scenario.output_tokens, DEFAULT_OUTPUT_TOKENS)
+        where = f"{origin}.input_tokens + output_tokens"
+    if longest > n_ctx:
+        raise SpecError(f"{where}: a request of up to {longest} tokens (input + output) does not fit the model's "
+                        f"context of {n_ctx}")
+
+
 def request_count(scenario: Any, rate_per_s: float) -> int:
     """Offline: requests to issue at once so the run lasts at least min_duration_ms (LoadGen sizes its one
     query the same way, from an expected rate), and at least min_query_count; max_query_count caps it."""
@@ -379,5 +395,5 @@ def server_schedule(scenario: Any, seed: int) -> tuple[np.ndarray, str]:
     return poisson_schedule_ns(float(scenario.target_qps), StopRule.of(scenario), seed)
 
 
-__all__ = ["GenerationMeasurement", "draw_lengths", "read_lengths_file", "request_count", "run_steps", "run_streams",
+__all__ = ["GenerationMeasurement", "draw_lengths", "check_lengths", "read_lengths_file", "request_count", "run_steps", "run_streams",
            "measure_generation", "server_schedule"]

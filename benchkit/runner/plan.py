@@ -193,6 +193,14 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
                 pass
             if b.device_file is not None:
                 load_device_file(Path(b.device_file), f"{where}.device_file")
+    generative = [(si, s) for si, s in enumerate(loaded.spec.scenarios) if s.kind == "generative"]
+    if generative:
+        from benchkit.measure.generate import check_lengths
+        from benchkit.workloads.generation import get, is_generation_model
+
+        for w in sorted({c.workload.catalog_name for c in cells if is_generation_model(c.workload.catalog_name)}):
+            for si, s in generative:
+                check_lengths(s, loaded.base_dir, f"{src}: scenarios[{si}] (generative)", get(w).n_ctx)
     _check_power_meters(loaded, src)
 
 

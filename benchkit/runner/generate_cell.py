@@ -42,6 +42,9 @@ def execute_generative(cell: Cell, ctx: SuiteContext, progress: Progress | None 
             progress(cell.cell_id, name)
 
     try:
+        if ctx.engine != "benchkit":
+            raise SpecError(f"{cell.origin}: generative scenarios run on benchkit's own engine; MLPerf LoadGen's "
+                            "(--engine mlperf) has no token-level scenario here")
         name = cell.workload.catalog_name
         if not generation.is_generation_model(name):
             raise SpecError(f"{cell.origin}: a generative scenario needs a generation workload ("

@@ -242,9 +242,11 @@ def test_a_backend_that_emits_tokens_without_computing_them_is_invalid(tmp_path,
     assert any(f.check == "accuracy" and "token agreement" in f.message for f in r.validity.findings)
 
 
-def test_a_request_longer_than_the_context_is_an_error_record(tmp_path):
-    r = _run(tmp_path, "{kind: generative, input_tokens: 250, output_tokens: 10}")
-    assert r.error is not None and "longer than the model's context of 256" in r.error.message
+def test_a_request_longer_than_the_context_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SpecError, match=r"scenarios\[0\] \(generative\).input_tokens \+ output_tokens: a request "
+                                        "of up to 260 tokens .* context of 256"):
+        _run(tmp_path, "{kind: generative, input_tokens: 250, output_tokens: 10}")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
 
 
 # -- the OpenAI-compatible streaming client, against a real server on 127.0.0.1 ---------------------------------

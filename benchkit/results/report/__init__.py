@@ -159,8 +159,10 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
             f"spec(s) {escape(', '.join(specs))} · {escape('; '.join(systems))} · generated "
             f"{when.strftime('%Y-%m-%d %H:%M UTC')} by benchkit {escape(__version__)}</p>",
             '<nav><a href="#leaderboards">Leaderboards</a><a href="#throughput-batch">Throughput vs batch</a>'
-            '<a href="#latency-load">Latency vs load</a><a href="#generative">Generation</a><a href="#roofline">Roofline</a>'
-            '<a href="#variance">Run-to-run variance</a></nav>']
+            '<a href="#latency-load">Latency vs load</a>'
+            + ('<a href="#generative">Generation</a>' if any(v.measured and v.rec.metrics.tokens is not None
+                                                             for v in views) else "")
+            + '<a href="#roofline">Roofline</a><a href="#variance">Run-to-run variance</a></nav>']
     if warnings:
         body.append('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>")
     body.append('<h2 id="leaderboards">Leaderboards and latency CDFs</h2>'
@@ -178,7 +180,8 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
                     + (f"<div>{tl}</div>" if (tl := timelines(g, wl, sc)) else "") + "</section>")
     body.append(f'<h2 id="throughput-batch">Throughput vs batch size</h2>{throughput_vs_batch(views)}')
     body.append(f'<h2 id="latency-load">Latency vs load</h2>{latency_vs_load(views)}')
-    body.append(f'<h2 id="generative">Generation: tokens</h2>{generative(views)}')
+    if any(v.measured and v.rec.metrics.tokens is not None for v in views):  # only where there are any
+        body.append(f'<h2 id="generative">Generation: tokens</h2>{generative(views)}')
     body.append(f'<h2 id="roofline">Roofline</h2>{roofline(views)}')
     body.append(f'<h2 id="variance">Run-to-run variance</h2>{variance(views)}')
     return (

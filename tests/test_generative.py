@@ -129,6 +129,27 @@ def test_token_loop_gives_every_request_exactly_its_length(graphs, ort_gen):
         assert kept[i] == generation.reference_greedy(graphs, p, int(out_lens[i]))
 
 
+def test_a_stream_that_ends_short_fails_the_run(graphs):
+    from benchkit.backends.generative import StreamGenerator
+    from benchkit.errors import BackendError
+
+    class ShortStreamFault(StreamGenerator):  # fault injection: one token fewer than asked for
+        name, concurrency = "short-stream-fault", 2
+
+        def load(self, graphs):
+            pass
+
+        def info(self):
+            raise NotImplementedError
+
+        def stream(self, prompt, max_tokens):
+            yield from range(max_tokens - 1)
+
+    prompts = generation.prompts(graphs.vocab, np.array([4, 4]), 0)
+    with pytest.raises(BackendError, match="request [01] streamed 2 tokens, 3 were asked for"):
+        generate.run_streams(ShortStreamFault({}), prompts, np.array([3, 3]))
+
+
 # -- checks --------------------------------------------------------------------------------------------------------
 
 def _measurement(n: int, ttft_ns: int, tpot_ns: int, out: int = 5) -> generate.GenerationMeasurement:

@@ -73,7 +73,8 @@ def execute_generative(cell: Cell, ctx: SuiteContext, progress: Progress | None 
                 or n_warm == 0:
             wm = generate.measure_generation(gen, scenario.model_copy(update={"mode": "offline"}), w_prompts, w_out,
                                              cell.seed, {}, None, "warmup")
-            first_ns = first_ns if first_ns is not None else int(wm.done_ns.max())
+            # the cold start: the first warmup request's first token (a prefill right after load)
+            first_ns = first_ns if first_ns is not None else int(wm.first_token_ns.min())
             rate = stats.throughput_per_s(wm.count, wm.duration_ns)
             n_warm += wm.count
 

@@ -307,3 +307,22 @@ def test_validate_refuses_lengths_that_cannot_run(scenario, message, tmp_path, c
     assert main(["validate", str(tmp_path / "gen.yaml")]) == 2
     err = capsys.readouterr().err
     assert message.replace("gen.yaml", str(tmp_path / "gen.yaml")) in err and "Traceback" not in err
+
+
+def test_openai_client_on_a_poisson_schedule(graphs):
+    from benchkit.backends.openai_stream import OpenAIStream
+    from generation_server import serving
+
+    prompts = generation.prompts(graphs.vocab, np.full(12, 6), 3)
+    outs = np.full(12, 3, dtype=np.int64)
+    offsets = np.cumsum(np.random.default_rng(0).exponential(2e6, 12)).astype(np.int64)  # 500 QPS
+    with serving(graphs) as url:
+        client = OpenAIStream({"url": url, "concurrency": 4})
+        client.load(graphs)
+        try:
+            issued, first, done, itl, kept, _ = generate.run_streams(client, prompts, outs, offsets=offsets,
+                                                                     capture={i: 3 for i in range(12)})
+        finally:
+            client.close()
+    assert (issued >= offsets).all() and (first > offsets).all() and (done >= first).all() and itl.size == 24
+    assert all(kept[i] == generation.reference_greedy(graphs, prompts[i], 3) for i in range(12))

@@ -99,6 +99,7 @@ def read_lengths_file(path: Path, origin: str) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{origin}.lengths_file: cannot read {path}: {e}") from None
     pairs = []
+    header = False
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -107,8 +108,9 @@ def read_lengths_file(path: Path, origin: str) -> np.ndarray:
         try:
             a, b = (int(p) for p in parts)
         except ValueError:
-            if not pairs and lineno == 1 or (not pairs and all(not p.isdigit() for p in parts)):
-                continue  # a header line
+            if not pairs and not header and all(not p.lstrip("-").isdigit() for p in parts):
+                header = True  # one header line, before the first pair
+                continue
             raise SpecError(f"{origin}.lengths_file: {path.name} line {lineno}: expected 'input_tokens,"
                             f"output_tokens' (two positive integers), got {raw.strip()!r}") from None
         if a <= 0 or b <= 0:

@@ -258,7 +258,8 @@ def test_show_compare_and_report_read_token_metrics(measured, tmp_path, capsys):
 
 
 def test_a_backend_that_emits_tokens_without_computing_them_is_invalid(tmp_path, fakes_on_path):
-    r = _run(tmp_path, OFFLINE, backend="{name: cheat-tokens}")
+    # a short run: the cheat is fast, and Offline sizes its requests to fill min_duration_ms
+    r = _run(tmp_path, OFFLINE.replace("min_duration_ms: 150", "min_duration_ms: 20"), backend="{name: cheat-tokens}")
     assert not r.validity.valid and r.accuracy.token_agreement.mean_agreement < 0.2
     assert any(f.check == "accuracy" and "token agreement" in f.message for f in r.validity.findings)
 

@@ -257,6 +257,21 @@ def test_show_compare_and_report_read_token_metrics(measured, tmp_path, capsys):
         assert f'data-kind="{kind}"' in html
 
 
+def test_check_bundle_recomputes_a_generative_records_figures(measured):
+    from pydantic import TypeAdapter
+
+    from benchkit.checks.generation import figures_problems
+    from benchkit.spec import Scenario
+
+    for _, r in measured.values():
+        scenario = TypeAdapter(Scenario).validate_python(r.scenario.settings)
+        assert figures_problems(r, scenario) == []
+        t = r.metrics.tokens
+        inflated = t.model_copy(update={"output_tokens_per_s": t.output_tokens_per_s * 1.2})
+        bad = r.model_copy(update={"metrics": r.metrics.model_copy(update={"tokens": inflated})})
+        assert any(p.startswith("output_tokens_per_s") for p in figures_problems(bad, scenario))
+
+
 def test_a_backend_that_emits_tokens_without_computing_them_is_invalid(tmp_path, fakes_on_path):
     # a short run: the cheat is fast, and Offline sizes its requests to fill min_duration_ms
     r = _run(tmp_path, OFFLINE.replace("min_duration_ms: 150", "min_duration_ms: 20"), backend="{name: cheat-tokens}")

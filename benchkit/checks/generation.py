@@ -97,4 +97,55 @@ def agreement_findings(agreement: TokenAgreement | None, computes_tokens: bool) 
     return []
 
 
-__all__ = ["run_length", "bounds", "token_agreement", "agreement_findings"]
+
+
+def figures_problems(r: Any, scenario: Any) -> list[str]:
+    """Every figure of a generative record that its raw token samples, lengths and seeded schedule contradict (for
+    ``benchkit check-bundle``): counts, tokens/s, the token statistics, the duration, the Server bounds' verdict."""
+    m, t = r.metrics, r.metrics.tokens
+    if t is None or not t.ttft_samples_ns or not t.output_lengths or r.samples_ns is None:
+        return ["a generative record without its raw token samples and lengths"]
+    e2e = np.asarray(r.samples_ns, dtype=np.int64)
+    ttft = np.asarray(t.ttft_samples_ns, dtype=np.int64)
+    outs = np.asarray(t.output_lengths, dtype=np.int64)
+    out = []
+    if not (m.count == t.requests == e2e.size == ttft.size == outs.size == len(t.input_lengths or [])):
+        out.append(f"request counts disagree: count {m.count}, requests {t.requests}, {e2e.size} latencies, "
+                   f"{ttft.size} TTFTs, {outs.size} output lengths")
+        return out
+    if m.sample_count != t.output_tokens or t.output_tokens != int(outs.sum()):
+        out.append(f"output tokens {t.output_tokens} (sample_count {m.sample_count}) but the lengths sum to "
+                   f"{int(outs.sum())}")
+    rate = stats.throughput_per_s(int(outs.sum()), m.duration_ns)
+    for name, value in (("throughput_per_s", m.throughput_per_s), ("output_tokens_per_s", t.output_tokens_per_s),
+                        ("headline", m.headline.value)):
+        if abs(value - rate) > 1e-6 * max(1.0, rate):
+            out.append(f"{name} {value:.6g} but output tokens / duration gives {rate:.6g}")
+    if stats.summarize(ttft) != t.ttft_ns:
+        out.append("ttft_ns differs from what the TTFT samples give")
+    if stats.summarize(e2e) != m.latency_ns:
+        out.append("latency_ns differs from what the request latencies give")
+    tpot = np.asarray(t.tpot_samples_ns or [], dtype=np.int64)
+    if tpot.size != int((outs > 1).sum()) or (tpot.size and stats.summarize(tpot) != t.tpot_ns):
+        out.append("tpot_ns differs from what the TPOT samples give")
+    if scenario.mode == "server":
+        from benchkit.measure.generate import server_schedule
+
+        offsets, _ = server_schedule(scenario, int(r.spec["seed"]))
+        if offsets.size != e2e.size:
+            out.append(f"{e2e.size} requests, the seeded schedule has {offsets.size}")
+        elif m.duration_ns != int((offsets + e2e).max()):
+            out.append(f"duration_ns {m.duration_ns} but the schedule and latencies end at {int((offsets + e2e).max())}")
+        holder = type("Held", (), {"ttft_ns": ttft, "tpot_ns": tpot, "issue_lateness_ns": None})()
+        found, es_ttft, es_tpot = bounds(scenario, holder)
+        if (es_ttft, es_tpot) != (t.early_stopping_ttft, t.early_stopping_tpot):
+            out.append("early stopping on TTFT or TPOT differs from what the samples give")
+        if r.validity.valid and any(f.severity == "reason" for f in found):
+            out.append(f"VALID, yet the samples say: {next(f.message for f in found if f.severity == 'reason')}")
+    elif m.duration_ns != int(e2e.max()):
+        out.append(f"duration_ns {m.duration_ns} but the last request ends at {int(e2e.max())} (Offline issues all "
+                   "at the start)")
+    return out
+
+
+__all__ = ["run_length", "bounds", "token_agreement", "agreement_findings", "figures_problems"]

@@ -134,10 +134,12 @@ def figures_problems(r: Any, scenario: Any) -> list[str]:
         offsets, _ = server_schedule(scenario, int(r.spec["seed"]))
         if offsets.size != e2e.size:
             out.append(f"{e2e.size} requests, the seeded schedule has {offsets.size}")
-        elif m.duration_ns != int((offsets + e2e).max()):
-            out.append(f"duration_ns {m.duration_ns} but the schedule and latencies end at {int((offsets + e2e).max())}")
-        holder = type("Held", (), {"ttft_ns": ttft, "tpot_ns": tpot, "issue_lateness_ns": None})()
-        found, es_ttft, es_tpot = bounds(scenario, holder)
+        elif m.duration_ns != (end := int((offsets + e2e).max())):
+            out.append(f"duration_ns {m.duration_ns} but the schedule and latencies end at {end}")
+        # bounds() reads these three of a measurement; lateness only warns, and it is not re-derivable
+        from types import SimpleNamespace
+
+        found, es_ttft, es_tpot = bounds(scenario, SimpleNamespace(ttft_ns=ttft, tpot_ns=tpot, issue_lateness_ns=None))
         if (es_ttft, es_tpot) != (t.early_stopping_ttft, t.early_stopping_tpot):
             out.append("early stopping on TTFT or TPOT differs from what the samples give")
         if r.validity.valid and any(f.severity == "reason" for f in found):

@@ -42,9 +42,9 @@ Profile = Literal["quick", "standard", "mlperf", "certify"]
 AccuracyReference = Literal["onnxruntime", "onnx-reference"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
-# Upper bounds of every duration, count and rate a spec may give (docs/spec-reference.md, "Bounds"). Each is far
-# above any real run and far below what would overflow a counter, a timer or memory: a value past one is a typo
-# (a stray exponent), never a setting.
+# Upper bounds of every duration, count and rate a spec may give (docs/reference/spec.md gives each field's). Each
+# is far above any real run and far below what would overflow a counter, a timer or memory: a value past one is a
+# typo (a stray exponent), never a setting.
 MAX_DURATION_MS = 7 * 24 * 3_600_000
 """Longest duration a spec may give (min/max_duration_ms, warmup_ms): 7 days."""
 MAX_QUERY_COUNT = 1_000_000_000
@@ -61,6 +61,8 @@ MAX_CELL_TIMEOUT_S = 7 * 24 * 3_600.0
 """Longest cell_timeout_s: 7 days."""
 MAX_DIM = 2**31 - 1
 """Largest tensor dimension (dims, inputs.shape)."""
+MAX_TOKENS = 1 << 20
+"""Longest prompt or generation a generative scenario may ask for, in tokens (far above any model's context)."""
 MAX_SEED = 2**63 - 1
 """Largest seed."""
 MAX_MEMORY_BYTES = 1 << 50
@@ -415,6 +417,112 @@ class Offline(ScenarioBase):
         return self.batch_size
 
 
+class Generative(ScenarioBase):
+    """Requests that generate tokens (a language model's prefill, then one decode step per further token).
+
+    Each request has an input (prompt) length and an output length drawn, seeded,
+    from ``input_tokens`` and ``output_tokens`` (or from ``lengths_file``);
+    generation stops at exactly the drawn output length (an end-of-sequence token
+    is not a stop). ``mode: offline`` issues every request at once (headline:
+    output tokens/s); ``mode: server`` issues them at Poisson arrivals of
+    ``target_qps`` and is VALID only when the p99 time to first token and the p99
+    time per output token are within ``target_ttft_ns`` and ``target_tpot_ns``
+    (MLPerf's LLM rules), with early stopping on both. ``min_query_count`` and
+    ``max_query_count`` count requests. See docs/rules.md, "Generative scenarios".
+    """
+
+    kind: Literal["generative"]
+    mode: Literal["offline", "server"] = Field("offline", description="offline: every request issued at once; "
+                                                "server: Poisson arrivals at target_qps.")
+    input_tokens: int | tuple[int, int] | None = Field(  # checked by _length: strict, bounded
+        None, description="Prompt length: a number (fixed) or [low, high] (uniform, both included). "
+        "Default: 32, or the lengths file.")
+    output_tokens: int | tuple[int, int] | None = Field(
+        None, description="Tokens generated per request, the first included: a number or [low, high]. "
+        "Default: 16, or the lengths file.")
+    lengths_file: Path | None = Field(
+        None, description="File of (input_tokens, output_tokens) pairs, one 'input,output' line each (a header "
+        "line and # comments allowed), relative to the spec; requests draw pairs from it, seeded, with "
+        "replacement. Excludes input_tokens and output_tokens.")
+    target_qps: PositiveFloat | tuple[PositiveFloat, ...] | None = Field(  # bounds: _check_sweep
+        None, description="server: mean request arrival rate per second (a list is a load sweep). Required there.")
+    target_ttft_ns: int | None = Field(
+        None, gt=0, le=MAX_LATENCY_NS, strict=True, description="server: bound on the p99 time to first token. Required there "
+        "(MLPerf Llama-2-70B: 2 s).")
+    target_tpot_ns: int | None = Field(
+        None, gt=0, le=MAX_LATENCY_NS, strict=True, description="server: bound on the p99 time per output token. Required there "
+        "(MLPerf Llama-2-70B: 200 ms).")
+    target_latency_percentile: float = Field(99.0, gt=0, lt=100, strict=True, description="Percentile held to both bounds.")
+    max_batch_size: int = Field(
+        8, gt=0, le=MAX_BATCH, strict=True, description="Most requests one prefill or decode call carries (requests of equal length run together).")
+    agreement_tokens: int = Field(
+        16, gt=0, le=MAX_TOKENS, strict=True, description="Accuracy: the first N tokens of each checked request are compared with the reference "
+        "runtime's greedy tokens.")
+    agreement_requests: int = Field(16, gt=0, le=MAX_QUERY_COUNT, strict=True, description="Accuracy: requests checked (seeded positions).")
+    min_token_agreement: float = Field(
+        0.95, gt=0, le=1, strict=True, description="Accuracy: lowest passing mean share of those tokens that agree (each "
+        "request scores its longest agreeing prefix, since one wrong token changes every later one).")
+
+    @field_validator("input_tokens", "output_tokens", mode="before")
+    @classmethod
+    def _length(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or not 0 < x <= MAX_TOKENS
+                                  for x in v):
+                raise ValueError(f"expected a positive integer or [low, high] of positive integers (at most "
+                                 f"{MAX_TOKENS:,}), got {v!r}")
+            if v[0] > v[1]:
+                raise ValueError(f"[low, high] needs low <= high, got {list(v)}")
+            return tuple(v)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_TOKENS):
+            raise ValueError(f"expected a positive integer (at most {MAX_TOKENS:,}) or [low, high] of them, got {v!r}")
+        return v
+
+    @field_validator("target_qps", mode="before")
+    @classmethod
+    def _sweep_values(cls, v: Any) -> Any:
+        return None if v is None else _check_sweep(v, "target_qps", "a positive number", float, MAX_QPS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Generative:
+        if self.lengths_file is not None and (self.input_tokens is not None or self.output_tokens is not None):
+            raise ValueError("give either lengths_file or input_tokens/output_tokens, not both")
+        if self.mode == "server":
+            missing = [k for k in ("target_qps", "target_ttft_ns", "target_tpot_ns") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"mode server needs {', '.join(missing)}")
+        else:
+            extra = [k for k in ("target_qps", "target_ttft_ns", "target_tpot_ns") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} apply to mode server only")
+        return self
+
+    def effective(self, profile: Profile) -> Self:
+        # The profile's values for the form it takes: server's floor is early stopping's (662 at p99).
+        base = super().effective(profile)
+        filled = {}
+        for key, default in profile_defaults(profile, self.mode).items():
+            if getattr(self, key) is None:
+                filled[key] = default
+        if self.lengths_file is None:
+            filled["input_tokens"] = 32 if self.input_tokens is None else self.input_tokens
+            filled["output_tokens"] = 16 if self.output_tokens is None else self.output_tokens
+        if self.max_query_count is not None and "min_query_count" in filled:
+            filled["min_query_count"] = min(filled["min_query_count"], self.max_query_count)
+        if self.max_duration_ms is not None and "min_duration_ms" in filled:
+            filled["min_duration_ms"] = min(filled["min_duration_ms"], self.max_duration_ms)
+        return base.model_copy(update=filled)
+
+    def sweep(self) -> list[tuple[str, dict[str, Any]]]:
+        if isinstance(self.target_qps, tuple):
+            return [(f"-q{format_number(q)}", {"target_qps": q}) for q in self.target_qps]
+        return [("", {})]
+
+    @property
+    def latency_percentile(self) -> float | None:
+        return self.target_latency_percentile if self.mode == "server" else None
+
+
 def _check_sweep(v: Any, name: str, what: str, kind: type, most: float) -> Any:
     """One value or a list of distinct values, each `what` up to `most`; checked here so an error names the bad
     item plainly."""
@@ -442,7 +550,7 @@ def _check_sweep(v: Any, name: str, what: str, kind: type, most: float) -> Any:
     return v
 
 
-Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline], Field(discriminator="kind")]
+Scenario = Annotated[Union[SingleStream, MultiStream, Server, Offline, Generative], Field(discriminator="kind")]
 
 
 class PowerMeterSpec(_Frozen):
@@ -609,7 +717,7 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
                 label = f" ({tag})" if isinstance(tag, str) else ""
             out += f"[{part}]{label}"
             node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
-        elif part in ("single_stream", "multi_stream", "server", "offline", "function-after"):
+        elif part in ("single_stream", "multi_stream", "server", "offline", "generative", "function-after"):
             continue  # union tag / validator names add nothing for the reader
         else:
             out += f".{part}" if out else str(part)
@@ -625,9 +733,9 @@ def format_validation_error(source: str, err: ValidationError, data: Any) -> str
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `benchkit schema spec` lists every field)"
         elif e["type"] == "union_tag_invalid":
-            msg = f"unknown scenario kind {e.get('input', {}).get('kind')!r}; expected one of single_stream, multi_stream, server, offline"
+            msg = f"unknown scenario kind {e.get('input', {}).get('kind')!r}; expected one of single_stream, multi_stream, server, offline, generative"
         elif e["type"] == "union_tag_not_found":
-            msg = "missing `kind`; expected one of single_stream, multi_stream, server, offline"
+            msg = "missing `kind`; expected one of single_stream, multi_stream, server, offline, generative"
         elif e["type"] == "string_type" and e.get("input") is None:
             msg = ("no value: YAML reads an unquoted null, ~ or an empty value as nothing; a name spelled so must be "
                    'quoted (name: "null")')

@@ -352,9 +352,10 @@ def accelerators_with_claims(probed: Sequence[ProbedAccelerator], info: Any | No
 
 def _distribution_of(cls: type) -> tuple[str | None, metadata.Distribution | None]:
     """(entry-point name, distribution): the entry point naming this class first, else the top-level package's owner."""
-    for ep in metadata.entry_points(group=GROUP):
-        if ep.module == cls.__module__ and ep.attr == cls.__qualname__:
-            return ep.name, ep.dist
+    for group in (GROUP, "benchkit.generators"):  # backend adapters, then generative adapters
+        for ep in metadata.entry_points(group=group):
+            if ep.module == cls.__module__ and ep.attr == cls.__qualname__:
+                return ep.name, ep.dist
     top = cls.__module__.split(".")[0]
     owners = metadata.packages_distributions().get(top) or []
     for name in owners:

@@ -63,6 +63,10 @@ def cmd_show(args) -> int:
                   + (f": {a.skipped}" if a.skipped else ""))
         for failure in a.failures:
             con.print(f"  [red]failure:[/] {failure}")
+        ta = a.token_agreement
+        if ta is not None:
+            con.print(f"  token agreement {ta.mean_agreement:.3f} (min {ta.min_agreement:g}) over {ta.requests} "
+                      f"requests' first {ta.tokens} tokens, {ta.exact_requests} exact")
     if r.audits:
         for name in type(r.audits).model_fields:
             audit = getattr(r.audits, name)
@@ -105,6 +109,8 @@ def cmd_show(args) -> int:
         if m.in_flight is not None:
             f = m.in_flight
             t.add_row("calls in flight (asked / achieved)", f"{f.concurrency} / {f.achieved_mean:.2f} ({f.issue_mode})")
+        if m.tokens is not None:
+            _token_rows(t, m.tokens)
         if m.issue_lateness_ns is not None:
             late = m.issue_lateness_ns
             t.add_row("issue lateness p50/p99/max", f"{fmt_ns(late.p50)} / {fmt_ns(late.p99)} / {fmt_ns(late.max)}")
@@ -115,6 +121,24 @@ def cmd_show(args) -> int:
     if r.error:
         con.print(f"[red]error[/] in {r.error.phase}: {term_text(r.error.type)}: {term_text(r.error.message, lines=True)}")
     return 0
+
+
+def _token_rows(t, tok) -> None:
+    """A generative record's token figures, under its metrics table."""
+    t.add_row("[bold]output tokens/s[/]", fmt_rate(tok.output_tokens_per_s, " tokens/s"))
+    t.add_row("requests/s", fmt_rate(tok.requests_per_s))
+    t.add_row(f"requests ({tok.mode}) / tokens in / out", f"{tok.requests:,} / {tok.input_tokens:,} / "
+              f"{tok.output_tokens:,}")
+    for label, st, bound in (("TTFT", tok.ttft_ns, tok.target_ttft_ns), ("TPOT", tok.tpot_ns, tok.target_tpot_ns),
+                             ("inter-token", tok.itl_ns, None)):
+        if st is not None:
+            t.add_row(f"{label} p50/p90/p99/max", f"{fmt_ns(st.p50)} / {fmt_ns(st.p90)} / {fmt_ns(st.p99)} / "
+                      f"{fmt_ns(st.max)}" + (f" (bound {fmt_ns(bound)})" if bound else ""))
+    for label, es in (("TTFT", tok.early_stopping_ttft), ("TPOT", tok.early_stopping_tpot)):
+        if es is not None:
+            state = "passed" if es.passed else "[red]not satisfied[/]"
+            t.add_row(f"early stopping {label}", f"{es.overlatency_count} of {es.count:,} over "
+                      f"{fmt_ns(es.target_latency_ns)}; needs {es.queries_needed:,} ({state})")
 
 
 def cmd_compare(args) -> int:

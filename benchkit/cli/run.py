@@ -274,6 +274,17 @@ def cmd_workloads(args) -> int:
                     f"{cost.arithmetic_intensity:.1f}"]
         t.add_row(*row)
     console().print(t)
+    from benchkit.workloads.generation import MODELS
+
+    g = Table(title="generation workloads (kind: generative): a prefill and a KV-cache decode graph each",
+              title_justify="left")
+    for col in ("name", "layers", "hidden", "heads", "vocabulary", "context", "description"):
+        g.add_column(col)
+    for m in MODELS.values():
+        p = m.params
+        g.add_row(m.name, str(p["layers"]), str(p["hidden"]), str(p["heads"]), str(p["vocab"]), str(p["n_ctx"]),
+                  m.description)
+    console().print(g)
     return 0
 
 

@@ -18,6 +18,7 @@ HEADLINE: dict[str, tuple[str, str, bool]] = {
     "multi_stream": ("latency_p99_ns", "ns", False),
     "server": ("throughput_per_s", "samples/s", True),
     "offline": ("throughput_per_s", "samples/s", True),
+    "generative": ("output_tokens_per_s", "tokens/s", True),
 }
 
 

@@ -795,6 +795,10 @@ def _figures_problems(r: Any) -> list[str]:
 
     m, kind, s = r.metrics, r.scenario.kind, r.scenario.settings
     scenario = TypeAdapter(Scenario).validate_python(s)
+    if kind == "generative":
+        from benchkit.checks.generation import figures_problems
+
+        return figures_problems(r, scenario)
     x = np.asarray(r.samples_ns, dtype=np.int64)
     srt = np.sort(x)
     spq = (r.workload.effective_batch_size if r.workload is not None else None) or 1

@@ -366,9 +366,10 @@ class Comparison:
 
 # --------------------------------------------------------------------------- --fail-on
 
-_METRIC_RE = re.compile(r"^(p\d+(?:\.\d+)?|throughput|headline)$")
+_METRIC_RE = re.compile(r"^((?:ttft_|tpot_)?p\d+(?:\.\d+)?|throughput|headline)$")
 _FAIL_ON_HELP = 'expected comma-separated METRIC:N% such as "p99:5%,throughput:3%" ' \
-                "(metrics: p50, p90, p95, p99, p999 or any pNN, throughput, headline)"
+                "(metrics: p50, p90, p95, p99, p999 or any pNN, throughput, headline; generative records also ttft_pNN " \
+                "and tpot_pNN)"
 
 
 def parse_fail_on(text: str) -> dict[str, float]:
@@ -402,11 +403,12 @@ def parse_percent(text: str, what: str) -> float:
 def _normalize_metric(name: str, where: str) -> str:
     if not _METRIC_RE.match(name):
         raise CompareError(f"{where}: unknown metric {name!r}; {_FAIL_ON_HELP}")
-    if name.startswith("p"):
-        pct = _metric_percentile(name)
+    prefix = name[:5] if name.startswith(("ttft_", "tpot_")) else ""
+    if name[len(prefix):].startswith("p"):
+        pct = _metric_percentile(name[len(prefix):])
         if not 0 < pct < 100:
             raise CompareError(f"{where}: percentile metric {name!r} must be between p0 and p100 (exclusive)")
-        return _percentile_metric(pct)
+        return prefix + _percentile_metric(pct)
     return name
 
 
@@ -547,6 +549,7 @@ class _MetricDef:
     unit: str
     higher_is_better: bool
     percentile: float | None  # None: throughput
+    source: str = "samples"  # samples_ns; generative records: "ttft" or "tpot" (metrics.tokens' raw samples)
 
 
 def _headline_def(r: ResultRecord) -> _MetricDef:
@@ -565,14 +568,29 @@ def _metric_defs(r: ResultRecord, extra: Sequence[str]) -> tuple[list[_MetricDef
     defs = [_MetricDef("p50", "ns", False, 50.0), _MetricDef("p99", "ns", False, 99.0),
             _MetricDef("throughput", "samples/s", True, None)]
     names = {d.name for d in defs}
+    tokens = []
     for name in [head.name, *extra]:
+        if name.startswith(("ttft_", "tpot_")):
+            tokens.append(name)
+            continue
         if name in names or name == "headline":
             continue
         names.add(name)
         defs.append(_MetricDef(name, "ns", False, _metric_percentile(name)))
     # Latency percentiles in ascending order, then throughput.
     defs.sort(key=lambda d: (d.percentile is None, d.percentile or 0.0))
+    if r.metrics.tokens is not None:  # generative: the token latencies, after the request latencies
+        wanted = [f"{src}_p{p:g}" for src in ("ttft", "tpot") for p in (50.0, 99.0)]
+        wanted += [name for name in tokens if name not in wanted]
+        defs += [_MetricDef(name, "ns", False, _metric_percentile(name[5:]), name[:4]) for name in wanted
+                 if getattr(r.metrics.tokens, f"{name[:4]}_ns") is not None]
     return defs, head.name
+
+
+def _token_samples(r: ResultRecord, source: str) -> np.ndarray | None:
+    tok = r.metrics.tokens
+    raw = getattr(tok, f"{source}_samples_ns", None) if tok is not None else None
+    return np.asarray(raw, dtype=np.int64) if raw else None
 
 
 class _Sample:
@@ -612,6 +630,10 @@ class _Sample:
         m = self.record.metrics
         if d.percentile is None:
             return float(m.throughput_per_s)
+        if d.source != "samples" and self.sorted_ns is None:
+            st = getattr(m.tokens, f"{d.source}_ns", None) if m.tokens is not None else None
+            stored = getattr(st, _percentile_metric(d.percentile), None) if st is not None else None
+            return None if stored is None else float(stored)
         if self.sorted_ns is not None:
             return float(self.sorted_ns[_order_index(self.sorted_ns.size, d.percentile)])
         stored = getattr(m.latency_ns, d.name, None)
@@ -640,7 +662,7 @@ class _Sample:
             u = rng.beta(k * shrink, (n + 1 - k) * shrink, size=b)
             return s[np.minimum((u * n).astype(np.int64), n - 1)].astype(np.float64)
         m = self.record.metrics
-        if self.record.scenario.kind == "server":
+        if self.record.scenario.kind == "server" or self.record.scenario.settings.get("mode") == "server":
             q = max(int(m.count), 1)
             return m.throughput_per_s * rng.poisson(q, size=b) / q
         k = self.block_sums.size
@@ -702,8 +724,11 @@ def _key_seed(k: MatchKey) -> int:
     return zlib.crc32(repr(k).replace(", concurrency=None)", ")").encode())
 
 
-def _metric_order(name: str) -> tuple[bool, float]:
-    return (name == "throughput", 0.0 if name == "throughput" else _metric_percentile(name))
+def _metric_order(name: str) -> tuple[bool, str, float]:
+    # request latencies, then throughput, then the token latencies (ttft_, tpot_), each by percentile
+    token = name[:5] if name.startswith(("ttft_", "tpot_")) else ""
+    plain = name[len(token):]
+    return (bool(token) or plain == "throughput", token, 0.0 if plain == "throughput" else _metric_percentile(plain))
 
 
 @dataclass(frozen=True)
@@ -830,13 +855,18 @@ def _compare_sides(base: Sequence[_Side], cand: Sequence[_Side], settings: Compa
         defs, head_name = _metric_defs(b.record, extra)
         bruns = [_Sample(s.record, s.samples_ns) for s in bpool]
         cruns = [_Sample(s.record, s.samples_ns) for s in cpool]
+        sample_runs = (bruns, cruns)
         both = all(r.has_samples for r in bruns + cruns)
         if not both:
             no_samples.append(k.label())
         seed = _key_seed(k)
         rngs = tuple(np.random.default_rng([settings.seed, seed, i]) for i in range(3))
         rows = []
+        token_runs = {src: ([_Sample(s.record, _token_samples(s.record, src)) for s in bpool],
+                            [_Sample(s.record, _token_samples(s.record, src)) for s in cpool])
+                      for src in {d.source for d in defs} - {"samples"}}
         for d in defs:
+            bruns, cruns = token_runs.get(d.source, (sample_runs))
             bpts, cpts = [r.point(d) for r in bruns], [r.point(d) for r in cruns]
             if any(v is None for v in bpts + cpts):
                 warnings.append(f"{k.label()}: {d.name} is not in both records and there are no samples; skipped")

@@ -224,7 +224,8 @@ class SystemRecord(_Model):
 class ScenarioRecord(_Model):
     """The scenario that ran, with every setting as it applied."""
 
-    kind: Literal["single_stream", "multi_stream", "server", "offline"] = Field(description="Scenario kind.")
+    kind: Literal["single_stream", "multi_stream", "server", "offline", "generative"] = Field(
+        description="Scenario kind.")
     settings: dict[str, Any] = Field(description="Effective settings, profile defaults filled in.")
 
 
@@ -268,6 +269,8 @@ class Metrics(_Model):
         None, description="The untimed stage() calls: every input of the pool and every never-seen audit query "
         "(what the timed region leaves out is measured too)."
     )
+    tokens: TokenMetrics | None = Field(
+        None, description="Generative scenarios: TTFT, TPOT, inter-token latency, tokens/s (absent otherwise).")
     fetch_ns: LatencyStats | None = Field(
         None, description="The untimed fetch() calls: the measured loop's captured queries and the never-seen audit "
         "queries."
@@ -287,6 +290,46 @@ class InFlight(_Model):
         "below `concurrency`, the harness or client could not keep up.")
     issue_mode: Literal["async", "threads"] = Field(
         description="async: the adapter's submit() from one issuing thread; threads: one thread per call in flight.")
+
+
+class TokenMetrics(_Model):
+    """A generative run judged by tokens (docs/rules.md, "Generative scenarios"). Request latency (scheduled time to
+    last token) is ``metrics.latency_ns`` and its raw values ``samples_ns``; the token figures are here."""
+
+    mode: Literal["offline", "server"] = Field(description="offline: every request issued at once; server: Poisson.")
+    requests: int = Field(description="Measured requests.")
+    input_tokens: int = Field(description="Prompt tokens over every request.")
+    output_tokens: int = Field(description="Generated tokens over every request (each request's first included).")
+    output_tokens_per_s: float = Field(description="output_tokens / duration: the headline.")
+    requests_per_s: float = Field(description="requests / duration.")
+    ttft_ns: LatencyStats = Field(description="Time to first token: scheduled time (Offline: the run's start) to the "
+                                  "first generated token on the host.")
+    tpot_ns: LatencyStats | None = Field(
+        None, description="Time per output token of each request with two or more: (last token - first token) / "
+        "(output tokens - 1). Null when every request asked for one token.")
+    itl_ns: LatencyStats | None = Field(None, description="Inter-token latency: every gap between consecutive tokens.")
+    ttft_samples_ns: list[int] | None = Field(None, description="Raw TTFT per request, request order; null if not kept.")
+    tpot_samples_ns: list[int] | None = Field(
+        None, description="Raw TPOT per request with two or more output tokens, request order; null if not kept.")
+    input_lengths: list[int] | None = Field(None, description="Each request's prompt length, request order.")
+    output_lengths: list[int] | None = Field(None, description="Each request's output length, request order.")
+    target_ttft_ns: int | None = Field(None, description="server: the p99 TTFT bound.")
+    target_tpot_ns: int | None = Field(None, description="server: the p99 TPOT bound.")
+    early_stopping_ttft: EarlyStopping | None = Field(None, description="server: LoadGen's check on TTFT.")
+    early_stopping_tpot: EarlyStopping | None = Field(None, description="server: LoadGen's check on TPOT.")
+
+
+class TokenAgreement(_Model):
+    """Generation accuracy: the measured tokens against the reference runtime's greedy tokens of the same prompts."""
+
+    passed: bool = Field(description="mean_agreement >= min_agreement.")
+    reference: str = Field(description="What produced the reference tokens.")
+    requests: int = Field(description="Requests compared.")
+    tokens: int = Field(description="First tokens compared per request (fewer for a shorter request).")
+    mean_agreement: float = Field(description="Mean over the requests of (agreeing prefix length / tokens compared).")
+    min_agreement: float = Field(description="Lowest passing mean_agreement (the scenario's min_token_agreement).")
+    exact_requests: int = Field(description="Requests whose compared tokens all agree.")
+    positions: list[int] = Field(default_factory=list, description="Which requests (request order) were compared.")
 
 
 class EarlyStopping(_Model):
@@ -551,6 +594,8 @@ class Accuracy(_Model):
     measured_outputs: StoredOutputs | None = Field(
         None, description="The measured backend's outputs on the gate's inputs, for check-bundle to re-check."
     )
+    token_agreement: TokenAgreement | None = Field(
+        None, description="Generative scenarios: the measured tokens against the reference runtime's greedy tokens.")
 
 
 class Audit(_Model):

@@ -40,14 +40,17 @@ class AdapterCheck:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def check_starts(name: str, options: dict[str, Any], timeout_s: float = CHECK_TIMEOUT_S) -> AdapterCheck:
-    """Import adapter ``name``, construct it with ``options`` and close it, in an isolated process."""
-    return _check({"name": name, "options": options, "construct": True}, timeout_s)
+def check_starts(name: str, options: dict[str, Any], timeout_s: float = CHECK_TIMEOUT_S,
+                 generative: bool = False) -> AdapterCheck:
+    """Import adapter ``name`` (``generative``: its generator, :mod:`benchkit.backends.generative`), construct it
+    with ``options`` and close it, in an isolated process."""
+    return _check({"name": name, "options": options, "construct": True, "generative": generative}, timeout_s)
 
 
-def check_all(adapters: list[tuple[str, dict[str, Any]]], timeout_s: float = CHECK_TIMEOUT_S) -> list[AdapterCheck]:
-    """:func:`check_starts` for each (name, options), a few at once; results in the order given."""
-    return _side_by_side(lambda a: check_starts(a[0], a[1], timeout_s), adapters)
+def check_all(adapters: list[tuple[str, dict[str, Any], bool]],
+              timeout_s: float = CHECK_TIMEOUT_S) -> list[AdapterCheck]:
+    """:func:`check_starts` for each (name, options, generative), a few at once; results in the order given."""
+    return _side_by_side(lambda a: check_starts(a[0], a[1], timeout_s, a[2]), adapters)
 
 
 def _side_by_side(fn, items: list) -> list:

@@ -51,6 +51,10 @@ def execute_cell(cell: Cell, ctx: SuiteContext, progress: Progress | None = None
     """Run one cell in this process and return its record (an error record if anything failed)."""
     from benchkit.workloads import resolve
 
+    if cell.kind == "generative":
+        from benchkit.runner.generate_cell import execute_generative
+
+        return execute_generative(cell, ctx, progress)
     started = records.utcnow()
     mem_start = memory.start()
     phase = _Phase(cell.cell_id, progress)

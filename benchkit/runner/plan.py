@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,6 +124,7 @@ def expand(
             for si, s in enumerate(spec.scenarios):
                 if find_peak and s.kind != "server":
                     continue
+                _check_pairing(w, wi, s, si, src)
                 suffix = f"-{si}" if kinds.count(s.kind) > 1 else ""
                 points = s.points(prof)
                 if find_peak:
@@ -143,6 +144,19 @@ def expand(
         raise SpecError(f"--find-peak: {src} has no server scenario (for the selected workloads and backends) "
                         "to search; add one with kind: server, target_qps (a starting rate) and target_latency_ns")
     return cells
+
+
+def _check_pairing(w: WorkloadSpec, wi: int, s: Any, si: int, src: str) -> None:
+    """A generative scenario runs a generation workload, and a generation workload runs only under one."""
+    from benchkit.workloads.generation import MODELS, is_generation_model
+
+    generative = s.kind == "generative"
+    if generative != is_generation_model(w.catalog_name):
+        if generative:
+            raise SpecError(f"{src}: scenarios[{si}] (generative) needs generation workloads ({', '.join(sorted(MODELS))}"
+                            f"); workloads[{wi}] ({w.name}) is not one: put it in a spec of its own")
+        raise SpecError(f"{src}: workloads[{wi}] ({w.name}) is a generation workload: it runs under kind: generative "
+                        f"only, not scenarios[{si}] ({s.kind})")
 
 
 __all__ = ["Cell", "SuiteContext", "Progress", "AdapterFaults", "new_run_id", "expand"]

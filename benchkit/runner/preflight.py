@@ -32,14 +32,20 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
     src = str(loaded.path) if loaded.path else loaded.spec.name
     seen_w: set[str] = set()
     backends = {}  # id -> BackendSpec, in spec order
+    generative = {c.backend_id for c in cells if c.kind == "generative"}  # driven as generators, not Backends
     for c in cells:
         if c.workload_name not in seen_w:
             seen_w.add(c.workload_name)
-            resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
+            if c.kind == "generative":
+                from benchkit.workloads import generation
+
+                generation.materialize(c.workload.catalog_name, cache_dir)
+            else:
+                resolve(c.workload, loaded.base_dir, c.origin, cache_dir)
         backends.setdefault(c.backend_id, c.backend)
     # Checked side by side (each in its own process): a hung adapter costs the deadline once, not once each.
     timeout_s = min(loaded.spec.run.cell_timeout_s, CHECK_TIMEOUT_S)
-    checks = check_all([(b.name, b.options) for b in backends.values()], timeout_s)
+    checks = check_all([(b.name, b.options, b.id in generative) for b in backends.values()], timeout_s)
     ids = [x.id for x in loaded.spec.backends]
     broken: dict[str, str] = {}
     for b, got in zip(backends.values(), checks):
@@ -54,9 +60,23 @@ def preflight(loaded: LoadedSpec, cells: list[Cell], cache_dir: Path | None = No
             broken[b.id] = message
         if b.device_file is not None:
             load_device_file(Path(b.device_file), f"{where}.device_file")
+    _check_lengths(loaded, cells, src)
     _check_power_meters(loaded, src)
     return [c.model_copy(update={"preflight_error": broken[c.backend_id]}) if c.backend_id in broken else c
             for c in cells]
+
+
+def _check_lengths(loaded: LoadedSpec, cells: list[Cell], src: str) -> None:
+    """A generative scenario's prompt and output lengths fit each generation model's context."""
+    generative = [(si, s) for si, s in enumerate(loaded.spec.scenarios) if s.kind == "generative"]
+    if not generative:
+        return
+    from benchkit.measure.generate import check_lengths
+    from benchkit.workloads.generation import get, is_generation_model
+
+    for w in sorted({c.workload.catalog_name for c in cells if is_generation_model(c.workload.catalog_name)}):
+        for si, s in generative:
+            check_lengths(s, loaded.base_dir, f"{src}: scenarios[{si}] (generative)", get(w).n_ctx)
 
 
 def _check_power_meters(loaded: LoadedSpec, src: str) -> None:

@@ -25,7 +25,12 @@ def check_here(request: dict[str, Any]) -> dict[str, Any]:
     name = request["name"]
     _phase("import")
     try:
-        cls = load_backend_class(name)
+        if request.get("generative"):
+            from benchkit.backends.generative import load_generator_class
+
+            cls = load_generator_class(name)
+        else:
+            cls = load_backend_class(name)
     except BenchkitError as e:  # unknown name, runtime not installed, not a Backend: the user's to fix
         return {"ok": False, "stage": "import", "message": str(e), "user_error": True}
     if not request.get("construct"):

@@ -536,3 +536,35 @@ class FalseInfoCheat(_Cheat):
 
     def info(self):
         return super().info().model_copy(update={"version": self.claimed_version, "device": self.claimed_device})
+
+
+# -- generative ------------------------------------------------------------------------------------------------
+
+from benchkit.backends.generative import StepGenerator  # noqa: E402 - the generative cheat below
+
+
+class TokenCheat(StepGenerator):
+    """cheat-tokens: a generative adapter that emits tokens without computing them (each request's next token is
+    its last one plus one, at a plausible pace) and claims it computed them -> caught by token agreement."""
+
+    name = "cheat-tokens"
+
+    def load(self, graphs):
+        from benchkit.backends.ort_generate import OrtGenerator
+
+        self._vocab = graphs.vocab
+        self._honest = OrtGenerator({})  # only for info(): it claims to be the real runtime
+        self._honest.load(graphs)
+
+    def prefill(self, prompts):
+        tokens = np.asarray([int(p[-1]) for p in prompts], dtype=np.int64)
+        return tokens, None
+
+    def decode(self, state, tokens):
+        return (np.asarray(tokens) + 1) % self._vocab
+
+    def info(self):
+        return self._honest.info().model_copy(update={"name": self.name})
+
+    def close(self):
+        self._honest.close()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from benchkit.results.report.charts import (latency_vs_load, roofline, throughput_vs_batch, throughput_vs_latency,
                                            variance)
+from benchkit.results.report.generative import generative
 from benchkit.results.report.leaderboard import cdf, leaderboard, timelines
 from benchkit.results.report.views import ReportError, View, backend_colors, load_views, slug, views_of
 
@@ -162,8 +163,9 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
             f"{when.strftime('%Y-%m-%d %H:%M UTC')} by benchkit {escape(__version__)}</p>",
             '<nav><a href="#leaderboards">Leaderboards</a><a href="#throughput-batch">Throughput vs batch</a>'
             '<a href="#latency-load">Latency vs load</a><a href="#throughput-latency">Throughput vs latency</a>'
-            '<a href="#roofline">Roofline</a>'
-            '<a href="#variance">Run-to-run variance</a></nav>']
+            + ('<a href="#generative">Generation</a>' if any(v.measured and v.rec.metrics.tokens is not None
+                                                             for v in views) else "")
+            + '<a href="#roofline">Roofline</a><a href="#variance">Run-to-run variance</a></nav>']
     if warnings:
         body.append('<ul class="warnings">' + "".join(f"<li>{escape(w)}</li>" for w in warnings) + "</ul>")
     body.append('<h2 id="leaderboards">Leaderboards and latency CDFs</h2>'
@@ -183,6 +185,8 @@ def build_html(views: Sequence[View], title: str | None = None, generated_at: da
     body.append(f'<h2 id="latency-load">Latency vs load</h2>{latency_vs_load(views, colors)}')
     body.append(f'<h2 id="throughput-latency">Throughput vs latency (calls in flight)</h2>'
                 f"{throughput_vs_latency(views, colors)}")
+    if any(v.measured and v.rec.metrics.tokens is not None for v in views):  # only where there are any
+        body.append(f'<h2 id="generative">Generation: tokens</h2>{generative(views)}')
     body.append(f'<h2 id="roofline">Roofline</h2>{roofline(views, colors)}')
     body.append(f'<h2 id="variance">Run-to-run variance</h2>{variance(views, colors)}')
     return (

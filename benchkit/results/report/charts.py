@@ -213,7 +213,8 @@ def variance(views: Sequence[View], colors: dict[str, str] | None = None) -> str
     if not multi:
         return nodata("variance", "no cell was measured in more than one run (or repeat session)")
     rows, series, ticks = [], [], []
-    for i, (k, vs) in enumerate(sorted(multi.items())):
+    # a generative scenario has records with a load (server form) and without (offline): None sorts first
+    for i, (k, vs) in enumerate(sorted(multi.items(), key=lambda kv: tuple(-1.0 if x is None else x for x in kv[0]))):
         h = vs[0].rec.metrics.headline
         vals = np.array([v.rec.metrics.headline.value for v in vs], dtype=np.float64)
         med = float(np.median(vals))

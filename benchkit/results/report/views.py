@@ -66,7 +66,9 @@ class View:
 
     @property
     def target_qps(self) -> float | None:
-        q = self.rec.scenario.settings.get("target_qps") if self.scenario == "server" else None
+        settings = self.rec.scenario.settings
+        server = self.scenario == "server" or (self.scenario == "generative" and settings.get("mode") == "server")
+        q = settings.get("target_qps") if server else None
         return float(q) if q is not None else None
 
     @property

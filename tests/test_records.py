@@ -5,7 +5,7 @@ by the benchkit that introduced its version, with the cell of tests/data/golden_
 
     1.0  f891095  (record_v1.json)          1.4  591a604 (with --audit)      1.7  4678525
     1.1  bbfdbc1                             1.5  5baa681                     1.8  schema_minor written
-    1.2  01f18f2                             1.6  1a41c66
+    1.2  01f18f2                             1.6  1a41c66                     1.13 memory, in_flight, tokens ...
 
 They stay loadable forever. To add the golden file of a new minor (after bumping records.SCHEMA_MINOR):
 

@@ -35,7 +35,7 @@ from benchkit.stats import LatencyStats
 # To add a field: bump SCHEMA_MINOR, add its line to SCHEMA_HISTORY, add tests/data/record_v1.<minor>.json
 # (`python tests/test_records.py RECORD`) and regenerate docs/reference/result.md.
 SCHEMA_VERSION = 1  # the major: 1 since the first record
-SCHEMA_MINOR = 12  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
+SCHEMA_MINOR = 13  # the minor this benchkit writes: always the newest entry of SCHEMA_HISTORY
 SCHEMA_HISTORY: dict[str, str] = {
     # Minors 1-7 were added before minors existed: records of those versions carry no schema_minor (they read as
     # 1.0), and which of these blocks they hold tells which benchkit wrote them.
@@ -61,6 +61,11 @@ SCHEMA_HISTORY: dict[str, str] = {
     "accuracy.pool_positions (which inputs of the pool the gate compared)",
     "1.12": "accuracy.tolerance_source (below fp32: the tolerance derived from the standard's own build at that "
     "precision)",
+    "1.13": "memory (peak host and device memory of the cell); metrics.in_flight (Offline calls in flight); "
+    "backend.endpoint (a deployed server reached over the Open Inference Protocol); workload.inputs[].data_source "
+    "and data_sha256 (real samples); accuracy.outputs[].not_comparable; error phases after the measurement (the "
+    "metrics kept); scenario kind 'generative' with metrics.tokens and accuracy.token_agreement (a new value of "
+    "scenario.kind: a reader of an older minor refuses such a record, naming the value, rather than misread it)",
 }
 
 

@@ -16,7 +16,7 @@ from benchkit.workloads.flops import analyze
 
 DEVICE = """
 name: Test Device
-peak_flops_per_s: {fp32: 1.0e11, int8: 4.0e11}
+peak_flops_per_s: {fp32: 1.0e13, int8: 4.0e13}
 memory_bandwidth_bytes_per_s: 5.0e10
 """
 
@@ -47,8 +47,8 @@ def test_roofline_fields(tmp_path):
     assert w.flops == round(call.flops / 4) and w.flops > 0
     assert w.arithmetic_intensity == pytest.approx(call.flops / (call.weight_bytes + call.activation_bytes))
     assert m.achieved_flops_per_s == pytest.approx(call.flops / 4 * m.throughput_per_s)
-    assert rec.backend.peak_flops_per_s == 1.0e11
-    assert m.fraction_of_peak == pytest.approx(m.achieved_flops_per_s / 1.0e11)
+    assert rec.backend.peak_flops_per_s == 1.0e13  # far above this CPU: an honest run is VALID
+    assert m.fraction_of_peak == pytest.approx(m.achieved_flops_per_s / 1.0e13)
     assert rec.backend.memory_bandwidth_bytes_per_s == 5.0e10
     assert "dev.yaml" in rec.backend.peak_source and "/" not in rec.backend.peak_source.split()[2]
 

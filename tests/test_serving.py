@@ -235,5 +235,5 @@ def test_without_the_client_the_error_names_the_extra(monkeypatch, missing):
     from benchkit.errors import BackendUnavailable
 
     monkeypatch.setitem(sys.modules, missing, None)  # what an environment without tritonclient imports
-    with pytest.raises(BackendUnavailable, match=r"the oip backend needs tritonclient .*pip install 'benchkit\[serving\]'"):
+    with pytest.raises(BackendUnavailable, match=r"the oip backend needs tritonclient .*pip install -e '.*\[serving\]'"):
         OipBackend({"url": "127.0.0.1:1", "model": "m", "protocol": missing.rsplit(".", 1)[1].replace("http", "rest")})

@@ -27,7 +27,7 @@ Server scenario and by Offline's ``concurrency``; REST calls are blocking and
 those scenarios run them on threads, each thread with its own keep-alive
 connection.
 
-The protocol client is tritonclient's (``pip install 'benchkit[serving]'``):
+The protocol client is tritonclient's (the ``serving`` extra of the checkout):
 its HTTP request/response codec and its gRPC message definitions (Triton's
 ``grpc_service.proto``, a superset of the KServe v2 protocol); the bytes go
 over a plain keep-alive ``http.client`` connection (REST) or a ``grpcio``
@@ -47,9 +47,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from benchkit.backends.base import Backend, BackendInfo, Done, Endpoint, TensorMetadata, WorkloadInfo
+from benchkit._install import install_hint
 from benchkit.errors import BackendError, BackendUnavailable
 
-_EXTRA = "pip install 'benchkit[serving]'"
+_EXTRA = install_hint("serving")
 
 
 def _triton(kind: str):

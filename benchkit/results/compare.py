@@ -952,8 +952,12 @@ def load_with_samples(path: Path) -> tuple[ResultRecord, np.ndarray | None]:
     r, body = _recordio.load_split(path)
     if body is None:
         return r, None
-    arr = np.fromstring(body, dtype=np.int64, sep=",")
-    if r.metrics is None or arr.size != r.metrics.latency_ns.count:  # e.g. "1,,2": not JSON; let the reference loader say so
+    try:
+        arr = np.fromstring(body, dtype=np.int64, sep=",")
+    except ValueError:  # "[,1": numpy refuses what it cannot read to the end
+        arr = None
+    if r.metrics is None or arr is None or arr.size != r.metrics.latency_ns.count:
+        # e.g. "1,,2": not JSON; the reference loader says so
         r = records.load(path)
         return r.model_copy(update={"samples_ns": None}), np.asarray(r.samples_ns, dtype=np.int64)
     return r, arr

@@ -24,7 +24,8 @@ def test_zeros_when_timed_is_caught_by_timed_outputs(tmp_path, fakes_on_path):
     (rec,) = run_inline(tmp_path, HEAVY, "{name: cheat-zeros}", audit=True)
     assert rec.accuracy.passed  # accuracy mode fetches every call, so the cheat computes there
     a = rec.audits.timed_outputs
-    assert not a.passed and a.figures["compared_calls"] >= 4
+    # (how many seeded positions fall inside the run depends on how its length compares with warmup's estimate)
+    assert not a.passed and a.figures["compared_calls"] >= 2
     assert "measured loop differ from the reference outputs" in a.summary
     assert a.figures["pool_inputs_covered"] >= 2  # spread over the run, so over the pool
     assert not rec.validity.valid and any(r.startswith("audit timed_outputs failed") for r in rec.validity.reasons)

@@ -24,6 +24,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Output is not a terminal in tests; its width must not depend on the runner (a pytest-xdist worker, a CI log, a
+# developer's terminal): the width benchkit uses for a pipe without COLUMNS, set for every test and its children.
+# (Tests of COLUMNS itself pass their own.)
+os.environ["COLUMNS"] = "160"
 FAKES = Path(__file__).resolve().parent / "fakes"
 SPECS = ROOT / "specs"
 

@@ -272,8 +272,15 @@ def test_a_hang_kills_the_worker_group_and_the_child_has_benchkits_environment_a
     grandchild: dict = {}
 
     def look(_watch) -> None:
-        grandchild["detached"] = _pids_running(f"sleep {detached}")
-        found = _pids_running(f"sleep {mark}")
+        # Both were spawned before warmup, but a spawn through setsid may still be under way on a busy machine:
+        # looked for up to 5 s (the worker hangs on; only this relay thread waits).
+        deadline = time.monotonic() + 5
+        while True:
+            grandchild["detached"] = _pids_running(f"sleep {detached}")
+            found = _pids_running(f"sleep {mark}")
+            if (found and grandchild["detached"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if found:
             pid = found[0]
             grandchild["pid"] = pid

@@ -20,7 +20,8 @@ def test_record_carries_plausible_peak_memory(tmp_path):
     assert weights > 20e6
     # The runtime holds the weights at least once (ONNX Runtime keeps its own copy), within the machine's memory.
     assert weights < mem.peak_rss_bytes < rec.system.memory_bytes
-    assert mem.rss_at_start_bytes is not None and mem.rss_at_start_bytes < mem.peak_rss_bytes
+    # (not strictly above: in a long-lived process the cell may reuse pages freed earlier but still resident)
+    assert mem.rss_at_start_bytes is not None and mem.rss_at_start_bytes <= mem.peak_rss_bytes
     assert mem.peak_device_bytes is None  # ONNX Runtime on CPU reports no device memory
 
 

@@ -38,7 +38,7 @@ import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -194,3 +194,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def info(self) -> BackendInfo:
         """Describe what ran: call after ``load`` so effective settings can be read back."""
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def parse_options(model: type[_M], options: Mapping[str, Any]) -> _M:
+    """An adapter's ``options`` validated by its pydantic ``model``; the first problem as a :class:`BackendError`
+    naming the option (an unknown one with the options there are), which preflight reports as the spec's field."""
+    from pydantic import ValidationError
+
+    from benchkit.errors import BackendError
+
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "options"
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown option; expected one of {', '.join(model.model_fields)}"
+        raise BackendError(f"{where}: {msg}") from None

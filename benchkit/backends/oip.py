@@ -44,9 +44,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from benchkit.backends.base import Backend, BackendInfo, Done, Endpoint, TensorMetadata, WorkloadInfo
+from benchkit.backends.base import Backend, BackendInfo, Done, Endpoint, TensorMetadata, WorkloadInfo, parse_options
 from benchkit._install import install_hint
 from benchkit.errors import BackendError, BackendUnavailable
 
@@ -82,15 +82,7 @@ class OipBackend(Backend):
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        try:
-            self.opts = OipOptions.model_validate(dict(options))
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "options"
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown option; expected one of {', '.join(OipOptions.model_fields)}"
-            raise BackendError(f"{where}: {msg}") from None
+        self.opts = parse_options(OipOptions, options)
         parts = urlsplit(self.opts.url if "//" in self.opts.url else "//" + self.opts.url)
         if not parts.hostname or not parts.port:
             raise BackendError(f"url: {self.opts.url!r} is not host:port (e.g. 127.0.0.1:8080)")

@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from benchkit.errors import BackendError, BackendUnavailable
-from benchkit.backends.base import Backend, BackendInfo, Done, WorkloadInfo
+from benchkit.backends.base import Backend, BackendInfo, Done, WorkloadInfo, parse_options
 
 _LEVELS = ("disable_all", "basic", "extended", "all")
 _DEVICE_PROVIDERS = {
@@ -84,15 +84,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        try:
-            self.opts = OrtOptions.model_validate(dict(options))
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown option; expected one of {', '.join(OrtOptions.model_fields)}"
-            raise BackendError(f"{where}: {msg}") from None
+        self.opts = parse_options(OrtOptions, options)
         ort = _ort()
         available = ort.get_available_providers()
         self._providers: list[Any] = []

@@ -30,9 +30,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from benchkit.backends.base import BackendInfo
+from benchkit.backends.base import BackendInfo, parse_options
 from benchkit.backends.generative import StreamGenerator
 from benchkit.errors import BackendError
 
@@ -55,15 +55,7 @@ class OpenAIStream(StreamGenerator):
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        try:
-            self.opts = OpenAIOptions.model_validate(dict(options))
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "options"
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown option; expected one of {', '.join(OpenAIOptions.model_fields)}"
-            raise BackendError(f"{where}: {msg}") from None
+        self.opts = parse_options(OpenAIOptions, options)
         parts = urlsplit(self.opts.url.rstrip("/"))
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname or "", parts.port

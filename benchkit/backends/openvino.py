@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from benchkit._install import install_hint
 from benchkit.errors import BackendError, BackendUnavailable, BenchkitError
-from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
+from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo, parse_options
 
 Done = Callable[[int, "BaseException | None"], None]  # the completion callback of Backend.submit
 
@@ -109,15 +109,7 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        try:
-            self.opts = OpenVinoOptions.model_validate(dict(options))
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown option; expected one of {', '.join(OpenVinoOptions.model_fields)}"
-            raise BackendError(f"{where}: {msg}") from None
+        self.opts = parse_options(OpenVinoOptions, options)
         ov = _ov()
         self._core = ov.Core()
         physical = self._core.available_devices  # e.g. ['CPU', 'GPU.0', 'GPU.1']

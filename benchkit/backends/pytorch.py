@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from benchkit.errors import BackendError, BackendUnavailable
-from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo
+from benchkit.backends.base import Backend, BackendInfo, WorkloadInfo, parse_options
 
 _EXTRA = "pip install --no-deps 'onnx2torch>=1.5'"
 _TORCH_HINT = ("torch is not installed: install the build for your device first "
@@ -131,15 +131,7 @@ class TorchBackend(Backend):
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        try:
-            self.opts = TorchOptions.model_validate(dict(options))
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown option; expected one of {', '.join(TorchOptions.model_fields)}"
-            raise BackendError(f"{where}: {msg}") from None
+        self.opts = parse_options(TorchOptions, options)
         torch = _torch()
         _onnx2torch()
         if self.opts.device.startswith("cuda"):

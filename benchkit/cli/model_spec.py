@@ -48,7 +48,8 @@ def _name(stem: str) -> str:
     return name if name[0].isalnum() else f"m{name}"
 
 
-def _pairs(items: list[str], flag: str, cast) -> dict[str, Any]:
+def parse_pairs(items: list[str], flag: str, cast) -> dict[str, Any]:
+    """`NAME=VALUE` flags (`--dim seq=128`) as a dict, each value through `cast`; a malformed one is a SpecError."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -94,10 +95,10 @@ def model_spec_text(model: str, args: Any) -> str:
             s.update(target_qps=args.target_qps, target_latency_ns=int(round(args.target_latency_ms * 1e6)))
         scenarios.append(s)
     workload: dict[str, Any] = {"name": name, "model": str(path), "sha256": digest}
-    dims = _pairs(args.dim, "--dim", int)
+    dims = parse_pairs(args.dim, "--dim", int)
     if dims:
         workload["dims"] = dims
-    data = _pairs(args.data, "--data", lambda v: str(Path(v).resolve()))
+    data = parse_pairs(args.data, "--data", lambda v: str(Path(v).resolve()))
     if data:
         workload["inputs"] = {k: {"data": v} for k, v in data.items()}
     backends = []

@@ -201,19 +201,6 @@ def cmd_backends(args) -> int:
     return 0
 
 
-def _pairs(items: list[str], flag: str, cast) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BenchkitError(f"{flag} {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = cast(value)
-        except ValueError:
-            raise BenchkitError(f"{flag} {item!r}: {value!r} is not a valid value") from None
-    return out
-
-
 def _scalar(text: str):
     import yaml
 
@@ -227,14 +214,15 @@ def cmd_workloads(args) -> int:
     from benchkit.workloads import catalog
 
     if args.workloads_command == "export":
+        from benchkit.cli.model_spec import parse_pairs
         from benchkit.workloads.export import export
 
-        dims = _pairs(args.dim, "--dim", int)
+        dims = parse_pairs(args.dim, "--dim", int)
         if args.batch is not None:
             if args.batch <= 0:
                 raise BenchkitError(f"--batch: expected a positive integer, got {args.batch}")
             dims["batch"] = args.batch
-        digest = export(args.name, args.output, _pairs(args.param, "--param", _scalar), args.variant, dims)
+        digest = export(args.name, args.output, parse_pairs(args.param, "--param", _scalar), args.variant, dims)
         print(f"{args.output}: {args.name} ({args.variant}) sha256 {digest}")
         return 0
 

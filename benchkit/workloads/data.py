@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchkit.errors import WorkloadError
+from benchkit.workloads.model import file_sha256
 
 MAX_DATA_BYTES = 4 << 30
 """Largest data read for one input (4 GiB): the pool uses a few of its samples; a bigger file is a mistake."""
@@ -39,14 +40,6 @@ class InputData:
         start = int(np.random.default_rng([int(seed), 0xDA7A]).integers(n))
         idx = (start + call * batch + np.arange(batch)) % n
         return np.ascontiguousarray(self.samples[idx])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_npy(path: Path, where: str) -> np.ndarray:
@@ -69,7 +62,7 @@ def load_input_data(path: Path, name: str, dtype: np.dtype, where: str) -> Input
         arrays, h = [], hashlib.sha256()
         for p in files:
             arrays.append(_load_npy(p, where))
-            h.update(f"{p.name}  {_sha256(p)}\n".encode())
+            h.update(f"{p.name}  {file_sha256(p)}\n".encode())
         if len({a.shape for a in arrays}) > 1:
             raise WorkloadError(f"{where}: the .npy files in {path} have different shapes: "
                                 f"{sorted(map(list, {a.shape for a in arrays}))[:3]}")
@@ -85,11 +78,11 @@ def load_input_data(path: Path, name: str, dtype: np.dtype, where: str) -> Input
                 samples = z[name]
         except (OSError, ValueError, EOFError) as e:
             raise WorkloadError(f"{where}: {path} is not a readable .npz archive ({e})") from None
-        digest, source = _sha256(path), f"{path.name}:{name}"
+        digest, source = file_sha256(path), f"{path.name}:{name}"
     elif path.suffix == ".npy":
         if path.stat().st_size > MAX_DATA_BYTES:
             raise WorkloadError(f"{where}: {path} is larger than {MAX_DATA_BYTES >> 30} GiB")
-        samples, digest, source = _load_npy(path, where), _sha256(path), path.name
+        samples, digest, source = _load_npy(path, where), file_sha256(path), path.name
     else:
         raise WorkloadError(f"{where}: {path}: expected a .npy file, a .npz archive or a folder of .npy files")
     if samples.ndim == 0 or samples.shape[0] == 0:

@@ -149,18 +149,19 @@ def run_pytest_inprocess(path: Path, *args: str) -> CliResult:
 # --------------------------------------------------------------------------- models, specs, fakes
 
 
-def write_tiny_add(path: Path) -> Path:
-    """An external ONNX file (not from the catalog): y = x + 1 on [N, 16] float32, opset 17."""
+def write_tiny_add(path: Path, batch: int | str = "N", width: int = 16, opset: int = 17, ir_version: int = 8) -> Path:
+    """An external ONNX file (not from the catalog): y = x + 1 on [batch, width] float32 (``batch`` a number: a
+    batch dimension an exporter froze; an older ``opset``/``ir_version``: an older exporter's file)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])
-    one = numpy_helper.from_array(np.ones((16,), np.float32), "one")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])
+    one = numpy_helper.from_array(np.ones((width,), np.float32), "one")
     g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny", [x], [y], [one])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = ir_version
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(m, str(path))
     return path

@@ -11,20 +11,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_cli, write_spec
+from conftest import run_cli, write_spec, write_tiny_add
 
 
 def _fixed_add(path: Path, batch: int, width: int = 16) -> Path:
     """y = x + 1 on a [batch, width] input whose batch dimension is fixed (an exporter that froze it)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])
-    one = numpy_helper.from_array(np.ones((width,), np.float32), "one")
-    g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "fixed", [x], [y], [one])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 7
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(m, str(path))
-    return path
+    return write_tiny_add(path, batch, width, opset=13, ir_version=7)
 
 
 def _records(out: Path) -> list[dict]:

@@ -153,7 +153,9 @@ def _measure(name, wl):
     ("cheat-stage", ["boundary.untimed_share", "boundary.fresh_latency"]),
     ("cheat-stage-spin", ["boundary.untimed_share"]),
     ("cheat-fetch", ["boundary.untimed_share", "boundary.fresh_latency"]),
-    ("cheat-async", ["boundary.untimed_share", "boundary.fresh_latency"]),
+    # the work lands in fetch(); on a busy runner its timed call (a thread started, not waited for) also slows, so
+    # fresh_latency's 3x ratio is not reached every time (seen at 1.7x): untimed_share is what refuses it
+    ("cheat-async", ["boundary.untimed_share"]),
     ("cheat-cache", ["boundary.fresh_latency"]),
     ("cheat-repeat-bypass", ["boundary.fresh_latency"]),
 ])

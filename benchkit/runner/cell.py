@@ -309,7 +309,7 @@ def _integrity(cell: Cell, ctx: SuiteContext, backend, wl, info, feeds: list, st
     loop = audits.loop_outputs(m.captured, len(staged), refs, compare, why_not)
 
     lo, hi = _BOUNDARY_QUERIES
-    n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 2 * call_ns))))
+    n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 3 * call_ns))))  # a pool call, the query, the wait
     out_bytes = sum(int(np.asarray(a).nbytes) for a in outs)
     stage_ns: list[int] = []
     fetch_ns: list[int] = []
@@ -324,7 +324,7 @@ def _integrity(cell: Cell, ctx: SuiteContext, backend, wl, info, feeds: list, st
         audit = boundary.audit_boundary(
             e2e.timed_ns, e2e.stage_ns, e2e.fetch_ns, e2e.end_to_end_ns, input_bytes=wl.bytes_per_call(asked),
             output_bytes=out_bytes, tensors=len(wl.inputs) + len(outs),
-            allowance=boundary.allowance_for(info.device, served=info.endpoint is not None))
+            allowance=boundary.allowance_for(info.device, served=info.endpoint is not None), control_ns=e2e.control_ns)
         if audit.passed:
             break
     figures = {**audit.figures(), "passes": attempt + 1}

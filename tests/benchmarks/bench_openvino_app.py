@@ -75,8 +75,10 @@ def benchkit_run(model: Path, scenario: str, seconds: int, work: Path) -> dict[s
     spec = work / f"ov-{scenario}.yaml"
     spec.write_text(_spec(model, scenario, seconds))
     out = work / "out"
-    subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(out)],
-                   check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "benchkit", "run", str(spec), "--out", str(out)],
+                          capture_output=True, text=True)
+    if done.returncode not in (0, 1):  # 1: measured, and INVALID (printed with the figures)
+        raise SystemExit(f"benchkit run exited {done.returncode}:\n{done.stderr[-3000:]}")
     rec_path = max((out / f"ov-{scenario}").rglob("*.json"), key=lambda p: p.stat().st_mtime)
     return _figures(_record(rec_path))
 
@@ -272,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                                       lambda: benchkit_run(model, "single_stream", a.seconds, work))
                 lat.append(bk_l["p50_ms"] / app_l["p50_ms"])
                 wall.append(bk_l["wall_per_query_ms"] / app_l["wall_per_query_ms"])
-                print(f"round {r + 1}: latency p50 benchkit single_stream {bk_l['p50_ms']:.3f} ms vs benchmark_app "
+                print(f"round {r + 1}: latency p50 benchkit single_stream {bk_l['p50_ms']:.3f} ms "
+                      f"({'VALID' if bk_l['valid'] else 'INVALID'}) vs benchmark_app "
                       f"-hint latency median {app_l['p50_ms']:.3f} ms: {lat[-1]:.3f}x; wall time per query "
                       f"{bk_l['wall_per_query_ms']:.3f} vs {app_l['wall_per_query_ms']:.3f} ms: {wall[-1]:.3f}x "
                       f"(load average {os.getloadavg()[0]:.2f})", flush=True)

@@ -70,3 +70,32 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(BackendUnavailable, match=r"pip install --no-deps 'onnx2torch>=1.5'"):
         TorchBackend({})
+
+
+def test_cumsum_without_attributes_counts_forwards(tmp_path):
+    # onnx2torch 1.5 converts a CumSum without `reverse` as a reverse sum (ONNX's default is 0): a BERT counting its
+    # position ids that way came out with cosine 0.75 against ONNX Runtime. The adapter writes ONNX's defaults in.
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from benchkit.backends.base import WorkloadInfo
+
+    graph = helper.make_graph(
+        [helper.make_node("CumSum", ["x", "axis"], ["y"])], "cumsum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])],
+        [helper.make_tensor("axis", TensorProto.INT64, [], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    path = tmp_path / "cumsum.onnx"
+    onnx.save(model, str(path))
+    x = np.arange(10, dtype=np.float32).reshape(2, 5)
+    backend = TorchBackend({})
+    backend.load(path, WorkloadInfo(name="cumsum", inputs={"x": (2, 5)}, input_dtypes={"x": np.dtype("float32")},
+                                    output_names=["y"], batch_size=2))
+    try:
+        (y,) = backend.fetch(backend.run(backend.stage({"x": x})))
+    finally:
+        backend.close()
+    np.testing.assert_array_equal(y, np.cumsum(x, axis=1))

@@ -178,6 +178,7 @@ class TorchBackend(Backend):
         torch.set_float32_matmul_precision("high" if o.allow_tf32 else "highest")
         try:
             model = onnx.load(str(model_path))
+            _explicit_defaults(model.graph)
             module = o2t.convert(model)
         except BackendError:
             raise
@@ -286,6 +287,27 @@ class TorchBackend(Backend):
             options=opts,
             adapter=f"{type(self).__module__}:{type(self).__qualname__}",
         )
+
+
+# Attributes whose ONNX default onnx2torch reads wrongly when the attribute is absent: 1.5.x converts a CumSum
+# without `reverse` as a reverse cumulative sum (its converter's default is 1, ONNX's is 0), so a BERT's position
+# ids counted with CumSum came out backwards and its outputs were wrong (cosine 0.75 against ONNX Runtime).
+_ONNX_DEFAULTS = {"CumSum": {"reverse": 0, "exclusive": 0}}
+
+
+def _explicit_defaults(graph: Any) -> None:
+    """Write ONNX's defaults into the nodes of `graph` (and its subgraphs) that onnx2torch would misread."""
+    from onnx import AttributeProto, helper
+
+    for node in graph.node:
+        for name, value in _ONNX_DEFAULTS.get(node.op_type, {}).items():
+            if all(a.name != name for a in node.attribute):
+                node.attribute.append(helper.make_attribute(name, value))
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                _explicit_defaults(a.g)
+            for g in a.graphs:
+                _explicit_defaults(g)
 
 
 def _short(e: BaseException) -> str:

@@ -110,7 +110,7 @@ def test_the_copy_control_is_added_to_the_allowance():
     moved = audit_boundary(_const(1000 * US), _const(1000 * US), _const(2 * US), _const(2002 * US),
                            allowance=HOST_ALLOWANCE, control_ns=_const(87 * US), **io)
     assert [f.check for f in moved.findings] == ["boundary.untimed_share"]
-    assert "87.0 µs of benchkit's own copy of the inputs" in moved.findings[0].message
+    assert "87.0 µs of benchkit's own copy of the query's arrays" in moved.findings[0].message
     # A control slowed by work still running after synchronize() counts up to the allowance again, no more.
     slowed = audit_boundary(_const(1000 * US), _const(1000 * US), _const(2 * US), _const(2002 * US),
                             allowance=HOST_ALLOWANCE, control_ns=_const(5000 * US), **io)

@@ -27,7 +27,7 @@ and compares them with the measured loop's latencies (:func:`audit_boundary`):
     To that assumed figure the audit adds a measured one, the **copy
     control**: after each fresh query's ``fetch`` (the adapter has nothing
     left to wait for), benchkit blocks for as long as that query's call took,
-    then copies the query's input arrays itself and times the copy. It is what
+    then copies the query's input and output arrays itself and times the copy. It is what
     touching those bytes costs as the first host work after waiting on a call,
     on this machine, at this moment. That first work is slow: the caller's
     caches and the interpreter's working set went cold while it waited, and on
@@ -113,7 +113,7 @@ class EndToEndSamples:
     fetch_ns: tuple[int, ...]
     end_to_end_ns: tuple[int, ...]
     timed_ns: tuple[int, ...] = ()  # measured-loop-style calls on pool inputs, interleaved (empty: no pool given)
-    control_ns: tuple[int, ...] = ()  # benchkit's copy of each fresh query's inputs, after a call-long wait
+    control_ns: tuple[int, ...] = ()  # benchkit's copy of each fresh query's inputs and outputs, after a wait
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def audit_boundary(
     findings = []
     how = allowance.describe(input_bytes, output_bytes, tensors)
     if control:
-        how += f" + {control / 1e3:.1f} µs of benchkit's own copy of the inputs at that point"
+        how += f" + {control / 1e3:.1f} µs of benchkit's own copy of the query's arrays at that point"
     if untimed > limit:
         findings.append(finding(
             "boundary.untimed_share",
@@ -255,8 +255,9 @@ def time_end_to_end(
 
     After each fresh query, benchkit blocks for as long as its call took (at
     most :data:`CONTROL_WAIT_MAX_NS`) and times its own copy of that query's
-    input arrays (``control_ns``, the copy control): the cost of touching those
-    bytes as the first host work after a wait, under the same conditions.
+    input and output arrays (``control_ns``, the copy control): the cost of
+    touching those bytes as the first host work after a wait, under the same
+    conditions.
     """
     n, k = len(feeds), len(pool)
     st, rn, ft, e2e, control = (np.empty(n, dtype=np.int64) for _ in range(5))
@@ -275,14 +276,15 @@ def time_end_to_end(
         r = run(s)
         sync()
         t2 = clock()
-        fetch(r)
+        outs = fetch(r)
         t3 = clock()
         st[i], rn[i], ft[i], e2e[i] = t1 - t0, t2 - t1, t3 - t2, t3 - t0
+        arrays = [*f.values(), *(a for a in outs if isinstance(a, np.ndarray))]
         time.sleep(min(t2 - t1, CONTROL_WAIT_MAX_NS) / 1e9)
         t0 = clock()
-        copies = [np.array(a, copy=True) for a in f.values()]
+        copies = [np.array(a, copy=True) for a in arrays]
         control[i] = clock() - t0
-        del copies
+        del copies, arrays, outs
     return EndToEndSamples(tuple(st.tolist()), tuple(rn.tolist()), tuple(ft.tolist()), tuple(e2e.tolist()),
                            tuple(timed.tolist()), tuple(control.tolist()))
 

@@ -25,9 +25,8 @@ and compares them with the measured loop's latencies (:func:`audit_boundary`):
     ============================  =======  ==========  ==========================================
 
     To that assumed figure the audit adds a measured one, the **copy
-    control**: after each fresh query's ``fetch`` (the adapter has nothing
-    left to wait for), benchkit blocks for as long as that query's call took,
-    then copies the query's input and output arrays itself and times the copy. It is what
+    control**: after each fresh query, benchkit blocks for as long as the
+    query took (the adapter has nothing left running by then), then copies the query's input and output arrays itself and times the copy. It is what
     touching those bytes costs as the first host work after waiting on a call,
     on this machine, at this moment. That first work is slow: the caller's
     caches and the interpreter's working set went cold while it waited, and on
@@ -36,10 +35,11 @@ and compares them with the measured loop's latencies (:func:`audit_boundary`):
     an OpenVINO tensor wrapped in 1.4 µs hot and 30-95 µs as the first
     operation after a call or a sleep; a 600 KB copy in 60 µs hot and 100-130
     µs there). An honest adapter's ``fetch`` always comes right after a call,
-    and its ``stage`` right after the previous one, so both pay it. The
+    and its ``stage`` right after the timed call before it, so both pay it. The
     control counts up to the assumed allowance, no more: an adapter can
-    lengthen the wait only by lengthening its own timed calls, and whatever
-    it leaves running in the background slows the copy by at most that.
+    lengthen the wait only by being slow where the audit looks, and by the
+    end of the wait whatever it left running in the background has had the
+    time of a whole query to finish.
 
     They are reported as shares of the end-to-end time: the observed share
     against the transfer-plausible one, ``allowance / (allowance + timed p50)``,
@@ -83,7 +83,7 @@ HOST_COPY_BYTES_PER_S = 10e9
 FRESH_MAX_RATIO = 3.0
 """A fresh query's end-to-end p50 may be at most this multiple of the timed p50, plus the transfer allowance."""
 CONTROL_WAIT_MAX_NS = 20_000_000
-"""The copy control waits as long as the fresh query's call took, up to this (the audit's time stays bounded)."""
+"""The copy control waits as long as the fresh query took, up to this (the audit's time stays bounded)."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,7 @@ def time_end_to_end(
     feeds: Sequence[Mapping[str, np.ndarray]],
     pool: Sequence[Any] = (),
     clock: Callable[[], int] = perf_counter_ns,
+    control: bool = True,
 ) -> EndToEndSamples:
     """Time each never-seen input through stage, run + synchronize and fetch, one query after another.
 
@@ -251,16 +252,22 @@ def time_end_to_end(
     next pool input: ``timed_ns`` then holds latencies taken under the same
     machine conditions as the fresh queries. Pass those to
     :func:`audit_boundary` rather than the measured loop's own: on a shared
-    machine the load can change between the measurement and the audit.
+    machine the load can change between the measurement and the audit. (Work
+    an adapter leaves running after ``synchronize`` lands in the next fresh
+    query's phases.)
 
-    After each fresh query, benchkit blocks for as long as its call took (at
-    most :data:`CONTROL_WAIT_MAX_NS`) and times its own copy of that query's
-    input and output arrays (``control_ns``, the copy control): the cost of
-    touching those bytes as the first host work after a wait, under the same
-    conditions.
+    With ``control``, benchkit then blocks for as long as the fresh query took
+    end to end (at most :data:`CONTROL_WAIT_MAX_NS`; work an adapter left
+    running has finished by then) and times its own copy of that query's input
+    and output arrays (``control_ns``, the copy control): the cost of touching
+    those bytes as the first host work after a wait, under the same conditions.
+    One untimed call on the pool follows the copy: a thread that slept is
+    scheduled ahead of a busy neighbour for a while, and that head start must
+    not go to the timed call the fresh query is compared with.
     """
     n, k = len(feeds), len(pool)
-    st, rn, ft, e2e, control = (np.empty(n, dtype=np.int64) for _ in range(5))
+    st, rn, ft, e2e = (np.empty(n, dtype=np.int64) for _ in range(4))
+    copy = np.empty(n if control else 0, dtype=np.int64)
     timed = np.empty(n if k else 0, dtype=np.int64)
     stage, run, sync, fetch = backend.stage, backend.run, backend.synchronize, backend.fetch
     for i, f in enumerate(feeds):
@@ -279,14 +286,19 @@ def time_end_to_end(
         outs = fetch(r)
         t3 = clock()
         st[i], rn[i], ft[i], e2e[i] = t1 - t0, t2 - t1, t3 - t2, t3 - t0
-        arrays = [*f.values(), *(a for a in outs if isinstance(a, np.ndarray))]
-        time.sleep(min(t2 - t1, CONTROL_WAIT_MAX_NS) / 1e9)
-        t0 = clock()
-        copies = [np.array(a, copy=True) for a in arrays]
-        control[i] = clock() - t0
-        del copies, arrays, outs
+        if control:
+            arrays = [*f.values(), *(a for a in outs if isinstance(a, np.ndarray))]
+            time.sleep(min(e2e[i], CONTROL_WAIT_MAX_NS) / 1e9)
+            t0 = clock()
+            copies = [np.array(a, copy=True) for a in arrays]
+            copy[i] = clock() - t0
+            del copies, arrays
+            if k:  # the settling call (untimed), on a pool input other than the next timed call's
+                run(pool[(i + 1 + k // 2) % k])
+                sync()
+        del outs
     return EndToEndSamples(tuple(st.tolist()), tuple(rn.tolist()), tuple(ft.tolist()), tuple(e2e.tolist()),
-                           tuple(timed.tolist()), tuple(control.tolist()))
+                           tuple(timed.tolist()), tuple(copy.tolist()))
 
 
 def _p50(values: Sequence[int] | np.ndarray) -> int:

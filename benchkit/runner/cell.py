@@ -309,7 +309,7 @@ def _integrity(cell: Cell, ctx: SuiteContext, backend, wl, info, feeds: list, st
     loop = audits.loop_outputs(m.captured, len(staged), refs, compare, why_not)
 
     lo, hi = _BOUNDARY_QUERIES
-    n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 3 * call_ns))))  # a pool call, the query, the wait
+    n = int(min(hi, max(lo, _BOUNDARY_BUDGET_NS // max(1, 4 * call_ns))))  # timed call, query, wait, settling call
     out_bytes = sum(int(np.asarray(a).nbytes) for a in outs)
     stage_ns: list[int] = []
     fetch_ns: list[int] = []

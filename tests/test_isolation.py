@@ -230,14 +230,17 @@ def test_each_cell_runs_in_its_own_process_forked_from_one_zygote(tmp_path, tiny
     assert "onnxruntime" not in maps and "benchkit_test_fakes" not in maps
 
 
+# hold_ms: the worker waits in load() before its fault, so the Watch (called as the "load" phase is relayed, on a
+# busy runner after a delay) sees it alive among the zygote's children, not already reaped.
 FORK_FAULTS = {
-    "segfault": ("{name: fault-inject, options: {fault: segfault, after: 2}}", "WorkerCrash",
+    "segfault": ("{name: fault-inject, options: {fault: segfault, after: 2, hold_ms: 500}}", "WorkerCrash",
                  "worker process killed by SIGSEGV"),
-    "exit": ("{name: fault-inject, options: {fault: exit, stderr: 'vendor runtime: device lost'}}", "WorkerCrash",
-             "worker process exited with status 3 without a record"),
+    "exit": ("{name: fault-inject, options: {fault: exit, hold_ms: 500, stderr: 'vendor runtime: device lost'}}",
+             "WorkerCrash", "worker process exited with status 3 without a record"),
     # The fake allocates only under a limit below 1 GiB: its MemoryError shows that the forked worker applied
     # run.max_memory_bytes (the suite's session then names the limit in the record: test_hardening).
-    "memory": ("{name: fault-inject, options: {fault: oom}}", "MemoryError", "MemoryError: Unable to allocate"),
+    "memory": ("{name: fault-inject, options: {fault: oom, hold_ms: 500}}", "MemoryError",
+               "MemoryError: Unable to allocate"),
 }
 
 

@@ -25,7 +25,8 @@ Option ``fault`` picks the failure:
               before its timeout; it refuses to start unless a memory limit below 1 GiB is in force
   wrong_shape outputs lose their last column: [batch, n] becomes [batch, n - 1]
 
-Options beside any fault: ``stderr`` (text the worker writes to its stderr in load()) and ``grandchild`` (load()
+Options beside any fault: ``hold_ms`` (load() first sleeps that long, so that a test can see the worker alive
+before its fault ends it), ``stderr`` (text the worker writes to its stderr in load()) and ``grandchild`` (load()
 starts ``sleep GRANDCHILD``, a child of the worker that a timeout must kill with it; the odd duration lets a
 test find it), and ``detached_grandchild`` (load() has a shell start ``setsid sleep DETACHED_GRANDCHILD`` in the
 background and exit: a process in a session of its own, whose parent is gone, that a timeout must kill too).
@@ -80,6 +81,8 @@ class FaultInjectionBackend(Backend):
         return {"version": "0.0.0", "device": "fake"}
 
     def load(self, model_path, workload):
+        if "hold_ms" in self.options:
+            time.sleep(int(self.options["hold_ms"]) / 1000)
         if "stderr" in self.options:
             print(self.options["stderr"], file=sys.stderr, flush=True)
         if "grandchild" in self.options:

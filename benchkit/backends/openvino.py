@@ -191,6 +191,7 @@ class OpenVinoBackend(Backend):
         except Exception as e:
             raise BackendError(f"openvino could not compile {model_path.name} for {self.opts.device}: {_short(e)}") \
                 from None
+        self._tensor = _ov().Tensor  # looked up once: run() wraps each input with it, inside the timed call
         self._ports = list(self._compiled.inputs)
         self._port_names = [p.get_any_name() for p in self._ports]
         self._n_out = len(self._compiled.outputs)
@@ -260,14 +261,13 @@ class OpenVinoBackend(Backend):
 
     def run(self, staged: Any) -> Any:
         if self._chunks > 1:
-            tensor = _ov().Tensor
+            tensor = self._tensor
             for req, arrays in zip(self._chunk_reqs, staged):
                 for port, a in zip(self._ports, arrays):
                     req.set_tensor(port, tensor(a, shared_memory=True))
                 req.start_async()
             return self._chunk_reqs
-        req = self._req
-        tensor = _ov().Tensor
+        req, tensor = self._req, self._tensor
         for port, a in zip(self._ports, staged):
             req.set_tensor(port, tensor(a, shared_memory=True))
         # share_outputs: the call returns views of the request's output tensors instead of copies; the one copy
@@ -302,7 +302,7 @@ class OpenVinoBackend(Backend):
     def submit(self, staged: Any, done: Done, tag: int) -> None:
         if self._queue is None:
             self._open_queue()
-        tensor = _ov().Tensor
+        tensor = self._tensor
         self._queue.start_async({p: tensor(a, shared_memory=True) for p, a in zip(self._ports, staged)}, (done, tag))
 
     def _open_queue(self) -> None:

@@ -26,20 +26,21 @@ and compares them with the measured loop's latencies (:func:`audit_boundary`):
 
     To that assumed figure the audit adds a measured one, the **copy
     control**: after each fresh query, benchkit blocks for as long as the
-    query took (the adapter has nothing left running by then), then copies the query's input and output arrays itself and times the copy. It is what
-    touching those bytes costs as the first host work after waiting on a call,
-    on this machine, at this moment. That first work is slow: the caller's
-    caches and the interpreter's working set went cold while it waited, and on
-    a shared virtual machine the first microseconds after a wait run several
-    times slower than the same work done hot (measured on the 2-core runner:
-    an OpenVINO tensor wrapped in 1.4 µs hot and 30-95 µs as the first
-    operation after a call or a sleep; a 600 KB copy in 60 µs hot and 100-130
-    µs there). An honest adapter's ``fetch`` always comes right after a call,
-    and its ``stage`` right after the timed call before it, so both pay it. The
-    control counts up to the assumed allowance, no more: an adapter can
-    lengthen the wait only by being slow where the audit looks, and by the
-    end of the wait whatever it left running in the background has had the
-    time of a whole query to finish.
+    query took (the adapter has nothing left running by then), then copies
+    the query's input and output arrays itself and times the copy. It is
+    what touching those bytes costs as the first host work after waiting on
+    a call, on this machine, at this moment. That first work is slow: the
+    caller's caches and the interpreter's working set went cold while it
+    waited, and on a shared virtual machine the first microseconds after a
+    wait run several times slower than the same work done hot (measured on
+    the 2-core runner: an OpenVINO tensor wrapped in 1.4 µs hot and 30-95 µs
+    as the first operation after a call or a sleep; a 600 KB copy in 60 µs
+    hot and 100-130 µs there). An honest adapter's ``fetch`` always comes
+    right after a call, and its ``stage`` right after the timed call before
+    it, so both pay it. The control counts up to the assumed allowance, no
+    more: an adapter can lengthen the wait only by being slow where the
+    audit looks, and by the end of the wait whatever it left running in the
+    background has had the time of a whole query to finish.
 
     They are reported as shares of the end-to-end time: the observed share
     against the transfer-plausible one, ``allowance / (allowance + timed p50)``,
@@ -68,8 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-import time
-from time import perf_counter_ns
+from time import perf_counter_ns, sleep
 from typing import Any
 
 import numpy as np
@@ -288,7 +288,7 @@ def time_end_to_end(
         st[i], rn[i], ft[i], e2e[i] = t1 - t0, t2 - t1, t3 - t2, t3 - t0
         if control:
             arrays = [*f.values(), *(a for a in outs if isinstance(a, np.ndarray))]
-            time.sleep(min(e2e[i], CONTROL_WAIT_MAX_NS) / 1e9)
+            sleep(min(e2e[i], CONTROL_WAIT_MAX_NS) / 1e9)
             t0 = clock()
             copies = [np.array(a, copy=True) for a in arrays]
             copy[i] = clock() - t0

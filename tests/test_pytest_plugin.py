@@ -122,7 +122,7 @@ seed: 4
 workloads:
   - {name: gemm, params: {m: 32, n: 128, k: 128}}
 backends:
-  - {name: slowed-ort, label: ort, options: {slowdown: SLOWDOWN}}
+  - {name: slowed-ort, label: ort, options: {slowdown: SLOWDOWN, intra_op_num_threads: 1}}
 scenarios:
   - {kind: single_stream, min_duration_ms: 300, min_query_count: 200}
 run: {profile: quick, isolation: inline}
@@ -130,15 +130,17 @@ run: {profile: quick, isolation: inline}
 
 
 def test_compare_gate_against_a_baseline(tmp_path, fakes_on_path):
-    """--benchkit-compare runs `benchkit compare`'s logic as one more item: a 3x slowdown fails it; the same
-    adapter again does not (a generous 50% gate: the subject is the wiring, the rates are in bench_ci_gate.py)."""
+    """--benchkit-compare runs `benchkit compare`'s logic as one more item: a 10x slowdown fails it; the same
+    adapter again does not. The gate is a generous 90%, on one thread: the subject is the wiring, the rates are
+    in bench_ci_gate.py; a 15 µs call on two threads, measured beside another test file, was once 2.6x slower
+    than alone (a thread that waits on a busy core holds up the whole call)."""
     from benchkit.cli import main
 
     (tmp_path / "base.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "0"))
     assert main(["run", str(tmp_path / "base.yaml"), "--out", str(tmp_path / "baseline")]) in (0, 1)
     (tmp_path / "same.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "0"))
-    (tmp_path / "slow.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "2.0"))
-    gate = ["--benchkit-compare", str(tmp_path / "baseline"), "--benchkit-compare-fail", "headline:50%", "-rA"]
+    (tmp_path / "slow.yaml").write_text(GATE_SPEC.replace("SLOWDOWN", "9.0"))
+    gate = ["--benchkit-compare", str(tmp_path / "baseline"), "--benchkit-compare-fail", "headline:90%", "-rA"]
     same = run_pytest(tmp_path, "--benchkit", "same.yaml", "--benchkit-out", "o1", *gate)
     assert "gate-demo" in same.stdout and "benchkit-compare" in same.stdout
     assert "PASSED same.yaml::benchkit-compare" in same.stdout, same.stdout
